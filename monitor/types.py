@@ -1,0 +1,141 @@
+"""Frozen data passed between the stages. No I/O here, and nothing here imports another monitor module.
+
+The data path:  bytes --parse--> ParsedFeed(Entry...) --normalize/identify--> Item --match--> Match
+                --stories--> story id --store--> Alert + Delivery rows --notify--> DeliveryRequest
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "DeliveryRequest",
+    "Entry",
+    "FeedState",
+    "FetchResult",
+    "Hit",
+    "Item",
+    "Match",
+    "ParsedFeed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry as the feed gave it, with HTML already turned into plain text."""
+
+    guid: str | None = None
+    link: str | None = None
+    title: str = ""
+    summary: str = ""
+    content: str = ""
+    published: datetime | None = None  # timezone-aware, UTC
+    updated: datetime | None = None  # timezone-aware, UTC
+    categories: tuple[str, ...] = ()
+    author: str | None = None
+    language: str | None = None  # as declared by the entry (xml:lang, JSON Feed language), lower-case
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A whole parsed document. `warnings` holds what the parser recovered from (bozo)."""
+
+    title: str | None = None
+    link: str | None = None
+    language: str | None = None  # declared by the feed (<language>, xml:lang), lower-case
+    entries: tuple[Entry, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """An entry placed in its feed, with its identity and resolved language: what rules are matched on."""
+
+    key: str  # identity key: stable across fetches and restarts (see monitor.identify)
+    feed_url: str
+    feed_title: str
+    guid: str | None
+    link: str | None
+    url: str | None  # canonical form of link (tracking parameters dropped), for folding duplicates
+    title: str
+    summary: str
+    content: str
+    categories: tuple[str, ...]
+    language: str | None  # entry's, else feed's, else detected; ISO 639-1 where known
+    published: datetime | None
+    content_hash: str  # hash of normalized title + summary; equal for copies of one text
+    feed_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One matched span: which term of the rule fired, in which field, on which characters."""
+
+    term: str  # the term as the rule author wrote it
+    field: str  # title | summary | content | categories | link | feed
+    start: int  # character offsets into that field's text (as in Item)
+    end: int
+    text: str  # the matched characters
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A rule that fired on an item, with the evidence."""
+
+    rule_id: str
+    rule_title: str
+    hits: tuple[Hit, ...]
+    notify: tuple[str, ...] | None = None  # channel names; None means every channel
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the store knows about a feed between fetches: the schedule of record."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    next_fetch_at: datetime | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    last_fetched_at: datetime | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What a fetch returned. `content` is None when the server answered 304 Not Modified."""
+
+    url: str  # the URL asked for
+    final_url: str  # after redirects
+    status: int
+    content: bytes | None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRequest:
+    """One delivery from the outbox to one channel: one alert, or several for a digest.
+
+    `id` is the idempotency key: the same on every retry (it is the webhook-id and part of the Message-ID).
+    `alerts` are alert payloads (see monitor.notify.payload), already rendered to JSON-able dicts when the
+    alert was recorded, so a delivery does not depend on items that were pruned since.
+    """
+
+    id: str
+    channel: str
+    alerts: tuple[dict[str, Any], ...]
+    attempt: int = 1
+    created_at: datetime | None = None
+    digest: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)

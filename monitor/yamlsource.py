@@ -1,0 +1,171 @@
+"""YAML loading that remembers where every value came from, so errors can say file:line:column.
+
+`load_yaml` returns plain Python data (dicts, lists, scalars as YAML's safe loader builds them) together with
+a map from each value's path (("feeds", 0, "url")) to its position. `locate` turns the `loc` of a pydantic
+error, or any path, into the closest known position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from monitor.errors import ConfigError
+
+__all__ = ["LocatedYaml", "Position", "load_yaml", "load_yaml_file", "validation_error"]
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass(frozen=True, slots=True)
+class LocatedYaml:
+    data: Any
+    file: str
+    positions: dict[PathKey, Position] = field(default_factory=dict)
+
+    def locate(self, path: Iterable[str | int]) -> Position:
+        """The position of `path`, or of its longest prefix that has one (the whole file at worst)."""
+        parts = tuple(path)
+        for end in range(len(parts), -1, -1):
+            found = self.positions.get(parts[:end])
+            if found is not None:
+                return found
+        return Position(self.file, 1, 1)
+
+
+class _Builder:
+    """Turns a composed node tree into Python data while recording positions."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.positions: dict[PathKey, Position] = {}
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        mark = node.start_mark
+        self.positions[path] = Position(self.file, mark.line + 1, mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            self._constructor.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    raise ConfigError(
+                        "mapping keys must be plain scalars",
+                        file=self.file,
+                        line=key_node.start_mark.line + 1,
+                        column=key_node.start_mark.column + 1,
+                    )
+                if key in result:
+                    raise ConfigError(
+                        f"duplicate key {key!r}",
+                        file=self.file,
+                        line=key_node.start_mark.line + 1,
+                        column=key_node.start_mark.column + 1,
+                    )
+                str_key = key if isinstance(key, str) else str(key)
+                result[str_key] = self.build(value_node, (*path, str_key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, index)) for index, child in enumerate(node.value)]
+        return self._constructor.construct_object(node, deep=True)
+
+
+def load_yaml(text: str, file: str) -> LocatedYaml:
+    """Parse one YAML document; syntax errors become ConfigError with the file, line and column."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or str(exc)
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
+        raise ConfigError(
+            f"invalid YAML: {problem}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=file) from exc
+    if node is None:
+        return LocatedYaml(None, file, {(): Position(file, 1, 1)})
+    builder = _Builder(file)
+    try:
+        data = builder.build(node, ())
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(
+            f"invalid YAML: {exc.problem}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from exc
+    return LocatedYaml(data, file, builder.positions)
+
+
+def load_yaml_file(path: Path) -> LocatedYaml:
+    """Read and parse a YAML file; unreadable or non-UTF-8 files become ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from exc
+    return load_yaml(text, str(path))
+
+
+def validation_error(
+    exc: ValidationError,
+    doc: LocatedYaml,
+    *,
+    prefix: Sequence[str | int] = (),
+    error_type: type[ConfigError] = ConfigError,
+) -> ConfigError:
+    """Turn the first error of a pydantic ValidationError into a located ConfigError.
+
+    The message lists every problem (pydantic reports them all); the position is the first one's. `prefix` is
+    prepended to pydantic's `loc` when the model validated a sub-tree of the document.
+    """
+    problems = exc.errors(include_url=False)
+    first = problems[0]
+    loc = (*prefix, *_clean_loc(first["loc"]))
+    pos = doc.locate(loc)
+    lines = []
+    for problem in problems:
+        where = ".".join(str(p) for p in (*prefix, *_clean_loc(problem["loc"]))) or "(top level)"
+        p_pos = doc.locate((*prefix, *_clean_loc(problem["loc"])))
+        lines.append(f"{where} (line {p_pos.line}): {_describe(problem)}")
+    message = lines[0].split(": ", 1)[1] if len(lines) == 1 else "; ".join(lines)
+    field_name = ".".join(str(p) for p in loc) or None
+    return error_type(message, file=doc.file, line=pos.line, column=pos.column, field=field_name)
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # pydantic puts union member names and validator tags into loc ("function-after[...]", "str"); they are
+    # not keys of the document, so drop anything that is not a key we recorded.
+    return tuple(p for p in loc if isinstance(p, int) or not (("[" in p) or p in _TYPE_TAGS))
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+
+
+def _describe(problem: Any) -> str:
+    msg = str(problem.get("msg", "invalid"))
+    if problem.get("type") == "extra_forbidden":
+        return "unknown key (not allowed here)"
+    if problem.get("type") == "missing":
+        return "required key is missing"
+    return msg
