@@ -1,0 +1,118 @@
+"""What the pipeline hands the store to write, and what the store hands back to the CLI. Frozen, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from monitor.types import Item, Match
+
+__all__ = [
+    "AlertAttachment",
+    "AlertState",
+    "DeliveryRow",
+    "FeedRow",
+    "FeedUpdate",
+    "NewAlert",
+    "NewItem",
+    "StoryRow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """The outcome of one successful fetch (200 or 304) for the feed row."""
+
+    url: str
+    fetched_at: datetime
+    next_fetch_at: datetime
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item seen for the first time, with what the pure stages decided about it."""
+
+    item: Item
+    matches: tuple[Match, ...]
+    story_id: str
+    story_is_new: bool
+    signature: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An alert to record, with one outbox row per channel, due at `deliver_at` (later for group_wait)."""
+
+    id: str
+    rule_id: str
+    story_id: str
+    item_key: str
+    payload: dict[str, Any]
+    channels: tuple[str, ...]
+    deliver_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertAttachment:
+    """A later item of a story folded into an existing alert; `payload` is the alert's refreshed payload."""
+
+    alert_id: str
+    item_key: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """The newest alert of one (rule, story), as the suppression decision needs it."""
+
+    alert_id: str
+    rule_id: str
+    story_id: str
+    created_at: datetime
+    item_count: int
+    payload: dict[str, Any]
+    pending: bool  # some delivery of it has not been sent yet (items can still fold into it)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    url: str
+    title: str | None
+    active: bool
+    interval_seconds: float
+    next_fetch_at: datetime
+    last_fetched_at: datetime | None
+    last_success_at: datetime | None
+    error_count: int
+    last_error: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: str
+    channel: str
+    status: str
+    digest: bool
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int
+    last_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+    alert_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    item_count: int
+    items: tuple[dict[str, Any], ...]

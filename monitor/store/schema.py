@@ -1,0 +1,136 @@
+"""The SQLite schema, as an ordered list of migrations.
+
+Each migration runs once, in its own transaction, and records its number in `schema_migrations`. A database
+created by a newer monitor (a higher number than we know) is refused rather than guessed at. Never edit a
+migration that has shipped: add the next one.
+
+Timestamps are UTC ISO-8601 text (monitor.timeutil.to_iso), which sorts correctly as text.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: feeds as the schedule of record; items and the identity keys that outlive them; matches; stories;
+    #    alerts and the outbox.
+    """
+    CREATE TABLE feeds (
+        url              TEXT PRIMARY KEY,
+        title            TEXT,
+        active           INTEGER NOT NULL DEFAULT 1,
+        interval_seconds REAL NOT NULL,
+        etag             TEXT,
+        last_modified    TEXT,
+        next_fetch_at    TEXT NOT NULL,
+        last_fetched_at  TEXT,
+        last_success_at  TEXT,
+        error_count      INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        lease_until      TEXT
+    );
+    CREATE INDEX feeds_due ON feeds (active, next_fetch_at);
+
+    -- Identity keys are kept far longer than items, so an old item that reappears after pruning is
+    -- recognised and not alerted again.
+    CREATE TABLE seen_keys (
+        key          TEXT PRIMARY KEY,
+        feed_url     TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        first_seen   TEXT NOT NULL,
+        last_seen    TEXT NOT NULL
+    );
+    CREATE INDEX seen_keys_feed_hash ON seen_keys (feed_url, content_hash);
+    CREATE INDEX seen_keys_last_seen ON seen_keys (last_seen);
+
+    CREATE TABLE items (
+        key          TEXT PRIMARY KEY,
+        feed_url     TEXT NOT NULL,
+        feed_title   TEXT NOT NULL,
+        guid         TEXT,
+        link         TEXT,
+        url          TEXT,
+        title        TEXT NOT NULL,
+        summary      TEXT NOT NULL,
+        content      TEXT NOT NULL,
+        categories   TEXT NOT NULL,          -- JSON array
+        language     TEXT,
+        published    TEXT,
+        fetched_at   TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        story_id     TEXT NOT NULL,
+        signature    BLOB                    -- story clustering signature, for rebuilding the index on start
+    );
+    CREATE INDEX items_story ON items (story_id);
+    CREATE INDEX items_fetched ON items (fetched_at);
+    CREATE INDEX items_feed ON items (feed_url, fetched_at);
+
+    CREATE TABLE matches (
+        item_key   TEXT NOT NULL,
+        rule_id    TEXT NOT NULL,
+        hits       TEXT NOT NULL,            -- JSON array of {term, field, start, end, text}
+        score      REAL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (item_key, rule_id)
+    );
+    CREATE INDEX matches_rule ON matches (rule_id, created_at);
+
+    CREATE TABLE stories (
+        id              TEXT PRIMARY KEY,
+        title           TEXT NOT NULL,
+        first_item_key  TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        item_count      INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX stories_updated ON stories (updated_at);
+
+    CREATE TABLE alerts (
+        id            TEXT PRIMARY KEY,
+        rule_id       TEXT NOT NULL,
+        story_id      TEXT NOT NULL,
+        item_key      TEXT NOT NULL,         -- the item that raised the alert
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        item_count    INTEGER NOT NULL DEFAULT 1,
+        payload       TEXT NOT NULL          -- JSON alert payload (monitor.notify.payload), kept current
+    );
+    CREATE INDEX alerts_rule_story ON alerts (rule_id, story_id, created_at);
+    CREATE INDEX alerts_created ON alerts (created_at);
+
+    CREATE TABLE alert_items (
+        alert_id   TEXT NOT NULL,
+        item_key   TEXT NOT NULL,
+        added_at   TEXT NOT NULL,
+        PRIMARY KEY (alert_id, item_key)
+    );
+
+    -- The outbox. A row is written in the same transaction as the alert it carries and is marked sent only
+    -- after the receiver accepted it.
+    CREATE TABLE deliveries (
+        id              TEXT PRIMARY KEY,    -- idempotency key: webhook-id, Message-ID
+        channel         TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'dead')),
+        digest          INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        lease_until     TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at TEXT,
+        last_error      TEXT,
+        sent_at         TEXT
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+
+    CREATE TABLE delivery_alerts (
+        delivery_id TEXT NOT NULL,
+        alert_id    TEXT NOT NULL,
+        PRIMARY KEY (delivery_id, alert_id)
+    );
+    CREATE INDEX delivery_alerts_alert ON delivery_alerts (alert_id);
+
+    CREATE TABLE disabled_channels (
+        channel     TEXT PRIMARY KEY,
+        reason      TEXT NOT NULL,
+        disabled_at TEXT NOT NULL
+    );
+    """,
+)

@@ -1,0 +1,712 @@
+"""The SQLite store: the schedule of record, the items and their identity keys, alerts and the outbox.
+
+One process writes (the daemon is a single asyncio thread; the CLI writes only for operator actions), in WAL
+mode so readers never block it. `synchronous=FULL` because the outbox is the delivery guarantee: an alert the
+daemon decided must survive a power loss once its transaction committed. A busy timeout lets a CLI command and
+the daemon take turns instead of failing with "database is locked".
+
+Everything one fetch produces is written in one transaction (`commit_fetch`); a crash before the commit leaves
+the feed due again with its old validators, so the items are fetched and decided again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from monitor.errors import StoreError
+from monitor.store.records import (
+    AlertAttachment,
+    AlertState,
+    DeliveryRow,
+    FeedRow,
+    FeedUpdate,
+    NewAlert,
+    NewItem,
+    StoryRow,
+)
+from monitor.store.schema import MIGRATIONS
+from monitor.timeutil import from_iso, to_iso
+from monitor.types import DeliveryRequest, FeedState
+
+__all__ = ["DELIVERY_LEASE", "SQLiteStore"]
+
+# How long a claimed delivery is reserved for the worker that claimed it. A worker that dies mid-send (kill -9)
+# leaves the row pending; once the lease runs out it is claimed again: at-least-once, never lost.
+DELIVERY_LEASE = timedelta(minutes=5)
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return to_iso(moment)
+
+
+def _req_iso(moment: datetime) -> str:
+    text = to_iso(moment)
+    assert text is not None
+    return text
+
+
+def _dt(text: str | None) -> datetime | None:
+    return from_iso(text)
+
+
+def _req_dt(text: str) -> datetime:
+    moment = from_iso(text)
+    assert moment is not None
+    return moment
+
+
+class SQLiteStore:
+    """All persistent state of one monitor installation, in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{path}: not a usable monitor database: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception: the unit of atomicity."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+        )
+        row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        current = int(row[0] or 0)
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {current} is newer than this monitor knows ({len(MIGRATIONS)}); "
+                "upgrade monitor"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self.transaction() as tx:
+                for statement in _split_sql(MIGRATIONS[version - 1]):
+                    tx.execute(statement)
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, datetime('now'))",
+                    (version,),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        row = self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    # -- feeds: the schedule of record ------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Sequence[tuple[str, timedelta]], now: datetime) -> None:
+        """Make the feed table agree with the configuration: add new feeds (due now), update intervals,
+        deactivate feeds no longer configured (their rows and validators stay, in case they come back)."""
+        wanted = {url: interval for url, interval in feeds}
+        with self.transaction() as tx:
+            existing = {row[0]: bool(row[1]) for row in tx.execute("SELECT url, active FROM feeds")}
+            for url, interval in wanted.items():
+                if url in existing:
+                    tx.execute(
+                        "UPDATE feeds SET active = 1, interval_seconds = ?, "
+                        "next_fetch_at = CASE WHEN active = 0 THEN ? ELSE next_fetch_at END WHERE url = ?",
+                        (interval.total_seconds(), _iso(now), url),
+                    )
+                else:
+                    tx.execute(
+                        "INSERT INTO feeds (url, interval_seconds, next_fetch_at) VALUES (?, ?, ?)",
+                        (url, interval.total_seconds(), _iso(now)),
+                    )
+            for url in existing.keys() - wanted.keys():
+                tx.execute("UPDATE feeds SET active = 0 WHERE url = ?", (url,))
+
+    def due_feeds(self, now: datetime, limit: int = 1000) -> list[FeedState]:
+        rows = self._conn.execute(
+            "SELECT url FROM feeds WHERE active = 1 AND next_fetch_at <= ? "
+            "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_fetch_at LIMIT ?",
+            (_iso(now), _iso(now), limit),
+        ).fetchall()
+        return [state for (url,) in rows if (state := self.feed_state(url)) is not None]
+
+    def next_due_at(self) -> datetime | None:
+        row = self._conn.execute("SELECT MIN(next_fetch_at) FROM feeds WHERE active = 1").fetchone()
+        return _dt(row[0])
+
+    def feed_state(self, url: str) -> FeedState | None:
+        row = self._conn.execute(
+            "SELECT url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title "
+            "FROM feeds WHERE url = ?",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        return FeedState(
+            url=row[0],
+            etag=row[1],
+            last_modified=row[2],
+            next_fetch_at=_dt(row[3]),
+            error_count=row[4],
+            last_error=row[5],
+            last_fetched_at=_dt(row[6]),
+            title=row[7],
+        )
+
+    def list_feeds(self) -> list[FeedRow]:
+        rows = self._conn.execute(
+            "SELECT url, title, active, interval_seconds, next_fetch_at, last_fetched_at, last_success_at, "
+            "error_count, last_error, etag, last_modified FROM feeds ORDER BY url"
+        ).fetchall()
+        return [
+            FeedRow(
+                url=r[0],
+                title=r[1],
+                active=bool(r[2]),
+                interval_seconds=r[3],
+                next_fetch_at=_req_dt(r[4]),
+                last_fetched_at=_dt(r[5]),
+                last_success_at=_dt(r[6]),
+                error_count=r[7],
+                last_error=r[8],
+                etag=r[9],
+                last_modified=r[10],
+            )
+            for r in rows
+        ]
+
+    def record_fetch_failure(self, url: str, error: str, now: datetime, next_fetch_at: datetime) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE feeds SET error_count = error_count + 1, last_error = ?, last_fetched_at = ?, "
+                "next_fetch_at = ? WHERE url = ?",
+                (error, _iso(now), _iso(next_fetch_at), url),
+            )
+
+    # -- items -------------------------------------------------------------------------------------------------
+
+    def unseen_keys(self, keys: Iterable[str]) -> set[str]:
+        """The keys among `keys` that were never seen (identity keys outlive pruned items)."""
+        wanted = list(dict.fromkeys(keys))
+        seen: set[str] = set()
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            seen.update(
+                row[0]
+                for row in self._conn.execute(f"SELECT key FROM seen_keys WHERE key IN ({marks})", chunk)
+            )
+        return set(wanted) - seen
+
+    def seen_content_hashes(self, feed_url: str, hashes: Iterable[str]) -> set[str]:
+        """Which of these content hashes this feed already delivered under some key (GUID churn guard)."""
+        wanted = list(dict.fromkeys(hashes))
+        found: set[str] = set()
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self._conn.execute(
+                    f"SELECT content_hash FROM seen_keys WHERE feed_url = ? AND content_hash IN ({marks})",
+                    (feed_url, *chunk),
+                )
+            )
+        return found
+
+    def story_signatures(self, since: datetime) -> list[dict[str, Any]]:
+        """Items of the story window with their clustering signatures, to rebuild the index on start."""
+        rows = self._conn.execute(
+            "SELECT key, story_id, signature, COALESCE(published, fetched_at), url, content_hash, title, summary "
+            "FROM items WHERE fetched_at >= ? ORDER BY fetched_at, rowid",
+            (_iso(since),),
+        ).fetchall()
+        return [
+            {
+                "item_key": r[0],
+                "story_id": r[1],
+                "signature": r[2],
+                "published": _req_dt(r[3]),
+                "url": r[4],
+                "content_hash": r[5],
+                "title": r[6],
+                "summary": r[7],
+            }
+            for r in rows
+        ]
+
+    def commit_fetch(
+        self,
+        update: FeedUpdate,
+        *,
+        new_items: Sequence[NewItem] = (),
+        also_seen: Sequence[tuple[str, str]] = (),
+        alerts: Sequence[NewAlert] = (),
+        attachments: Sequence[AlertAttachment] = (),
+    ) -> None:
+        """Write everything one fetch produced in one transaction: the feed's new state, the new items with
+        their matches and stories, identity keys of items seen again under a new key (`also_seen`: key and
+        content hash), new alerts with their outbox rows, and items folded into existing alerts."""
+        now = _iso(update.fetched_at)
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE feeds SET title = COALESCE(?, title), etag = ?, last_modified = ?, last_fetched_at = ?, "
+                "last_success_at = ?, next_fetch_at = ?, error_count = 0, last_error = NULL WHERE url = ?",
+                (
+                    update.title,
+                    update.etag,
+                    update.last_modified,
+                    now,
+                    now,
+                    _iso(update.next_fetch_at),
+                    update.url,
+                ),
+            )
+            for new in new_items:
+                self._insert_item(tx, new, now)
+            for key, content_hash in also_seen:
+                tx.execute(
+                    "INSERT INTO seen_keys (key, feed_url, content_hash, first_seen, last_seen) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen",
+                    (key, update.url, content_hash, now, now),
+                )
+            for alert in alerts:
+                self._insert_alert(tx, alert, now)
+            for attachment in attachments:
+                tx.execute(
+                    "INSERT OR IGNORE INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
+                    (attachment.alert_id, attachment.item_key, now),
+                )
+                tx.execute(
+                    "UPDATE alerts SET payload = ?, updated_at = ?, "
+                    "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = ?) WHERE id = ?",
+                    (_json(attachment.payload), now, attachment.alert_id, attachment.alert_id),
+                )
+
+    def touch_seen(self, keys: Iterable[str], now: datetime) -> None:
+        """Refresh last_seen of keys still present in a feed, so their identity is kept while the feed has them."""
+        batch = list(keys)
+        if not batch:
+            return
+        with self.transaction() as tx:
+            for chunk in _chunks(batch, 500):
+                marks = ",".join("?" * len(chunk))
+                tx.execute(f"UPDATE seen_keys SET last_seen = ? WHERE key IN ({marks})", (_iso(now), *chunk))
+
+    def _insert_item(self, tx: sqlite3.Connection, new: NewItem, now: str | None) -> None:
+        item = new.item
+        tx.execute(
+            "INSERT INTO seen_keys (key, feed_url, content_hash, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen",
+            (item.key, item.feed_url, item.content_hash, now, now),
+        )
+        tx.execute(
+            "INSERT OR REPLACE INTO items (key, feed_url, feed_title, guid, link, url, title, summary, content, "
+            "categories, language, published, fetched_at, content_hash, story_id, signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.key,
+                item.feed_url,
+                item.feed_title,
+                item.guid,
+                item.link,
+                item.url,
+                item.title,
+                item.summary,
+                item.content,
+                _json(list(item.categories)),
+                item.language,
+                _iso(item.published),
+                now,
+                item.content_hash,
+                new.story_id,
+                new.signature,
+            ),
+        )
+        if new.story_is_new:
+            tx.execute(
+                "INSERT OR IGNORE INTO stories (id, title, first_item_key, created_at, updated_at, item_count) "
+                "VALUES (?, ?, ?, ?, ?, 0)",
+                (new.story_id, item.title, item.key, now, now),
+            )
+        tx.execute(
+            "UPDATE stories SET item_count = item_count + 1, updated_at = ? WHERE id = ?", (now, new.story_id)
+        )
+        for match in new.matches:
+            hits = [
+                {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
+                for h in match.hits
+            ]
+            tx.execute(
+                "INSERT OR REPLACE INTO matches (item_key, rule_id, hits, score, created_at) VALUES (?, ?, ?, ?, ?)",
+                (item.key, match.rule_id, _json(hits), match.score, now),
+            )
+
+    def _insert_alert(self, tx: sqlite3.Connection, alert: NewAlert, now: str | None) -> None:
+        tx.execute(
+            "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+            (alert.id, alert.rule_id, alert.story_id, alert.item_key, now, now, _json(alert.payload)),
+        )
+        tx.execute(
+            "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
+            (alert.id, alert.item_key, now),
+        )
+        for channel in alert.channels:
+            delivery_id = delivery_id_for(alert.id, channel)
+            tx.execute(
+                "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
+                "VALUES (?, ?, 'pending', 0, ?, ?)",
+                (delivery_id, channel, now, _iso(alert.deliver_at)),
+            )
+            tx.execute(
+                "INSERT INTO delivery_alerts (delivery_id, alert_id) VALUES (?, ?)", (delivery_id, alert.id)
+            )
+
+    # -- alerts ------------------------------------------------------------------------------------------------
+
+    def alert_states(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AlertState]:
+        """The newest alert of each (rule id, story id) pair that has one."""
+        found: dict[tuple[str, str], AlertState] = {}
+        for rule_id, story_id in set(pairs):
+            row = self._conn.execute(
+                "SELECT id, created_at, item_count, payload, EXISTS (SELECT 1 FROM delivery_alerts da "
+                "JOIN deliveries d ON d.id = da.delivery_id WHERE da.alert_id = alerts.id AND d.status = 'pending' "
+                "AND d.attempts = 0) FROM alerts WHERE rule_id = ? AND story_id = ? "
+                "ORDER BY created_at DESC LIMIT 1",
+                (rule_id, story_id),
+            ).fetchone()
+            if row is not None:
+                found[(rule_id, story_id)] = AlertState(
+                    alert_id=row[0],
+                    rule_id=rule_id,
+                    story_id=story_id,
+                    created_at=_req_dt(row[1]),
+                    item_count=row[2],
+                    payload=json.loads(row[3]),
+                    pending=bool(row[4]),
+                )
+        return found
+
+    def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id FROM alerts"
+        params: list[Any] = []
+        if rule_id:
+            sql += " WHERE rule_id = ?"
+            params.append(rule_id)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+        ids = [row[0] for row in self._conn.execute(sql, params)]
+        return [alert for alert_id in ids if (alert := self.get_alert(alert_id)) is not None]
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload "
+            "FROM alerts WHERE id = ?",
+            (alert_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        items = [
+            {"key": r[0], "link": r[1], "feed": r[2], "title": r[3], "added_at": r[4]}
+            for r in self._conn.execute(
+                "SELECT ai.item_key, i.link, i.feed_url, i.title, ai.added_at FROM alert_items ai "
+                "LEFT JOIN items i ON i.key = ai.item_key WHERE ai.alert_id = ? ORDER BY ai.added_at, ai.rowid",
+                (alert_id,),
+            )
+        ]
+        return {
+            "id": row[0],
+            "rule": row[1],
+            "story": row[2],
+            "item_key": row[3],
+            "created_at": row[4],
+            "updated_at": row[5],
+            "item_count": row[6],
+            "payload": json.loads(row[7]),
+            "items": items,
+            "deliveries": [
+                _delivery_dict(d) for d in self.list_deliveries(alert_id=alert_id, statuses=None, limit=1000)
+            ],
+        }
+
+    def list_stories(self, *, limit: int = 50) -> list[StoryRow]:
+        rows = self._conn.execute(
+            "SELECT id, title, created_at, updated_at, item_count FROM stories "
+            "ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        stories = []
+        for r in rows:
+            items = tuple(
+                {"key": i[0], "link": i[1], "feed": i[2], "title": i[3], "language": i[4]}
+                for i in self._conn.execute(
+                    "SELECT key, link, feed_url, title, language FROM items WHERE story_id = ? "
+                    "ORDER BY fetched_at, rowid",
+                    (r[0],),
+                )
+            )
+            stories.append(StoryRow(r[0], r[1], _req_dt(r[2]), _req_dt(r[3]), r[4], items))
+        return stories
+
+    # -- outbox: implements monitor.notify.DeliveryQueue -----------------------------------------------------
+
+    def claim_due(self, now: datetime, limit: int) -> list[DeliveryRequest]:
+        """Reserve due pending deliveries (oldest first) for DELIVERY_LEASE and return them with their alert
+        payloads. Claiming counts as an attempt, so a delivery that kills its worker is still counted."""
+        lease = _iso(now + DELIVERY_LEASE)
+        with self.transaction() as tx:
+            rows = tx.execute(
+                "SELECT id, channel, attempts, created_at, digest FROM deliveries "
+                "WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+                "ORDER BY next_attempt_at, created_at LIMIT ?",
+                (_iso(now), _iso(now), limit),
+            ).fetchall()
+            requests = []
+            for delivery_id, channel, attempts, created_at, digest in rows:
+                tx.execute(
+                    "UPDATE deliveries SET lease_until = ?, attempts = attempts + 1, last_attempt_at = ? "
+                    "WHERE id = ?",
+                    (lease, _iso(now), delivery_id),
+                )
+                payloads = tuple(
+                    json.loads(p[0])
+                    for p in tx.execute(
+                        "SELECT a.payload FROM delivery_alerts da JOIN alerts a ON a.id = da.alert_id "
+                        "WHERE da.delivery_id = ? ORDER BY a.created_at, a.rowid",
+                        (delivery_id,),
+                    )
+                )
+                requests.append(
+                    DeliveryRequest(
+                        id=delivery_id,
+                        channel=channel,
+                        alerts=payloads,
+                        attempt=attempts + 1,
+                        created_at=_dt(created_at),
+                        digest=bool(digest),
+                    )
+                )
+        return requests
+
+    def mark_sent(self, delivery_id: str, now: datetime) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, lease_until = NULL, last_error = NULL "
+                "WHERE id = ?",
+                (_iso(now), delivery_id),
+            )
+
+    def mark_retry(self, delivery_id: str, error: str, now: datetime, retry_at: datetime) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, last_error = ?, "
+                "last_attempt_at = ? WHERE id = ? AND status = 'pending'",
+                (_iso(retry_at), error, _iso(now), delivery_id),
+            )
+
+    def mark_dead(self, delivery_id: str, error: str, now: datetime) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE deliveries SET status = 'dead', lease_until = NULL, last_error = ?, last_attempt_at = ? "
+                "WHERE id = ?",
+                (error, _iso(now), delivery_id),
+            )
+
+    def disable_channel(self, channel: str, reason: str, now: datetime) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO disabled_channels (channel, reason, disabled_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (channel) DO UPDATE SET reason = excluded.reason, disabled_at = excluded.disabled_at",
+                (channel, reason, _iso(now)),
+            )
+
+    def enable_channel(self, channel: str) -> bool:
+        with self.transaction() as tx:
+            return tx.execute("DELETE FROM disabled_channels WHERE channel = ?", (channel,)).rowcount > 0
+
+    def disabled_channels(self) -> set[str]:
+        return {row[0] for row in self._conn.execute("SELECT channel FROM disabled_channels")}
+
+    def disabled_channel_reasons(self) -> dict[str, tuple[str, datetime]]:
+        return {
+            row[0]: (row[1], _req_dt(row[2]))
+            for row in self._conn.execute("SELECT channel, reason, disabled_at FROM disabled_channels")
+        }
+
+    def list_deliveries(
+        self,
+        *,
+        statuses: Sequence[str] | None = ("pending", "dead"),
+        alert_id: str | None = None,
+        limit: int = 100,
+    ) -> list[DeliveryRow]:
+        sql = (
+            "SELECT d.id, d.channel, d.status, d.digest, d.created_at, d.next_attempt_at, d.attempts, "
+            "d.last_attempt_at, d.last_error, d.sent_at FROM deliveries d"
+        )
+        where: list[str] = []
+        params: list[Any] = []
+        if alert_id is not None:
+            where.append("d.id IN (SELECT delivery_id FROM delivery_alerts WHERE alert_id = ?)")
+            params.append(alert_id)
+        if statuses is not None:
+            where.append(f"d.status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY d.created_at, d.rowid LIMIT ?"
+        params.append(limit)
+        result = []
+        for r in self._conn.execute(sql, params).fetchall():
+            alert_ids = tuple(
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT alert_id FROM delivery_alerts WHERE delivery_id = ?", (r[0],)
+                )
+            )
+            result.append(
+                DeliveryRow(
+                    id=r[0],
+                    channel=r[1],
+                    status=r[2],
+                    digest=bool(r[3]),
+                    created_at=_req_dt(r[4]),
+                    next_attempt_at=_req_dt(r[5]),
+                    attempts=r[6],
+                    last_attempt_at=_dt(r[7]),
+                    last_error=r[8],
+                    sent_at=_dt(r[9]),
+                    alert_ids=alert_ids,
+                )
+            )
+        return result
+
+    def retry_deliveries(self, now: datetime, *, ids: Sequence[str] = (), all_dead: bool = False) -> int:
+        """Put dead (or failing pending) deliveries back in the queue, due now. Returns how many."""
+        with self.transaction() as tx:
+            count = 0
+            if all_dead:
+                count += tx.execute(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_until = NULL "
+                    "WHERE status = 'dead'",
+                    (_iso(now),),
+                ).rowcount
+            for delivery_id in ids:
+                count += tx.execute(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_until = NULL "
+                    "WHERE id = ? AND status != 'sent'",
+                    (_iso(now), delivery_id),
+                ).rowcount
+            return count
+
+    def delivery_counts(self) -> dict[str, int]:
+        return {
+            row[0]: row[1]
+            for row in self._conn.execute(
+                "SELECT status, COUNT(*) FROM deliveries GROUP BY status"
+            ).fetchall()
+        }
+
+    def next_delivery_at(self) -> datetime | None:
+        row = self._conn.execute(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, ''))) FROM deliveries WHERE status = 'pending'"
+        ).fetchone()
+        return _dt(row[0])
+
+    # -- housekeeping ------------------------------------------------------------------------------------------
+
+    def prune(self, now: datetime, *, item_max_age: timedelta, key_max_age: timedelta) -> dict[str, int]:
+        """Delete items (and their matches) older than item_max_age, and identity keys not seen for
+        key_max_age. Alerts, stories and the outbox keep their own history; sent deliveries older than the
+        item age go too. Returns counts per table."""
+        item_cutoff = _iso(now - item_max_age)
+        key_cutoff = _iso(now - key_max_age)
+        with self.transaction() as tx:
+            matches = tx.execute(
+                "DELETE FROM matches WHERE item_key IN (SELECT key FROM items WHERE fetched_at < ?)",
+                (item_cutoff,),
+            ).rowcount
+            items = tx.execute("DELETE FROM items WHERE fetched_at < ?", (item_cutoff,)).rowcount
+            keys = tx.execute("DELETE FROM seen_keys WHERE last_seen < ?", (key_cutoff,)).rowcount
+            sent = tx.execute(
+                "DELETE FROM deliveries WHERE status = 'sent' AND sent_at < ?", (item_cutoff,)
+            ).rowcount
+            tx.execute("DELETE FROM delivery_alerts WHERE delivery_id NOT IN (SELECT id FROM deliveries)")
+        return {"items": items, "matches": matches, "seen_keys": keys, "deliveries": sent}
+
+    def counts(self) -> dict[str, int]:
+        tables = ("feeds", "items", "seen_keys", "matches", "stories", "alerts", "deliveries")
+        return {t: int(self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
+
+
+def delivery_id_for(alert_id: str, channel: str) -> str:
+    """Deterministic: the same alert to the same channel always has the same delivery (idempotency) id."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{alert_id}\0{channel}".encode()).hexdigest()[:26]
+    return f"msg_{digest}"
+
+
+def _delivery_dict(row: DeliveryRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": _iso(row.next_attempt_at),
+        "last_error": row.last_error,
+        "sent_at": _iso(row.sent_at),
+    }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _split_sql(script: str) -> list[str]:
+    # Migrations hold no semicolons inside literals, so a plain split is exact; comments are kept per statement.
+    return [s.strip() for s in script.split(";") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(statement: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
