@@ -1,0 +1,577 @@
+"""The fetch stage: one HTTP GET per feed, conditional, bounded in time and size, policed hop by hop.
+
+Semantics of `Fetcher.fetch`:
+
+- Conditional GET: the stored ETag and Last-Modified go out as If-None-Match / If-Modified-Since; a 304 answer
+  gives `FetchResult(status=304, content=None)`, any 2xx gives the decompressed body and the new validators.
+- Redirects (301, 302, 303, 307, 308) are followed here, not by httpx, so that every hop's URL passes the
+  `NetworkPolicy` before anything connects to it; at most `max_redirects` hops, relative Locations resolved
+  against the hop that sent them, only http and https.
+- The connection itself goes through `PolicyCheckingBackend`: the host is resolved once, every address is
+  checked against the policy, and the socket connects to a checked address (TLS still verifies and sends SNI
+  for the host name). A DNS answer that changes between the check and the connect (DNS rebinding) therefore
+  cannot reach a refused address.
+- Limits: connect and read timeouts per socket operation, one overall deadline per fetch (all hops, DNS,
+  body), and a cap on the *decompressed* body that is enforced while reading, before the bytes are held.
+- Every failure is a `FetchError` with a short human message ("HTTP 503 Service Unavailable", "timed out
+  after 60s", "connection refused") and `retryable` set: network trouble, 5xx, 408 and 429 may pass; other
+  4xx, refused URLs, redirect loops and oversized bodies will not pass by themselves.
+
+`backoff_delay` is the pure schedule for a feed's next attempt after consecutive failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import ssl
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpcore
+import httpx
+
+import monitor
+from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
+from monitor.netpolicy import NetworkPolicy, resolve
+from monitor.types import FetchResult
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "MAX_BACKOFF",
+    "MAX_BACKOFF_FACTOR",
+    "MAX_RETRY_AFTER",
+    "FetchSettings",
+    "Fetcher",
+    "HTTPStatusFetchError",
+    "PolicyCheckingBackend",
+    "backoff_delay",
+    "parse_retry_after",
+]
+
+DEFAULT_USER_AGENT = (
+    f"monitor/{monitor.__version__} (+https://github.com/monitor/monitor; news monitoring daemon)"
+)
+
+# What we can parse, best first; servers that negotiate get a feed rather than an HTML page.
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+# Only encodings the bounded decoder below understands; httpx would add br/zstd when those packages exist.
+ACCEPT_ENCODING = "gzip, deflate"
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+
+MAX_BACKOFF = timedelta(hours=24)
+MAX_BACKOFF_FACTOR = 16
+MAX_RETRY_AFTER = timedelta(hours=24)
+BACKOFF_JITTER = 0.1  # up to +10 %: feeds that failed together (an outage) do not all retry in one instant
+
+_READ_CHUNK = 64 * 1024
+
+_JITTER = random.Random()
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """Limits for one fetch. Timeouts in seconds; `max_bytes` caps the decompressed body."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    total_timeout: float = 60.0  # overall deadline per fetch: DNS, every redirect hop and the whole body
+    max_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+    user_agent: str = DEFAULT_USER_AGENT
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "total_timeout"):
+            value = getattr(self, name)
+            if not value > 0 or math.isinf(value):
+                raise ValueError(f"FetchSettings.{name} must be a positive number of seconds, not {value!r}")
+        if self.max_bytes < 1:
+            raise ValueError(f"FetchSettings.max_bytes must be at least 1, not {self.max_bytes!r}")
+        if self.max_redirects < 0:
+            raise ValueError(f"FetchSettings.max_redirects must not be negative, not {self.max_redirects!r}")
+        if not self.user_agent.strip():
+            raise ValueError("FetchSettings.user_agent must not be empty")
+
+
+class HTTPStatusFetchError(FetchError):
+    """The server answered with an error status. `retry_after` is its Retry-After hint in seconds, if any.
+
+    Kept here until `monitor.errors.FetchError` carries `retry_after` itself (as DeliveryError does).
+    """
+
+    def __init__(
+        self, url: str, message: str, *, retryable: bool, status: int, retry_after: float | None
+    ) -> None:
+        super().__init__(url, message, retryable=retryable, status=status)
+        self.retry_after = retry_after
+
+
+class _AddressRefused(httpcore.ConnectError):
+    """Raised inside the connection pool; `Fetcher` turns it into a NetworkPolicyError naming the feed."""
+
+    def __init__(self, host: str, address: str) -> None:
+        self.host = host
+        self.address = address
+        super().__init__(f"host {host!r} resolves to {address}, a non-public address")
+
+
+class PolicyCheckingBackend(httpcore.AsyncNetworkBackend):
+    """A network backend that connects only to addresses the policy allows.
+
+    It resolves the host itself, refuses the connection unless every address is allowed (as
+    `NetworkPolicy.check_url` does), and connects to the checked address, so no second DNS lookup can
+    substitute another one. httpcore still uses the host name for TLS (SNI, certificate check) and httpx
+    for the Host header, so nothing else changes.
+    """
+
+    def __init__(self, policy: NetworkPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._policy = policy
+        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's backend interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve(f"{host}:{port}", host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"host {host!r} has no address")
+        for address in addresses:
+            if not self._policy.is_allowed(address):
+                raise _AddressRefused(host, str(address))
+        last_error: httpcore.ConnectError | None = None
+        # Distinct addresses in resolver order (getaddrinfo lists one address once per socket type).
+        for address in dict.fromkeys(addresses):
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                last_error = exc
+        assert last_error is not None
+        raise httpcore.ConnectError(_describe_connect_error(last_error)) from last_error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's backend interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not used for feeds")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class Fetcher:
+    """Fetches feeds over one pooled `httpx.AsyncClient` (HTTP/1.1). Use as `async with Fetcher(...)`.
+
+    `ssl_context` replaces the default trust store (certifi), e.g. for an internal CA.
+    Safe to call `fetch` concurrently from several tasks.
+    """
+
+    def __init__(
+        self, settings: FetchSettings, policy: NetworkPolicy, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self._ssl_context = ssl_context
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._client is not None:
+            raise RuntimeError("Fetcher is already open")
+        self._client = httpx.AsyncClient(
+            transport=self._transport(),
+            timeout=httpx.Timeout(
+                connect=self.settings.connect_timeout,
+                read=self.settings.read_timeout,
+                write=self.settings.read_timeout,
+                pool=self.settings.connect_timeout,
+            ),
+            follow_redirects=False,
+            trust_env=False,  # an environment proxy would connect on our behalf, past the address check
+            headers={
+                "User-Agent": self.settings.user_agent,
+                "Accept": ACCEPT,
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def _transport(self) -> httpx.AsyncHTTPTransport:
+        transport = httpx.AsyncHTTPTransport(http1=True, http2=False, trust_env=False)
+        # httpx offers no public hook for the network backend; swap in a pool that uses ours. The test
+        # suite fetches through a host name whose address the policy refuses, so a change in httpx that
+        # breaks this swap fails loudly there.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context or httpx.create_ssl_context(trust_env=False),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            http1=True,
+            http2=False,
+            network_backend=PolicyCheckingBackend(self.policy),
+        )
+        return transport
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """GET `url` (conditionally when validators are given). Raises FetchError; see the module docstring."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.total_timeout):
+                return await self._fetch(client, url, etag, last_modified, started)
+        except TimeoutError as exc:
+            raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
+
+    async def _fetch(
+        self, client: httpx.AsyncClient, url: str, etag: str | None, last_modified: str | None, started: float
+    ) -> FetchResult:
+        headers: dict[str, str] = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        hop_url = url
+        for _hop in range(self.settings.max_redirects + 1):
+            await self._check(url, hop_url)
+            async with self._send(client, url, hop_url, headers) as response:
+                status = response.status_code
+                if status in REDIRECT_STATUSES:
+                    hop_url = self._redirect_target(url, hop_url, response)
+                    continue
+                if status == 304 or 200 <= status < 300:
+                    content = None if status == 304 else await self._read_body(url, response)
+                    return FetchResult(
+                        url=url,
+                        final_url=hop_url,
+                        status=status,
+                        content=content,
+                        etag=response.headers.get("ETag"),
+                        last_modified=response.headers.get("Last-Modified"),
+                        content_type=response.headers.get("Content-Type"),
+                        elapsed=time.monotonic() - started,
+                    )
+                raise _status_error(url, response)
+        raise FetchError(
+            url, f"too many redirects (more than {self.settings.max_redirects})", retryable=False
+        )
+
+    async def _check(self, url: str, hop_url: str) -> None:
+        try:
+            await self.policy.check_url(hop_url)
+        except NetworkPolicyError as exc:
+            if hop_url == url:
+                raise
+            raise NetworkPolicyError(url, f"redirected to {hop_url}: {exc.message}") from exc
+        except OSError as exc:  # the name does not resolve: may be transient
+            raise FetchError(url, str(exc)) from exc
+
+    def _send(
+        self, client: httpx.AsyncClient, url: str, hop_url: str, headers: dict[str, str]
+    ) -> _ResponseContext:
+        return _ResponseContext(client, url, hop_url, headers, self.settings)
+
+    def _redirect_target(self, url: str, hop_url: str, response: httpx.Response) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise FetchError(
+                url, f"HTTP {response.status_code} redirect without a Location header", retryable=False
+            )
+        try:
+            target = httpx.URL(hop_url).join(location.strip()).copy_with(fragment=None)
+        except httpx.InvalidURL as exc:
+            raise FetchError(url, f"redirect to an invalid URL {location!r}: {exc}", retryable=False) from exc
+        return str(target)
+
+    async def _read_body(self, url: str, response: httpx.Response) -> bytes:
+        """Read and decompress the body, failing as soon as it grows past max_bytes."""
+        limit = self.settings.max_bytes
+        decoder = _decoder_for(url, response.headers.get("Content-Encoding"))
+        declared = response.headers.get("Content-Length")
+        if isinstance(decoder, _Identity) and declared and declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLargeError(
+                url, f"response of {int(declared)} bytes exceeds the limit of {limit} bytes"
+            )
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_raw(_READ_CHUNK):
+                body += decoder.decode(chunk, limit - len(body) + 1)
+                if len(body) > limit:
+                    raise ResponseTooLargeError(url, f"response exceeds the limit of {limit} bytes")
+            body += decoder.flush(limit - len(body) + 1)
+        except zlib.error as exc:
+            raise FetchError(url, f"corrupt compressed body: {exc}") from exc
+        if len(body) > limit:
+            raise ResponseTooLargeError(url, f"response exceeds the limit of {limit} bytes")
+        return bytes(body)
+
+
+class _ResponseContext:
+    """`client.stream(...)` with httpx's exceptions turned into FetchErrors naming the feed."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        hop_url: str,
+        headers: dict[str, str],
+        settings: FetchSettings,
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._hop_url = hop_url
+        self._headers = headers
+        self._settings = settings
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> httpx.Response:
+        try:
+            request = self._client.build_request("GET", self._hop_url, headers=self._headers)
+            self._response = await self._client.send(request, stream=True)
+        except Exception as exc:
+            raise _transport_error(self._url, self._hop_url, exc, self._settings) from exc
+        return self._response
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            await response.aclose()
+        if isinstance(exc_value, httpx.HTTPError | _AddressRefused):
+            raise _transport_error(self._url, self._hop_url, exc_value, self._settings) from exc_value
+
+
+def _transport_error(url: str, hop_url: str, exc: BaseException, settings: FetchSettings) -> BaseException:
+    """The FetchError for an exception raised while sending or reading; other exceptions pass unchanged."""
+    refused = _find_cause(exc, _AddressRefused)
+    if refused is not None:
+        where = "" if hop_url == url else f"redirected to {hop_url}: "
+        return NetworkPolicyError(
+            url,
+            f"{where}host {refused.host!r} resolves to {refused.address}, a non-public address; "
+            "set allow_private_networks in the configuration to allow it",
+        )
+    if isinstance(exc, httpx.ConnectTimeout):
+        return FetchError(url, f"connect timed out after {_seconds(settings.connect_timeout)}")
+    if isinstance(exc, httpx.ReadTimeout):
+        return FetchError(url, f"read timed out after {_seconds(settings.read_timeout)}")
+    if isinstance(exc, httpx.TimeoutException):
+        return FetchError(url, f"timed out: {exc}")
+    if isinstance(exc, httpx.ConnectError):
+        return FetchError(url, _describe_connect_error(exc))
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return FetchError(url, f"protocol error: {exc}")
+    if isinstance(exc, httpx.DecodingError):
+        return FetchError(url, f"cannot decode the response: {exc}")
+    if isinstance(exc, httpx.TransportError):
+        return FetchError(url, f"connection failed: {exc}")
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return FetchError(url, f"invalid URL: {exc}", retryable=False)
+    if isinstance(exc, httpx.HTTPError):
+        return FetchError(url, str(exc))
+    return exc
+
+
+def _describe_connect_error(exc: BaseException) -> str:
+    if _find_cause(exc, ConnectionRefusedError) is not None:
+        return "connection refused"
+    if _find_cause(exc, ConnectionResetError) is not None:
+        return "connection reset"
+    text = str(exc).strip()
+    if text == "connection refused" or text.startswith("cannot resolve"):
+        return text
+    innermost = exc
+    while innermost.__cause__ is not None:
+        innermost = innermost.__cause__
+    return f"cannot connect: {innermost}" if str(innermost) else "cannot connect"
+
+
+def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _status_error(url: str, response: httpx.Response) -> HTTPStatusFetchError:
+    status = response.status_code
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = response.reason_phrase or ""
+    # 5xx and the 4xx that mean "not now" may pass; other 4xx and unfollowable 3xx (300, 305) will not.
+    retryable = status >= 500 or status in RETRYABLE_CLIENT_STATUSES
+    message = f"HTTP {status} {phrase}".rstrip()
+    return HTTPStatusFetchError(
+        url,
+        message,
+        retryable=retryable,
+        status=status,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date. None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+class _Identity:
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        return data
+
+    def flush(self, max_length: int) -> bytes:
+        return b""
+
+
+class _Inflate:
+    """gzip or deflate, decoded in bounded steps so a small compressed body cannot expand in one go.
+
+    `decode` returns at most `max_length` bytes (the caller passes "room left + 1"), keeping the rest of the
+    compressed input for the next call; the caller stops at the first chunk past the limit anyway.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._first = True
+        self._pending = b""
+        self._decompressor = self._new()
+
+    def _new(self, raw: bool = False) -> zlib._Decompress:
+        if self._gzip:
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        # "deflate" should be zlib-wrapped (RFC 9110) but some servers send raw deflate.
+        return zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        if self._first and data:
+            self._first = False
+            if not self._gzip and (data[0] & 0x0F) != 8:  # not a zlib header: raw deflate
+                self._decompressor = self._new(raw=True)
+        self._pending += data
+        out = bytearray()
+        while self._pending and len(out) < max_length:
+            produced = self._decompressor.decompress(self._pending, max_length - len(out))
+            out += produced
+            if self._decompressor.eof:
+                rest = self._decompressor.unused_data
+                # Concatenated gzip members form one body; trailing garbage after deflate is ignored.
+                self._pending = rest if self._gzip and rest.lstrip(b"\0") else b""
+                if self._pending:
+                    self._decompressor = self._new()
+            else:
+                self._pending = self._decompressor.unconsumed_tail
+                if not produced and not self._pending:
+                    break
+        return bytes(out)
+
+    def flush(self, max_length: int) -> bytes:
+        out = self.decode(b"", max_length)
+        if len(out) < max_length:
+            out += self._decompressor.flush()
+        return out
+
+
+def _decoder_for(url: str, content_encoding: str | None) -> _Identity | _Inflate:
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return _Identity()
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return _Inflate(codings[0])
+    raise FetchError(url, f"unsupported Content-Encoding {content_encoding!r}", retryable=False)
+
+
+def backoff_delay(
+    error_count: int,
+    interval: timedelta,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """How long to wait before the next attempt after `error_count` consecutive failures (1 = the first).
+
+    Doubles from the feed's own interval: interval x 2**(error_count - 1), capped at 16 x interval and at 24 h
+    (but never below the interval, so a daily feed stays daily), then lengthened by up to 10 % of jitter.
+    A failing feed is thus never polled more often than a healthy one. A server's Retry-After (seconds) is
+    honoured as a minimum, itself capped at 24 h so a stray header cannot silence a feed for weeks.
+    """
+    if error_count < 1:
+        raise ValueError(f"error_count must be at least 1, not {error_count!r}")
+    if interval <= timedelta(0):
+        raise ValueError(f"interval must be positive, not {interval!r}")
+    cap = max(interval, min(interval * MAX_BACKOFF_FACTOR, MAX_BACKOFF))
+    # The cap is at most 16 x interval, so doubling past 2**5 changes nothing; bounding the exponent keeps a
+    # streak of thousands of failures from overflowing timedelta.
+    delay = min(interval * (1 << min(error_count - 1, 5)), cap)
+    jitter = (rng or _JITTER).uniform(0.0, BACKOFF_JITTER)
+    delay = delay * (1.0 + jitter)
+    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+        delay = max(delay, min(timedelta(seconds=retry_after), MAX_RETRY_AFTER))
+    return delay
