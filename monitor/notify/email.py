@@ -1,0 +1,250 @@
+"""The email channel: one MIME message (text + HTML) per delivery, sent over SMTP.
+
+Messages are built with ``EmailMessage`` and ``email.policy.default``: non-ASCII headers become RFC 2047
+encoded words, bodies get a correct charset and transfer encoding. Feed text reaches headers only through
+`header_text`, which folds every line break to a space and defuses encoded-word openers (``=?``), because the
+email package *decodes* encoded words in a header value it is given: a title holding ``=?UTF-8?Q?=0A?=Bcc: x``
+would otherwise come out as a second header line.
+
+The Message-ID is derived from the delivery id, so a retried or re-sent delivery carries the same Message-ID
+and mail clients can recognise the duplicate.
+
+Sending uses smtplib in a worker thread (asyncio.to_thread), one connection per message: implicit TLS
+(``ssl: true``), STARTTLS (``starttls: true``), or plain SMTP, with optional AUTH. How answers are classified:
+250 accepted; SMTP 4xx, connection errors and timeouts retryable; SMTP 5xx, a refused login and a certificate
+that does not verify are not retryable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import re
+import smtplib
+import ssl as ssl_module
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime, parseaddr
+from typing import Literal
+
+from jinja2 import Template, TemplateError
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from monitor.errors import DeliveryError
+from monitor.notify.limits import ChannelLimits, ChannelOptions
+from monitor.notify.templates import DEFAULT_SUBJECT, compile_template, oneline, render, render_subject
+from monitor.types import DeliveryRequest
+
+__all__ = ["EmailChannel", "EmailConfig", "build_message", "header_text"]
+
+log = logging.getLogger("monitor.notify")
+
+
+def header_text(value: object) -> str:
+    """Text safe to put in a header: one line, and no sequence a mail reader would decode as an encoded word.
+
+    A zero-width space goes between '=' and '?', so the text reads the same but never opens an encoded word."""
+    return oneline(value).replace("=?", "=\u200b?")
+
+
+def _check_address(value: str, what: str) -> str:
+    value = value.strip()
+    if any(ch in value for ch in "\r\n"):
+        raise ValueError(f"{what} holds a line break")
+    _name, address = parseaddr(value)
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise ValueError(f"{what} is not an email address: {value!r}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EmailConfig(ChannelOptions):
+    """An email channel (``type: email``)."""
+
+    type: Literal["email"] = "email"
+    host: str
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="465 with ssl, 587 with starttls, else 25"
+    )
+    starttls: bool = False
+    ssl: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str
+    to: tuple[str, ...] = Field(min_length=1)
+    subject: str = Field(default=DEFAULT_SUBJECT, description="Jinja2 template of the subject line")
+    concurrency: int = Field(default=2, ge=1, le=64, description="SMTP connections at once")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(ch.isspace() for ch in value) or "/" in value:
+            raise ValueError(f"host must be a host name or address, got {value!r}")
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return _check_address(value, "sender")
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_address(address, "recipient") for address in value)
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        compile_template(value, what="subject template")
+        return value
+
+    @model_validator(mode="after")
+    def _transport(self) -> EmailConfig:
+        if self.ssl and self.starttls:
+            raise ValueError("set either ssl (implicit TLS) or starttls, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.username is not None and not (self.ssl or self.starttls) and not _is_loopback(self.host):
+            raise ValueError("refusing to send a password over unencrypted SMTP: set starttls or ssl")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 465 if self.ssl else 587 if self.starttls else 25
+
+    def sender_domain(self) -> str:
+        return parseaddr(self.sender)[1].rpartition("@")[2] or "monitor"
+
+
+def message_id(delivery_id: str, domain: str) -> str:
+    """A Message-ID that is the same for every attempt of one delivery."""
+    local = (
+        delivery_id
+        if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", delivery_id)
+        else hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+    )
+    domain = domain if re.fullmatch(r"[A-Za-z0-9.-]{1,253}", domain) else "monitor"
+    return f"<{local}@{domain}>"
+
+
+def build_message(
+    request: DeliveryRequest, config: EmailConfig, *, subject_template: Template, now: datetime
+) -> EmailMessage:
+    """The message for one delivery: subject and both bodies name rule, title, source and link. Pure."""
+    alerts = request.alerts
+    message = EmailMessage(policy=default_policy)
+    message["Subject"] = header_text(render_subject(subject_template, alerts, digest=request.digest))
+    message["From"] = config.sender
+    message["To"] = ", ".join(config.to)
+    message["Date"] = format_datetime((request.created_at or now).astimezone(UTC))
+    message["Message-ID"] = message_id(request.id, config.sender_domain())
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to the sender
+    rules = sorted({str(alert["rule"]["id"]) for alert in alerts})
+    message["X-Monitor-Rule"] = header_text(", ".join(rules))
+    message["X-Monitor-Delivery"] = header_text(request.id)
+    kind = "digest" if request.digest else "alert"
+    message.set_content(render(f"{kind}.txt", alerts, digest=request.digest))
+    message.add_alternative(render(f"{kind}.html", alerts, digest=request.digest), subtype="html")
+    return message
+
+
+def _classify_smtp(channel: str, exc: Exception) -> DeliveryError:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        detail = "; ".join(
+            f"{rcpt}: {code} {msg.decode('utf-8', 'replace')}" for rcpt, (code, msg) in exc.recipients.items()
+        )
+        return DeliveryError(
+            channel,
+            f"all recipients refused: {detail}",
+            retryable=any(400 <= c < 500 for c in codes),
+            status=max(codes, default=None),
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = (
+            exc.smtp_error.decode("utf-8", "replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
+        code = exc.smtp_code
+        what = "login refused" if isinstance(exc, smtplib.SMTPAuthenticationError) else "SMTP error"
+        return DeliveryError(
+            channel, f"{what}: {code} {oneline(text)}", retryable=400 <= code < 500, status=code
+        )
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return DeliveryError(channel, f"TLS certificate not accepted: {exc}", retryable=False)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(channel, f"server does not support what the config asks: {exc}", retryable=False)
+    if isinstance(exc, TimeoutError):
+        return DeliveryError(channel, f"timed out: {exc}")
+    return DeliveryError(channel, f"{type(exc).__name__}: {exc}")
+
+
+class EmailChannel:
+    """Sends deliveries as email through one SMTP server."""
+
+    def __init__(self, name: str, config: EmailConfig) -> None:
+        self.name = name
+        self.config = config
+        self.limits: ChannelLimits = config.limits()
+        self._subject = compile_template(config.subject, what="subject template")
+        self._tls = ssl_module.create_default_context()
+
+    def __repr__(self) -> str:
+        return f"EmailChannel({self.name!r}, host={self.config.host!r})"
+
+    def message(self, request: DeliveryRequest, now: datetime | None = None) -> EmailMessage:
+        try:
+            return build_message(
+                request, self.config, subject_template=self._subject, now=now or datetime.now(UTC)
+            )
+        except (TemplateError, KeyError, TypeError, ValueError) as exc:
+            raise DeliveryError(self.name, f"cannot build the message: {exc!r}", retryable=False) from exc
+
+    async def send(self, request: DeliveryRequest) -> None:
+        """Send the message; return when the server accepted it (250). Raises DeliveryError otherwise."""
+        message = self.message(request)
+        try:
+            refused = await asyncio.to_thread(self._send_blocking, message)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _classify_smtp(self.name, exc) from exc
+        if refused:
+            # Accepted for the others: sending again would duplicate it for them, so report instead of retrying.
+            log.error(
+                "channel %r: delivery %s refused for some recipients: %s", self.name, request.id, refused
+            )
+
+    def _send_blocking(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        config = self.config
+        port = config.effective_port
+        smtp: smtplib.SMTP
+        if config.ssl:
+            smtp = smtplib.SMTP_SSL(config.host, port, timeout=config.timeout, context=self._tls)
+        else:
+            smtp = smtplib.SMTP(config.host, port, timeout=config.timeout)
+        with smtp:
+            if config.starttls:
+                smtp.starttls(context=self._tls)
+            if config.username is not None and config.password is not None:
+                smtp.login(config.username, config.password.get_secret_value())
+            refused: dict[str, tuple[int, bytes]] = smtp.send_message(
+                message, from_addr=parseaddr(config.sender)[1], to_addrs=[parseaddr(a)[1] for a in config.to]
+            )
+            return refused
+
+    async def aclose(self) -> None:
+        """Nothing to close: each send opens and closes its own connection."""

@@ -1,0 +1,119 @@
+"""Per-channel limits: how many sends run at once, how many per period, how long one may take.
+
+Every channel config inherits `ChannelOptions`; the outbox worker reads the resulting `ChannelLimits` from the
+channel. The rate limit is a token bucket holding `count` tokens that refills `count` per `period`: a burst of
+`count` goes out at once, then the channel's sends are spread evenly. Reservations may run the bucket into
+debt, so concurrent senders queue behind each other instead of all sending when one token comes back.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from monitor.timeutil import parse_duration
+
+__all__ = ["ChannelLimits", "ChannelOptions", "Rate", "RateLimiter", "parse_rate"]
+
+_PERIOD_WORDS = {"sec": "1s", "second": "1s", "min": "1m", "minute": "1m", "hour": "1h", "day": "1d"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    count: int
+    period: timedelta
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.period.total_seconds():g}s"
+
+
+def parse_rate(value: object) -> Rate:
+    """Parse "30/min", "10/s", "100/1h", "5/30s" (sends per period). Raises ValueError naming the input."""
+    if isinstance(value, Rate):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"a rate is written like '30/min' or '10/s', got {value!r}")
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*([0-9a-z.]+)\s*", value.lower())
+    if not match:
+        raise ValueError(f"a rate is written like '30/min' or '10/s', got {value!r}")
+    count = int(match.group(1))
+    period_text = match.group(2)
+    period_text = _PERIOD_WORDS.get(
+        period_text, period_text if period_text[0].isdigit() else "1" + period_text
+    )
+    try:
+        period = parse_duration(period_text)
+    except ValueError as exc:
+        raise ValueError(f"a rate is written like '30/min' or '10/s', got {value!r}: {exc}") from exc
+    if count < 1 or period <= timedelta(0):
+        raise ValueError(f"a rate needs a count of at least 1 and a positive period, got {value!r}")
+    return Rate(count, period)
+
+
+class ChannelOptions(BaseModel):
+    """Keys every channel type accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # At most 120 s, so that the whole send (limits().deadline) ends well within the store's delivery lease.
+    timeout: float = Field(default=30.0, gt=0, le=120, description="seconds one network operation may take")
+    concurrency: int = Field(default=4, ge=1, le=64, description="sends in flight at once")
+    rate: Annotated[Rate | None, BeforeValidator(lambda v: None if v is None else parse_rate(v))] = Field(
+        default=None, description="at most this many sends per period, e.g. '30/min'"
+    )
+
+    def limits(self) -> ChannelLimits:
+        return ChannelLimits(concurrency=self.concurrency, rate=self.rate, deadline=2 * self.timeout + 5)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    concurrency: int = 4
+    rate: Rate | None = None
+    deadline: float = 65.0  # seconds a whole send may take (connect, TLS, transfer, answer)
+
+
+@dataclass(slots=True)
+class RateLimiter:
+    """A token bucket with reservations. Not thread-safe; used from one event loop."""
+
+    rate: Rate
+    clock: Callable[[], float] = time.monotonic
+    _tokens: float = field(init=False)
+    _updated: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tokens = float(self.rate.count)
+        self._updated = self.clock()
+
+    @property
+    def _per_second(self) -> float:
+        return self.rate.count / self.rate.period.total_seconds()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self._tokens = min(float(self.rate.count), self._tokens + (now - self._updated) * self._per_second)
+        self._updated = now
+
+    def reserve(self, max_wait: float) -> float | None:
+        """Take a token that is available within `max_wait` seconds and return how long to wait for it;
+        None (nothing taken) when the wait would be longer. See `wait_time` for how long that is."""
+        self._refill()
+        wait = self.wait_time()
+        if wait > max_wait:
+            return None
+        self._tokens -= 1.0
+        return wait
+
+    def wait_time(self) -> float:
+        """Seconds until a token would be available (0 when one is)."""
+        self._refill()
+        if self._tokens >= 1.0:
+            return 0.0
+        return (1.0 - self._tokens) / self._per_second

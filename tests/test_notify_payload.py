@@ -1,0 +1,180 @@
+"""The alert payload and its JSON Schema, the retry schedule, rate parsing and the template sandbox. Pure."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import jsonschema
+import pytest
+from support.alerts import NOW, make_item, make_payload
+
+from monitor.notify import PAYLOAD_VERSION, attach_item, digest_payload, payload_schema
+from monitor.notify.limits import Rate, RateLimiter, parse_rate
+from monitor.notify.payload import MAX_STORY_ITEMS, SUMMARY_EXCERPT_CHARS, excerpt
+from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
+from monitor.notify.templates import compile_template, render, render_subject
+
+
+def validator() -> jsonschema.Draft202012Validator:
+    schema = payload_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_payload_is_versioned_and_valid_against_its_schema() -> None:
+    payload = make_payload()
+    assert payload["version"] == PAYLOAD_VERSION == 1
+    validator().validate(payload)
+    assert payload["rule"] == {"id": "rare-earths", "title": "Rare earths"}
+    assert payload["item"]["feed"] == {"url": "https://news.example.org/feed.xml", "title": "Example News"}
+    assert payload["item"]["published"] == "2025-03-01T11:30:00.000000Z"
+    assert payload["hits"][0]["term"] == "rare earth"
+    assert payload["explanation"] == "matched 'rare earth' ('Rare earth') in title"
+    assert payload["story"] == {"id": "sto_1", "item_count": 1, "sources": ["Example News"], "items": []}
+
+
+def test_schema_rejects_a_payload_missing_a_field_or_with_another_version() -> None:
+    payload = make_payload()
+    del payload["rule"]
+    assert not validator().is_valid(payload)
+    payload = make_payload()
+    payload["version"] = 2
+    assert not validator().is_valid(payload)
+
+
+def test_digest_envelope_is_valid() -> None:
+    envelope = digest_payload("msg_9", [make_payload("alr_1"), make_payload("alr_2")])
+    validator().validate(envelope)
+    assert [a["id"] for a in envelope["alerts"]] == ["alr_1", "alr_2"]
+
+
+def test_attach_item_counts_sources_and_leaves_the_original_alone() -> None:
+    payload = make_payload()
+    other = make_item(key="k2", feed_title="Other Wire", title="Rare earths: exports down")
+    updated = attach_item(payload, other)
+    assert payload["story"]["item_count"] == 1  # pure: a copy
+    assert updated["story"]["item_count"] == 2
+    assert updated["story"]["sources"] == ["Example News", "Other Wire"]
+    assert updated["story"]["items"][0]["title"] == "Rare earths: exports down"
+    validator().validate(updated)
+    for n in range(MAX_STORY_ITEMS + 5):
+        updated = attach_item(updated, make_item(key=f"k{n + 3}"))
+    assert updated["story"]["item_count"] == MAX_STORY_ITEMS + 7
+    assert len(updated["story"]["items"]) == MAX_STORY_ITEMS
+    validator().validate(updated)
+
+
+def test_attach_item_needs_a_story() -> None:
+    payload = make_payload()
+    payload["story"] = None
+    with pytest.raises(ValueError, match="alr_1"):
+        attach_item(payload, make_item())
+
+
+def test_summary_excerpt_is_bounded_and_cut_at_a_word() -> None:
+    text = "word " * 400
+    cut = excerpt(text)
+    assert len(cut) <= SUMMARY_EXCERPT_CHARS
+    assert cut.endswith("word…")
+    assert make_payload(summary=text)["item"]["summary"] == cut
+
+
+def test_retry_schedule_follows_standard_webhooks_with_jitter_only_upwards() -> None:
+    policy = RetryPolicy()
+    rng = random.Random(1)
+    created = NOW
+    now = NOW
+    delays = []
+    for attempt in range(1, 20):
+        retry_at = policy.next_attempt(
+            now=now, created_at=created, attempt=attempt, retry_after=None, rng=rng
+        )
+        if retry_at is None:
+            break
+        delays.append(retry_at - now)
+        now = retry_at
+    assert len(delays) == len(STANDARD_WEBHOOKS_SCHEDULE)
+    for delay, step in zip(delays, STANDARD_WEBHOOKS_SCHEDULE, strict=True):
+        assert step <= delay < step * 1.2
+
+
+def test_retry_step_follows_age_not_attempts_counted_by_crashes() -> None:
+    policy = RetryPolicy(jitter=0)
+    # Ten claims in the first minute (a worker killed again and again) do not make the delivery dead.
+    retry_at = policy.next_attempt(
+        now=NOW + timedelta(seconds=60), created_at=NOW, attempt=10, retry_after=None, rng=random.Random()
+    )
+    assert retry_at == NOW + timedelta(seconds=60) + timedelta(minutes=5)
+
+
+def test_retry_after_is_a_floor_with_a_cap_and_max_age_gives_up() -> None:
+    policy = RetryPolicy(jitter=0, retry_after_cap=timedelta(hours=1))
+    rng = random.Random()
+    assert policy.next_attempt(
+        now=NOW, created_at=NOW, attempt=1, retry_after=120, rng=rng
+    ) == NOW + timedelta(seconds=120)
+    assert policy.next_attempt(
+        now=NOW, created_at=NOW, attempt=1, retry_after=10**9, rng=rng
+    ) == NOW + timedelta(hours=1)
+    assert policy.next_attempt(now=NOW, created_at=NOW, attempt=1, retry_after=1, rng=rng) == NOW + timedelta(
+        seconds=5
+    )
+    late = NOW + policy.max_age
+    assert policy.next_attempt(now=late, created_at=NOW, attempt=3, retry_after=None, rng=rng) is None
+    past_schedule = NOW + sum(STANDARD_WEBHOOKS_SCHEDULE, timedelta()) + timedelta(seconds=1)
+    assert (
+        policy.next_attempt(now=past_schedule, created_at=NOW, attempt=9, retry_after=None, rng=rng) is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "seconds"),
+    [("30/min", 30, 60), ("10/s", 10, 1), ("100/1h", 100, 3600), ("5/30s", 5, 30), ("2/hour", 2, 3600)],
+)
+def test_parse_rate(text: str, count: int, seconds: float) -> None:
+    assert parse_rate(text) == Rate(count, timedelta(seconds=seconds))
+
+
+@pytest.mark.parametrize("text", ["30", "0/min", "x/min", "3/fortnight", ""])
+def test_parse_rate_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        parse_rate(text)
+
+
+def test_rate_limiter_allows_a_burst_then_spaces_reservations() -> None:
+    clock = [0.0]
+    limiter = RateLimiter(Rate(2, timedelta(seconds=10)), clock=lambda: clock[0])
+    assert limiter.reserve(0) == 0
+    assert limiter.reserve(0) == 0
+    assert limiter.reserve(1) is None  # the next token comes in 5 s
+    assert limiter.wait_time() == pytest.approx(5.0)
+    assert limiter.reserve(6) == pytest.approx(5.0)
+    assert limiter.reserve(6) is None  # that token is promised; the one after comes in 10 s
+    clock[0] = 10.0
+    assert limiter.reserve(0) == 0
+
+
+def test_feed_text_is_data_in_templates_and_html_is_sanitized() -> None:
+    payload = make_payload(
+        summary="{{ 7*7 }} {% raw %} <script>alert(1)</script><b>bold</b> a < b",
+        title="<img src=x onerror=alert(1)>",
+        link="javascript:alert(1)",
+    )
+    text = render("alert.txt", [payload], digest=False)
+    assert "{{ 7*7 }}" in text and "49" not in text
+    html = render("alert.html", [payload], digest=False)
+    assert "{{ 7*7 }}" in html and "49" not in html
+    assert "<script" not in html and "<b>bold</b>" in html and "a &lt; b" in html
+    assert "<img" not in html and "&lt;img src=x" in html
+    assert "javascript:" not in html
+
+
+def test_subject_template_is_single_line_and_sandboxed() -> None:
+    template = compile_template("{{ alert.item.title }} / {{ alert.rule.title }}", what="subject")
+    payload = make_payload(title="Line one\r\nBcc: x@y\u2028three")
+    assert render_subject(template, [payload], digest=False) == "Line one Bcc: x@y three / Rare earths"
+    with pytest.raises(ValueError, match="subject"):
+        compile_template("{{ alert.__class__.__mro__ }}", what="subject")
+    with pytest.raises(ValueError, match="subject"):
+        compile_template("{{ alert.no_such_field }}", what="subject")
