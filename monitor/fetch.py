@@ -533,9 +533,13 @@ class _Inflate:
         return bytes(out)
 
     def flush(self, max_length: int) -> bytes:
+        """The rest of the body once the input has ended; raises zlib.error if the stream was cut short."""
         out = self.decode(b"", max_length)
         if len(out) < max_length:
             out += self._decompressor.flush()
+            if not self._first and not self._decompressor.eof:
+                # A body cut mid-stream would otherwise pass as a shorter, "complete" document.
+                raise zlib.error("compressed stream ends before its end marker (truncated)")
         return out
 
 

@@ -28,9 +28,13 @@ from monitor.fetch import (
 )
 from monitor.netpolicy import NetworkPolicy
 from monitor.types import FetchResult
+from tests.support import feedserver
 from tests.support.feedserver import FeedServer, Route
 
 ALLOW_LOOPBACK = NetworkPolicy.from_setting(["127.0.0.1/32"])
+# The shared fixture, made available here the way any test module can take it.
+feed_server = feedserver.feed_server
+
 QUICK = FetchSettings(connect_timeout=2.0, read_timeout=2.0, total_timeout=5.0)
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 LAST_MODIFIED = "Mon, 05 Jan 2026 12:00:00 GMT"
@@ -157,6 +161,18 @@ def test_corrupt_gzip_is_a_fetch_error(server: FeedServer) -> None:
     server.set("/feed", b"\x1f\x8b\x08\x00garbage" * 10, headers={"Content-Encoding": "gzip"})
     error = fetch_error(server.url("/feed"))
     assert "corrupt compressed body" in error.message
+
+
+def test_truncated_gzip_is_a_fetch_error_not_a_shorter_body(server: FeedServer) -> None:
+    server.set("/feed", gzip.compress(RSS * 100)[:-40], headers={"Content-Encoding": "gzip"})
+    error = fetch_error(server.url("/feed"))
+    assert "truncated" in error.message
+    assert error.retryable
+
+
+def test_empty_gzip_body_is_empty(server: FeedServer) -> None:
+    server.set("/feed", gzip.compress(b""), headers={"Content-Encoding": "gzip"})
+    assert fetch(server.url("/feed")).content == b""
 
 
 def test_unsupported_content_encoding_is_refused(server: FeedServer) -> None:
@@ -534,6 +550,17 @@ def test_backoff_jitter_spreads_retries_but_never_shortens_them() -> None:
 def test_backoff_rejects_meaningless_input(errors: int, interval: timedelta) -> None:
     with pytest.raises(ValueError):
         backoff_delay(errors, interval)
+
+
+def test_shared_fixture_serves_and_counts(feed_server: FeedServer) -> None:
+    feed_server.set("/a?page=2", b"second page")
+    feed_server.set("/a", b"first page")
+    assert fetch(feed_server.url("/a?page=2")).content == b"second page"
+    assert fetch(feed_server.url("/a?other=1")).content == b"first page"  # falls back to the bare path
+    feed_server.remove("/a")
+    assert fetch_error(feed_server.url("/a")).status == 404
+    assert feed_server.count("/a") == 1
+    assert [r.method for r in feed_server.requests] == ["GET"] * 3
 
 
 def test_route_defaults_are_plain_200() -> None:

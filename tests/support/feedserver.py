@@ -187,8 +187,12 @@ class FeedServer:
 
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
-    """A FeedServer for one test. Import this name into a test module (or list this module in
-    `pytest_plugins`) to use it as a fixture."""
+    """A FeedServer for one test, closed after it.
+
+    To use it in a test module, bind it there: `feed_server = feedserver.feed_server` (a plain
+    `from ... import feed_server` works too but trips ruff's F811 on the test's parameter), or list
+    "tests.support.feedserver" in `pytest_plugins` of tests/conftest.py to offer it everywhere.
+    """
     with FeedServer() as server:
         yield server
 
