@@ -152,7 +152,8 @@ class _TextCollector(HTMLParser):
 def html_to_text(html: str) -> str:
     """Plain text of an HTML fragment or document (see the module docstring for the exact rules)."""
     if "<" not in html and "&" not in html:
-        return normalize_plain_text(html)
+        # No markup: all whitespace, newlines included, is one space in HTML.
+        return " ".join(_CONTROL.sub(" ", html).split())
     collector = _TextCollector()
     collector.feed(html)
     collector.close()

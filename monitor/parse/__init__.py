@@ -11,6 +11,7 @@ What `parse_feed` guarantees:
   encoding other than the declared one, a gzip body, unreadable dates, unusable links, entries beyond the cap.
 - Entry text fields are plain text (HTML reduced by monitor.htmltext.html_to_text); dates are aware UTC
   datetimes or None; links are absolute http(s) URLs or None; languages are lower-case tags as declared.
+- Entries with no id, link, title or text at all are dropped, and counted in the warnings.
 - At most `max_entries` entries are returned, in document order (feeds list newest first); a feed with
   more says so in its warnings.
 """
@@ -23,7 +24,7 @@ from monitor.errors import ParseError
 from monitor.parse._body import gunzip_if_compressed, sniff_format, strip_leading_whitespace
 from monitor.parse._json import parse_json_feed
 from monitor.parse._xml import parse_xml_feed
-from monitor.types import ParsedFeed
+from monitor.types import Entry, ParsedFeed
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "parse_feed"]
 
@@ -52,7 +53,7 @@ def parse_feed(
     warnings: list[str] = []
     body = gunzip_if_compressed(bytes(data), source=source, warnings=warnings)
     body = strip_leading_whitespace(body, warnings=warnings)
-    if not body.strip():
+    if not body.removeprefix(b"\xef\xbb\xbf").strip():
         raise ParseError(source, "empty body: no feed document")
     if sniff_format(body, content_type) == "json":
         feed = parse_json_feed(body, source=source, base_url=base_url, warnings=warnings)
@@ -60,7 +61,12 @@ def parse_feed(
         feed = parse_xml_feed(
             body, source=source, content_type=content_type, base_url=base_url, warnings=warnings
         )
-    entries = feed.entries
+    entries = tuple(entry for entry in feed.entries if not _is_empty(entry))
+    if len(entries) < len(feed.entries):
+        warnings.append(
+            f"skipped {len(feed.entries) - len(entries)} empty entries (no id, link, title or text; "
+            "e.g. a stray <item/>)"
+        )
     if len(entries) > max_entries:
         warnings.append(
             f"feed has {len(entries)} entries; kept the first {max_entries} in document order "
@@ -68,3 +74,8 @@ def parse_feed(
         )
         entries = entries[:max_entries]
     return replace(feed, entries=entries, warnings=tuple(warnings))
+
+
+def _is_empty(entry: Entry) -> bool:
+    """An entry with nothing to identify, match or show: what a stray empty <item/> element gives."""
+    return not (entry.guid or entry.link or entry.title or entry.summary or entry.content)
