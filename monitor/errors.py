@@ -72,13 +72,23 @@ class RuleError(ConfigError):
 
 
 class FetchError(MonitorError):
-    """A feed could not be fetched. `retryable` is False when retrying cannot help soon (4xx, policy)."""
+    """A feed could not be fetched. `retryable` is False when retrying cannot help soon (4xx, policy);
+    `retry_after` is the server's Retry-After hint in seconds, when it gave one."""
 
-    def __init__(self, url: str, message: str, *, retryable: bool = True, status: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.url = url
         self.message = message
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after  # the server's own hint (Retry-After), in seconds
         super().__init__(f"{url}: {message}")
 
 

@@ -51,7 +51,6 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "FetchSettings",
     "Fetcher",
-    "HTTPStatusFetchError",
     "PolicyCheckingBackend",
     "backoff_delay",
     "parse_retry_after",
@@ -106,19 +105,6 @@ class FetchSettings:
             raise ValueError(f"FetchSettings.max_redirects must not be negative, not {self.max_redirects!r}")
         if not self.user_agent.strip():
             raise ValueError("FetchSettings.user_agent must not be empty")
-
-
-class HTTPStatusFetchError(FetchError):
-    """The server answered with an error status. `retry_after` is its Retry-After hint in seconds, if any.
-
-    Kept here until `monitor.errors.FetchError` carries `retry_after` itself (as DeliveryError does).
-    """
-
-    def __init__(
-        self, url: str, message: str, *, retryable: bool, status: int, retry_after: float | None
-    ) -> None:
-        super().__init__(url, message, retryable=retryable, status=status)
-        self.retry_after = retry_after
 
 
 class _AddressRefused(httpcore.ConnectError):
@@ -445,7 +431,7 @@ def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
     return None
 
 
-def _status_error(url: str, response: httpx.Response) -> HTTPStatusFetchError:
+def _status_error(url: str, response: httpx.Response) -> FetchError:
     status = response.status_code
     try:
         phrase = HTTPStatus(status).phrase
@@ -454,7 +440,7 @@ def _status_error(url: str, response: httpx.Response) -> HTTPStatusFetchError:
     # 5xx and the 4xx that mean "not now" may pass; other 4xx and unfollowable 3xx (300, 305) will not.
     retryable = status >= 500 or status in RETRYABLE_CLIENT_STATUSES
     message = f"HTTP {status} {phrase}".rstrip()
-    return HTTPStatusFetchError(
+    return FetchError(
         url,
         message,
         retryable=retryable,

@@ -22,7 +22,6 @@ from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
 from monitor.fetch import (
     Fetcher,
     FetchSettings,
-    HTTPStatusFetchError,
     backoff_delay,
     parse_retry_after,
 )
@@ -236,7 +235,7 @@ def test_redirect_without_location_is_an_error(server: FeedServer) -> None:
 
 def test_404_is_not_retryable(server: FeedServer) -> None:
     error = fetch_error(server.url("/missing"))
-    assert isinstance(error, HTTPStatusFetchError)
+    assert isinstance(error, FetchError)
     assert error.message == "HTTP 404 Not Found"
     assert error.status == 404
     assert not error.retryable
@@ -246,7 +245,7 @@ def test_404_is_not_retryable(server: FeedServer) -> None:
 def test_503_is_retryable_and_carries_retry_after(server: FeedServer) -> None:
     server.set("/feed", b"busy", status=503, retry_after="120")
     error = fetch_error(server.url("/feed"))
-    assert isinstance(error, HTTPStatusFetchError)
+    assert isinstance(error, FetchError)
     assert error.message == "HTTP 503 Service Unavailable"
     assert error.retryable
     assert error.status == 503
@@ -257,7 +256,7 @@ def test_429_with_http_date_retry_after(server: FeedServer) -> None:
     later = datetime.now(UTC) + timedelta(minutes=10)
     server.set("/feed", status=429, retry_after=format_datetime(later, usegmt=True))
     error = fetch_error(server.url("/feed"))
-    assert isinstance(error, HTTPStatusFetchError)
+    assert isinstance(error, FetchError)
     assert error.retryable
     assert error.message == "HTTP 429 Too Many Requests"
     assert error.retry_after is not None
