@@ -138,7 +138,10 @@ class WebhookReceiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="webhook-receiver",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -219,7 +222,7 @@ class SMTPReceiver:
             and self.credentials is not None
             and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     def __enter__(self) -> SMTPReceiver:
         with socket.socket() as probe:  # aiosmtpd needs a concrete port to check its own start-up
@@ -227,7 +230,12 @@ class SMTPReceiver:
             self.port = probe.getsockname()[1]
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
+            # PLAIN only: smtplib falls back from a refused PLAIN to LOGIN, which stalls against aiosmtpd.
+            kwargs = {
+                "authenticator": self._authenticate,
+                "auth_require_tls": False,
+                "auth_exclude_mechanism": ["LOGIN"],
+            }
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self._controller.start()
         return self
