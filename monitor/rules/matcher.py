@@ -1,0 +1,556 @@
+"""The compiled rule set and the matcher. Pure: no I/O; `RuleSet.match` is safe to call from many threads.
+
+Semantics
+---------
+Normalization. Every field is split into tokens (runs of letters and digits; hyphens, apostrophes and all other
+punctuation separate tokens) and each token is folded: NFKC, case folding, ä=ae ö=oe ü=ue ß=ss ё=е, other Latin
+diacritics dropped (see monitor.text). Terms are folded the same way, so "rare-earth" = "rare earth",
+"Putin's" contains the token "putin", and "Trump" never matches inside "Trumpfkarte".
+
+What a term matches. A term is a sequence of token patterns that must match consecutive tokens of one field:
+- a word matches a token with the same folded form or the same Snowball stem. The stemmer is chosen per token
+  (Cyrillic tokens: Russian unless the item is in another Cyrillic language; Latin tokens: the item's language
+  when it is written in Latin script, else English). The item's language is the declared one, else detected.
+- an "exact phrase" (double quotes) matches the folded forms exactly, without inflection;
+- a prefix (`Seltenerd*`) matches any token starting with it, which is how German compounds are reached;
+- actor names match their folded form or it plus a case ending of its script (Путина, Putins, Manturows);
+- `=Term` is case-sensitive: each capital in the term must be a capital in the text (REE, not "ree");
+- a /regex/ runs with google-re2 on the original field text; its hit covers the tokens it overlaps.
+
+Logic. A rule fires when all its parts hold: `any` (at least `min_count` hits of the listed terms, counting
+occurrences), each `all` entry, no `none` entry, the `match` expression, and, with `weights`, a score (weight ×
+occurrences, summed) of at least `threshold`. Only the rule's `fields` are searched (default: title, summary,
+content, categories); `field:` in an expression overrides that for its operand. Rules scoped to `feeds`, `tags`
+or `languages` only see items from those.
+
+NEAR. `A NEAR/n B` holds when a hit of A and a hit of B lie in the same field with at most n tokens between them
+(NEAR/0: adjacent; order does not matter; overlapping hits count as distance 0). `A NEAR/sentence B` holds when
+they lie in the same sentence of the same field.
+
+Actors. An actor mention is a hit of one of its names or roles, or of an alias when one of the actor's context
+terms (or a name or role) also occurs in the item. A mention overlapping an `exclude` hit ("Trump Jr.") is
+dropped, and so is a mention in a sentence that contains an `exclude_context` hit.
+
+Cost. All terms of all rules are compiled into one index: a dictionary of folded forms and name forms, one
+dictionary of stems per language (built on first use), and one Aho-Corasick automaton (pyahocorasick) for
+prefixes over the token stream. Per item, each token is looked up once; only terms that were found are verified,
+and only rules that use a found term are evaluated, so the cost per item grows with the item and the number of
+hits, not with the number of rules. Regular expression terms are the exception: each is run on every item.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import ahocorasick
+
+from monitor.rules.expr import ActorNode, AndNode, NearNode, Node, NotNode, OrNode, TermNode
+from monitor.rules.schema import Actor, Rule
+from monitor.rules.terms import Pattern, PatternKind, Term, compile_regex
+from monitor.text import Tokens, detect_language, stem_words, stemmer_language, tokenize
+from monitor.types import Hit, Item, Match
+
+__all__ = ["FIELD_ORDER", "RuleSet"]
+
+FIELD_ORDER = ("title", "summary", "content", "categories", "link", "feed")
+_FIELD_RANK = {name: rank for rank, name in enumerate(FIELD_ORDER)}
+
+
+class _HitRec(NamedTuple):
+    term: int  # index into _Index.terms
+    field: str
+    first: int  # first and last token index (inclusive)
+    last: int
+    sentence: int
+    start: int  # character offsets into the field text
+    end: int
+    actor: str | None = None
+
+
+# Compiled condition nodes: plain tuples, evaluated by _Evaluation.
+#   ("term", term_id, fields) ("actor", name, fields) ("and", children) ("or", children) ("not", child)
+#   ("near", left, right, distance|None) ("atleast", children, minimum)
+_CNode = tuple[Any, ...]
+
+
+class _Index:
+    """Every distinct term of a rule set, indexed by what a token can be looked up by."""
+
+    def __init__(self, terms: list[Term]) -> None:
+        self.terms = terms
+        self.exact: dict[str, list[int]] = {}
+        self.word_anchors: list[tuple[str, int]] = []  # (folded first word, term id) for stem lookup
+        prefixes: dict[str, list[int]] = {}
+        self.regexes: list[tuple[int, Any]] = []
+        for term_id, term in enumerate(terms):
+            if term.regex is not None:
+                self.regexes.append((term_id, compile_regex(term.regex)))
+                continue
+            first = term.patterns[0]
+            if first.kind is PatternKind.PREFIX:
+                prefixes.setdefault("\x01" + first.norm, []).append(term_id)
+            elif first.kind is PatternKind.NAME:
+                for form in first.forms:
+                    self.exact.setdefault(form, []).append(term_id)
+            else:
+                self.exact.setdefault(first.norm, []).append(term_id)
+                if first.kind is PatternKind.WORD:
+                    self.word_anchors.append((first.norm, term_id))
+        self.automaton: Any = None
+        if prefixes:
+            self.automaton = ahocorasick.Automaton()
+            for key, ids in prefixes.items():
+                self.automaton.add_word(key, (len(key), tuple(ids)))
+            self.automaton.make_automaton()
+        self.uses_stems = any(p.kind is PatternKind.WORD for term in terms for p in term.patterns)
+        self._stem_indexes: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._stems: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def stem_index(self, language: str) -> dict[str, tuple[int, ...]]:
+        """Term ids by the stem (in `language`) of their first word; built on first use, then shared."""
+        found = self._stem_indexes.get(language)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._stem_indexes.get(language)
+            if found is None:
+                words = [norm for norm, _ in self.word_anchors]
+                grouped: dict[str, list[int]] = {}
+                for stem, (_, term_id) in zip(stem_words(words, language), self.word_anchors, strict=True):
+                    grouped.setdefault(stem, []).append(term_id)
+                found = {stem: tuple(ids) for stem, ids in grouped.items()}
+                self._stem_indexes[language] = found
+        return found
+
+    def stem_of(self, norm: str, language: str) -> str:
+        key = (language, norm)
+        stem = self._stems.get(key)
+        if stem is None:
+            stem = stem_words([norm], language)[0]
+            self._stems[key] = stem  # racing writers store the same value
+        return stem
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldScan:
+    tokens: Tokens
+    stems: list[str | None]
+    languages: list[str | None]
+
+
+class RuleSet:
+    """Rules compiled for matching. Build with monitor.rules.load_rules; immutable afterwards."""
+
+    def __init__(self, rules: tuple[Rule, ...], actors: Mapping[str, Actor] | None = None) -> None:
+        self._rules = rules
+        self._by_id = {rule.id: rule for rule in rules}
+        self._actors = dict(actors or {})
+        self._term_ids: dict[tuple[object, ...], int] = {}
+        terms: list[Term] = []
+
+        def term_id(term: Term) -> int:
+            found = self._term_ids.get(term.key)
+            if found is None:
+                found = len(terms)
+                self._term_ids[term.key] = found
+                terms.append(term)
+            return found
+
+        self._actor_terms: dict[str, dict[str, tuple[int, ...]]] = {}
+        for name, actor in self._actors.items():
+            self._actor_terms[name] = {
+                kind: tuple(term_id(t) for t in getattr(actor, kind))
+                for kind in ("names", "aliases", "context", "roles", "exclude", "exclude_context")
+            }
+        self._conditions: list[_CNode] = []
+        self._weights: list[tuple[tuple[int, float], ...]] = []
+        term_rules: dict[int, set[int]] = {}
+        fields_used: set[str] = set()
+        for rule_index, rule in enumerate(rules):
+            used_terms: set[int] = set()
+            self._conditions.append(self._compile(rule.condition, term_id, used_terms, fields_used))
+            weights = tuple((term_id(term), weight) for term, weight in rule.weights)
+            self._weights.append(weights)
+            used_terms.update(tid for tid, _ in weights)
+            fields_used.update(rule.fields)
+            for tid in used_terms:
+                term_rules.setdefault(tid, set()).add(rule_index)
+        self._term_rules = {tid: tuple(sorted(ids)) for tid, ids in term_rules.items()}
+        self._fields_used = tuple(name for name in FIELD_ORDER if name in fields_used)
+        self._index = _Index(terms)
+
+    def _compile(self, node: Node, term_id: Any, used: set[int], fields_used: set[str]) -> _CNode:
+        if isinstance(node, TermNode):
+            tid = term_id(node.term)
+            used.add(tid)
+            fields_used.update(node.fields)
+            return ("term", tid, node.fields)
+        if isinstance(node, ActorNode):
+            for ids in self._actor_terms[node.actor].values():
+                used.update(ids)
+            fields_used.update(node.fields)
+            return ("actor", node.actor, node.fields)
+        if isinstance(node, AndNode | OrNode):
+            kind = "and" if isinstance(node, AndNode) else "or"
+            return (kind, tuple(self._compile(c, term_id, used, fields_used) for c in node.children))
+        if isinstance(node, NotNode):
+            return ("not", self._compile(node.child, term_id, used, fields_used))
+        if isinstance(node, NearNode):
+            left = self._compile(node.left, term_id, used, fields_used)
+            right = self._compile(node.right, term_id, used, fields_used)
+            return ("near", left, right, node.distance)
+        children = tuple(self._compile(c, term_id, used, fields_used) for c in node.children)
+        return ("atleast", children, node.minimum)
+
+    # --- public surface -------------------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(rule.id for rule in self._rules)
+
+    @property
+    def actors(self) -> Mapping[str, Actor]:
+        return dict(self._actors)
+
+    def get(self, rule_id: str) -> Rule:
+        """The rule with this id; KeyError naming it when there is none."""
+        try:
+            return self._by_id[rule_id]
+        except KeyError:
+            raise KeyError(f"no rule with id {rule_id!r}") from None
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def match(self, item: Item) -> list[Match]:
+        """Every rule that fires on `item`, in rule order, each with its hits."""
+        return self._match(item, None)
+
+    def match_text(self, rule_id: str, text: str, language: str | None = None) -> Match | None:
+        """Check one rule against a text: its first line is the title, the rest the summary (see module doc)."""
+        rule_index = self._rules.index(self.get(rule_id))
+        title, _, summary = text.strip().partition("\n")
+        item = Item(
+            key="text",
+            feed_url="",
+            feed_title="",
+            guid=None,
+            link=None,
+            url=None,
+            title=title.strip(),
+            summary=summary.strip(),
+            content="",
+            categories=(),
+            language=language,
+            published=None,
+            content_hash="",
+        )
+        found = self._match(item, rule_index)
+        return found[0] if found else None
+
+    # --- matching -------------------------------------------------------------------------------------------
+
+    def _field_texts(self, item: Item) -> Iterable[tuple[str, str]]:
+        for name in self._fields_used:
+            if name == "title":
+                yield name, item.title
+            elif name == "summary":
+                yield name, item.summary
+            elif name == "content":
+                yield name, item.content
+            elif name == "categories":
+                yield name, "\n".join(item.categories)
+            elif name == "link":
+                yield name, item.link or ""
+            else:
+                yield name, "\n".join(part for part in (item.feed_title, item.feed_url) if part)
+
+    def _match(self, item: Item, only: int | None) -> list[Match]:
+        language = item.language
+        if language is None and self._index.uses_stems:
+            language = detect_language(f"{item.title}\n{item.summary}\n{item.content[:2000]}")
+        hits: dict[int, list[_HitRec]] = {}
+        texts = dict(self._field_texts(item))
+        for field, text in texts.items():
+            if text:
+                for rec in self._scan(field, text, language):
+                    hits.setdefault(rec.term, []).append(rec)
+        if only is not None:
+            candidates: Iterable[int] = (only,)
+        else:
+            found: set[int] = set()
+            for tid in hits:
+                found.update(self._term_rules.get(tid, ()))
+            candidates = sorted(found)
+        evaluation = _Evaluation(hits, self._actor_terms, texts)
+        matches: list[Match] = []
+        for rule_index in candidates:
+            rule = self._rules[rule_index]
+            if not _in_scope(rule, item, language):
+                continue
+            match = evaluation.rule(
+                rule, self._conditions[rule_index], self._weights[rule_index], self._index
+            )
+            if match is not None:
+                matches.append(match)
+        return matches
+
+    def _scan(self, field: str, text: str, language: str | None) -> list[_HitRec]:
+        index = self._index
+        tokens = tokenize(text)
+        norms = tokens.norms
+        count = len(norms)
+        candidates: set[tuple[int, int]] = set()
+        exact = index.exact
+        for position, norm in enumerate(norms):
+            exact_ids = exact.get(norm)
+            if exact_ids:
+                candidates.update((tid, position) for tid in exact_ids)
+        stems: list[str | None] = [None] * count
+        languages: list[str | None] = [None] * count
+        if index.uses_stems and count:
+            by_language: dict[str, list[int]] = {}
+            for position, norm in enumerate(norms):
+                token_language = stemmer_language(norm, language)
+                languages[position] = token_language
+                if token_language is not None:
+                    by_language.setdefault(token_language, []).append(position)
+            for token_language, positions in by_language.items():
+                stem_index = index.stem_index(token_language)
+                words = [norms[p] for p in positions]
+                for position, stem in zip(positions, stem_words(words, token_language), strict=True):
+                    stems[position] = stem
+                    ids = stem_index.get(stem)
+                    if ids:
+                        candidates.update((tid, position) for tid in ids)
+        if index.automaton is not None and count:
+            stream = "\x01" + "\x01".join(norms)
+            offsets = [0] * count
+            offset = 0
+            for position, norm in enumerate(norms):
+                offsets[position] = offset
+                offset += len(norm) + 1
+            for end, (length, ids) in index.automaton.iter(stream):
+                position = bisect.bisect_left(offsets, end - length + 1)
+                candidates.update((tid, position) for tid in ids)
+        scan = _FieldScan(tokens, stems, languages)
+        records: list[_HitRec] = []
+        for tid, position in candidates:
+            term = index.terms[tid]
+            last = position + len(term.patterns) - 1
+            if last < count and all(
+                _pattern_ok(pattern, scan, position + offset, index)
+                for offset, pattern in enumerate(term.patterns)
+            ):
+                records.append(
+                    _HitRec(
+                        tid,
+                        field,
+                        position,
+                        last,
+                        tokens.sentences[position],
+                        tokens.starts[position],
+                        tokens.ends[last],
+                    )
+                )
+        for tid, regex in index.regexes:
+            for found in regex.finditer(text):
+                if found.end() <= found.start():
+                    continue
+                first = min(tokens.token_at(found.start()), max(count - 1, 0))
+                last = max(first, min(tokens.token_at(found.end() - 1), max(count - 1, 0)))
+                sentence = tokens.sentences[first] if count else 0
+                records.append(_HitRec(tid, field, first, last, sentence, found.start(), found.end()))
+        return records
+
+
+def _pattern_ok(pattern: Pattern, scan: _FieldScan, position: int, index: _Index) -> bool:
+    norm = scan.tokens.norms[position]
+    kind = pattern.kind
+    if kind is PatternKind.EXACT:
+        ok = norm == pattern.norm
+    elif kind is PatternKind.NAME:
+        ok = norm in pattern.forms
+    elif kind is PatternKind.PREFIX:
+        ok = norm.startswith(pattern.norm)
+    else:
+        ok = norm == pattern.norm
+        if not ok:
+            stem = scan.stems[position]
+            token_language = scan.languages[position]
+            ok = (
+                stem is not None
+                and token_language is not None
+                and stem == index.stem_of(pattern.norm, token_language)
+            )
+    return ok and (pattern.surface is None or pattern.case_ok(scan.tokens.surface(position)))
+
+
+def _in_scope(rule: Rule, item: Item, language: str | None) -> bool:
+    if rule.languages and language not in rule.languages:
+        return False
+    if rule.tags and not any(tag in rule.tags for tag in item.feed_tags):
+        return False
+    return not rule.feeds or any(
+        pattern == item.feed_url or fnmatch.fnmatchcase(item.feed_url, pattern) for pattern in rule.feeds
+    )
+
+
+class _Evaluation:
+    """Evaluates compiled conditions against one item's hits; caches actor mentions for the item."""
+
+    def __init__(
+        self,
+        hits: dict[int, list[_HitRec]],
+        actor_terms: dict[str, dict[str, tuple[int, ...]]],
+        texts: dict[str, str],
+    ) -> None:
+        self.hits = hits
+        self.texts = texts
+        self.actor_terms = actor_terms
+        self.mentions: dict[str, list[_HitRec]] = {}
+
+    def rule(
+        self, rule: Rule, condition: _CNode, weights: tuple[tuple[int, float], ...], index: _Index
+    ) -> Match | None:
+        evidence = self.node(condition)
+        if evidence is None:
+            return None
+        score: float | None = None
+        if weights:
+            score = 0.0
+            for tid, weight in weights:
+                scored = [rec for rec in self.hits.get(tid, ()) if rec.field in rule.fields]
+                score += weight * len(scored)
+                if weight > 0:
+                    evidence = [*evidence, *scored]
+            if rule.threshold is not None and score < rule.threshold:
+                return None
+        if not evidence:
+            return None
+        return Match(
+            rule_id=rule.id,
+            rule_title=rule.title,
+            hits=_to_hits(evidence, index, self.texts),
+            notify=rule.notify,
+            score=score,
+        )
+
+    def node(self, node: _CNode) -> list[_HitRec] | None:
+        """The hits that make `node` true ([] for a true NOT), or None when it is false."""
+        kind = node[0]
+        if kind == "term":
+            fields = node[2]
+            found = [rec for rec in self.hits.get(node[1], ()) if rec.field in fields]
+            return found or None
+        if kind == "actor":
+            fields = node[2]
+            found = [rec for rec in self.actor(node[1]) if rec.field in fields]
+            return found or None
+        if kind == "and":
+            collected: list[_HitRec] = []
+            for child in node[1]:
+                result = self.node(child)
+                if result is None:
+                    return None
+                collected.extend(result)
+            return collected
+        if kind == "or":
+            collected = []
+            any_true = False
+            for child in node[1]:
+                result = self.node(child)
+                if result is not None:
+                    any_true = True
+                    collected.extend(result)
+            return collected if any_true else None
+        if kind == "not":
+            return [] if self.node(node[1]) is None else None
+        if kind == "near":
+            return self.near(node[1], node[2], node[3])
+        collected = []
+        for child in node[1]:
+            result = self.node(child)
+            if result:
+                collected.extend(result)
+        distinct = {(rec.field, rec.start, rec.end) for rec in collected}
+        return collected if collected and len(distinct) >= node[2] else None
+
+    def near(self, left_node: _CNode, right_node: _CNode, distance: int | None) -> list[_HitRec] | None:
+        left = self.node(left_node)
+        right = self.node(right_node) if left else None
+        if not left or not right:
+            return None
+        used: dict[_HitRec, None] = {}
+        for a in left:
+            for b in right:
+                if a.field != b.field:
+                    continue
+                if distance is None:
+                    close = a.sentence == b.sentence
+                else:
+                    gap = max(b.first - a.last - 1, a.first - b.last - 1, 0)
+                    close = gap <= distance
+                if close:
+                    used[a] = None
+                    used[b] = None
+        return list(used) or None
+
+    def actor(self, name: str) -> list[_HitRec]:
+        cached = self.mentions.get(name)
+        if cached is not None:
+            return cached
+        terms = self.actor_terms[name]
+
+        def found(kind: str) -> list[_HitRec]:
+            return [rec for tid in terms[kind] for rec in self.hits.get(tid, ())]
+
+        mentions = found("names") + found("roles")
+        if terms["aliases"] and (mentions or found("context")):
+            mentions += found("aliases")
+        excluded = found("exclude")
+        if excluded:
+            mentions = [
+                m
+                for m in mentions
+                if not any(x.field == m.field and x.start < m.end and m.start < x.end for x in excluded)
+            ]
+        blocked = {(x.field, x.sentence) for x in found("exclude_context")}
+        if blocked:
+            mentions = [m for m in mentions if (m.field, m.sentence) not in blocked]
+        result = [m._replace(actor=name) for m in mentions]
+        self.mentions[name] = result
+        return result
+
+
+def _to_hits(records: Iterable[_HitRec], index: _Index, texts: dict[str, str]) -> tuple[Hit, ...]:
+    ordered = sorted(set(records), key=lambda r: (_FIELD_RANK.get(r.field, 99), r.start, r.end, r.term))
+    hits: list[Hit] = []
+    seen: set[tuple[str, int, int]] = set()
+    for rec in ordered:
+        source = index.terms[rec.term].source
+        label = f"@{rec.actor}: {source}" if rec.actor else source
+        key = (rec.field, rec.start, rec.end)
+        if key in seen:  # several terms on the same span (forms of one phrase): show the first
+            continue
+        seen.add(key)
+        hits.append(
+            Hit(
+                term=label,
+                field=rec.field,
+                start=rec.start,
+                end=rec.end,
+                text=texts[rec.field][rec.start : rec.end],
+            )
+        )
+    return tuple(hits)

@@ -1,0 +1,309 @@
+"""Text normalization shared by the rule engine and anything else that compares words. Pure, no I/O.
+
+Folding (`fold`): Unicode NFKC, then case folding, then spelling equivalences: ä/ö/ü → ae/oe/ue, ß → ss, ё → е,
+other Latin diacritics dropped (é → e, ł → l), soft hyphens and zero-width joiners removed. So "Größe", "GROESSE"
+and "groesse" fold alike, and so do "Ёлка" and "елка".
+
+Tokens (`tokenize`): maximal runs of letters and digits (plus combining marks). Everything else separates tokens,
+including hyphens and apostrophes: "rare-earth" is the two tokens rare, earth and "Putin's" is putin, s. Each
+token keeps its character span in the original text, so matches can be shown on the text as it was written, and
+the index of the sentence it is in (sentences end at . ! ? … followed by space and a capital, or at a blank line).
+
+Stems (`stem_words`): Snowball (PyStemmer) in every language it has, chosen per token by script: Cyrillic tokens
+use the item's language when that is written in Cyrillic and Russian otherwise; Latin tokens use the item's
+language when it is written in Latin script and English otherwise.
+
+Language (`detect_language`): by script first (Cyrillic → ru, or uk when Ukrainian letters occur; Greek, Arabic,
+Hebrew, CJK...), and for Latin script by counting common function words of a handful of languages.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import Stemmer
+
+__all__ = [
+    "SNOWBALL_LANGUAGES",
+    "Tokens",
+    "detect_language",
+    "fold",
+    "is_cyrillic",
+    "stem_words",
+    "stemmer_language",
+    "tokenize",
+]
+
+# ISO 639-1 (and a few 639-3) codes → Snowball algorithm names, for every algorithm PyStemmer ships.
+SNOWBALL_LANGUAGES: dict[str, str] = {
+    "ar": "arabic",
+    "hy": "armenian",
+    "eu": "basque",
+    "ca": "catalan",
+    "cs": "czech",
+    "da": "danish",
+    "nl": "dutch",
+    "en": "english",
+    "eo": "esperanto",
+    "et": "estonian",
+    "fi": "finnish",
+    "fr": "french",
+    "de": "german",
+    "el": "greek",
+    "hi": "hindi",
+    "hu": "hungarian",
+    "id": "indonesian",
+    "ga": "irish",
+    "it": "italian",
+    "lt": "lithuanian",
+    "ne": "nepali",
+    "no": "norwegian",
+    "nb": "norwegian",
+    "nn": "norwegian",
+    "fa": "persian",
+    "pl": "polish",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sr": "serbian",
+    "st": "sesotho",
+    "es": "spanish",
+    "sv": "swedish",
+    "ta": "tamil",
+    "tr": "turkish",
+    "yi": "yiddish",
+}
+_AVAILABLE = set(Stemmer.algorithms())
+SNOWBALL_LANGUAGES = {code: algo for code, algo in SNOWBALL_LANGUAGES.items() if algo in _AVAILABLE}
+
+# Languages whose Snowball stemmer works on Cyrillic text (Serbian takes both scripts; we pick Cyrillic here
+# only for the Cyrillic tokens of a Serbian item).
+_CYRILLIC_LANGUAGES = {"ru", "sr"}
+_NON_LATIN_LANGUAGES = {"ar", "hy", "el", "hi", "ne", "fa", "ta", "yi", "ru", "sr"}
+
+
+def _build_fold_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    # Latin letters with diacritics → base letters, computed from the Unicode decomposition.
+    for code in range(0x00C0, 0x0250):
+        char = chr(code)
+        base = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
+        if base and base != char and base.isascii():
+            table[code] = base.lower()
+    table.update(
+        {
+            ord("ä"): "ae",
+            ord("ö"): "oe",
+            ord("ü"): "ue",
+            ord("ß"): "ss",
+            ord("æ"): "ae",
+            ord("ø"): "o",
+            ord("œ"): "oe",
+            ord("đ"): "d",
+            ord("ł"): "l",
+            ord("ı"): "i",
+            ord("ё"): "е",
+            0x00AD: "",  # soft hyphen
+            0x200C: "",  # zero-width non-joiner
+            0x200D: "",  # zero-width joiner
+        }
+    )
+    # Combining marks left after NFKC (decomposed input) are dropped, except the Cyrillic breve of й.
+    for code in range(0x0300, 0x0370):
+        if code != 0x0306:
+            table[code] = ""
+    table[0x0308] = ""  # diaeresis: ё arrives decomposed as е + U+0308
+    return table
+
+
+_FOLD_TABLE = _build_fold_table()
+
+
+def fold(text: str) -> str:
+    """The comparison form of `text`: NFKC, case-folded, spelling equivalences applied (see module doc)."""
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text).casefold()
+    # casefold turns ß into ss already; a decomposed "й" (и + breve) is recomposed by NFKC above.
+    return text.translate(_FOLD_TABLE)
+
+
+# A token: letters/digits, with combining marks, soft hyphens and zero-width joiners allowed inside.
+_TOKEN = re.compile(r"[^\W_][\w\u0300-\u036f\u0483-\u0489\u00ad\u200c\u200d]*")
+# A sentence ends at . ! ? … (optionally followed by closing quotes/brackets), then space and the start of a new
+# sentence (a capital, a digit or an opening quote); or at a line break.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'»“”’)\]]*\s+(?=[\"'«„“(\[]?[^\W\d_a-zа-яё]|\d)|\n\s*")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words that end with a period without ending the sentence.
+_ABBREVIATIONS = _words(
+    "jr sr mr mrs ms dr prof st nr no bzw vgl ca etc inc ltd co corp gen col lt sgt rep sen gov dept "
+    "z b d h u s usw hr fr vs т г гг им ул"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """The tokens of one text, as parallel sequences (cheaper than one object per token)."""
+
+    text: str
+    norms: tuple[str, ...]  # folded forms
+    starts: tuple[int, ...]  # character offsets into `text`
+    ends: tuple[int, ...]
+    sentences: tuple[int, ...]  # sentence index of each token, 0-based
+
+    def __len__(self) -> int:
+        return len(self.norms)
+
+    def surface(self, index: int) -> str:
+        """The token as written (NFKC, not folded): what case-sensitive terms compare against."""
+        return unicodedata.normalize("NFKC", self.text[self.starts[index] : self.ends[index]])
+
+    def token_at(self, offset: int) -> int:
+        """Index of the first token ending after character `offset` (for mapping spans to token positions)."""
+        return bisect.bisect_right(self.ends, offset)
+
+
+def tokenize(text: str) -> Tokens:
+    """Split `text` into folded tokens with their spans and sentence indices (see the module doc)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    surfaces: list[str] = []
+    for found in _TOKEN.finditer(text):
+        starts.append(found.start())
+        ends.append(found.end())
+        surfaces.append(found.group())
+    if not surfaces:
+        return Tokens(text, (), (), (), ())
+    # Fold all tokens in one call: NUL cannot occur inside a token, and none of the folding steps merges
+    # characters across it, so splitting afterwards gives one folded form per token.
+    norms = fold("\x00".join(surfaces)).split("\x00")
+    boundaries = _sentence_boundaries(text)
+    sentences = tuple(bisect.bisect_right(boundaries, start) for start in starts) if boundaries else None
+    return Tokens(text, tuple(norms), tuple(starts), tuple(ends), sentences or (0,) * len(norms))
+
+
+def _sentence_boundaries(text: str) -> list[int]:
+    boundaries: list[int] = []
+    for found in _SENTENCE_END.finditer(text):
+        if found.group()[0] == ".":
+            word_start = found.start()
+            while word_start > 0 and (text[word_start - 1].isalnum() or text[word_start - 1] == "."):
+                word_start -= 1
+            word = text[word_start : found.start()].lower().replace(".", "")
+            if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue
+        boundaries.append(found.end())
+    return boundaries
+
+
+def is_cyrillic(token: str) -> bool:
+    return bool(token) and "\u0400" <= token[0] <= "\u04ff"
+
+
+def stemmer_language(token: str, language: str | None) -> str | None:
+    """The ISO code whose Snowball stemmer applies to `token` in an item of `language` (None: no stemming)."""
+    if not token:
+        return None
+    first = token[0]
+    if "\u0400" <= first <= "\u04ff":
+        return language if language in _CYRILLIC_LANGUAGES else "ru"
+    if first.isascii() or "\u00c0" <= first <= "\u024f":
+        if language in SNOWBALL_LANGUAGES and language not in _NON_LATIN_LANGUAGES:
+            return language
+        return "en"
+    return language if language in SNOWBALL_LANGUAGES else None
+
+
+_local = threading.local()
+
+
+def _stemmer(language: str) -> Stemmer._Stemmer:
+    # PyStemmer objects keep an internal cache and are not safe to share between threads.
+    cache: dict[str, Stemmer._Stemmer] | None = getattr(_local, "stemmers", None)
+    if cache is None:
+        cache = {}
+        _local.stemmers = cache
+    stemmer = cache.get(language)
+    if stemmer is None:
+        stemmer = Stemmer.Stemmer(SNOWBALL_LANGUAGES[language], 10000)
+        cache[language] = stemmer
+    return stemmer
+
+
+def stem_words(words: Sequence[str], language: str) -> list[str]:
+    """Snowball stems of already folded `words` in `language` (an ISO code from SNOWBALL_LANGUAGES)."""
+    result: list[str] = _stemmer(language).stemWords(words)
+    return result
+
+
+_FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    "en": _words("the and of to in is that for on with as was by at from are has have it its this will be"),
+    "de": _words(
+        "der die das und ist nicht mit von den dem des ein eine einer auf fuer sich im zu auch bei wird"
+    ),
+    "fr": _words("le la les et des du un une est dans pour que qui sur pas avec au aux ce"),
+    "es": _words("el la los las y de del que en un una por con para es se al lo como"),
+    "it": _words("il lo la gli le e di del della che un una per con non sono nel alla"),
+    "nl": _words("de het een en van is dat op te in met voor niet zijn aan ook"),
+    "pt": _words("o a os as e de do da que em um uma para com nao por se dos das"),
+    "pl": _words("i w na z sie nie do to jest ze o jak po za od"),
+}
+
+
+def detect_language(text: str) -> str | None:
+    """Best guess of the ISO 639-1 language of `text`, or None when there is too little to tell.
+
+    Script decides first: mostly Cyrillic → ru (uk when і/ї/є/ґ occur), Greek → el, Arabic → ar, Hebrew → he,
+    Han/Kana → zh/ja, Hangul → ko. Latin text is assigned to the language with the most function words
+    (en, de, fr, es, it, nl, pt, pl), or None when none of them occurs.
+    """
+    counts: dict[str, int] = {}
+    for char in text[:4000]:
+        if not char.isalpha():
+            continue
+        code = ord(char)
+        if code < 0x250:
+            script = "latin"
+        elif 0x400 <= code <= 0x4FF:
+            script = "cyrillic"
+        elif 0x370 <= code <= 0x3FF:
+            script = "greek"
+        elif 0x600 <= code <= 0x6FF:
+            script = "arabic"
+        elif 0x590 <= code <= 0x5FF:
+            script = "hebrew"
+        elif 0x3040 <= code <= 0x30FF:
+            script = "kana"
+        elif 0x4E00 <= code <= 0x9FFF:
+            script = "han"
+        elif 0xAC00 <= code <= 0xD7AF:
+            script = "hangul"
+        else:
+            script = "other"
+        counts[script] = counts.get(script, 0) + 1
+    if not counts:
+        return None
+    script = max(counts, key=lambda name: counts[name])
+    if script == "cyrillic":
+        return "uk" if any(c in text for c in "іїєґІЇЄҐ") else "ru"
+    if script in ("han", "kana"):
+        return "ja" if counts.get("kana", 0) else "zh"
+    simple = {"greek": "el", "arabic": "ar", "hebrew": "he", "hangul": "ko"}
+    if script in simple:
+        return simple[script]
+    if script != "latin":
+        return None
+    words = tokenize(text[:4000]).norms
+    scores = {lang: sum(1 for word in words if word in vocab) for lang, vocab in _FUNCTION_WORDS.items()}
+    best = max(scores, key=lambda lang: scores[lang])
+    return best if scores[best] > 0 else None
