@@ -10,7 +10,8 @@ Semantics of `html_to_text`:
 - Block elements (p, div, li, h1–h6, blockquote, tr, ...) end a paragraph: paragraphs are separated by one
   empty line. `<br>` ends a line. Table cells are separated by a space.
 - Inside a line, every run of whitespace (including no-break and other Unicode spaces) becomes one space;
-  lines are stripped; inside `<pre>` line breaks are kept. Control characters other than newline are dropped.
+  lines are stripped; inside `<pre>` line breaks are kept. Control characters other than newline are dropped,
+  except C1 characters that windows-1252 assigns (text mis-decoded as ISO-8859-1): they get that meaning.
 - Never raises on malformed HTML: unclosed tags end at the end of the input, stray end tags are ignored.
 """
 
@@ -82,6 +83,21 @@ _LOOKS_LIKE_HTML = re.compile(
     re.IGNORECASE,
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _c1_as_cp1252() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for code in range(0x80, 0xA0):
+        try:
+            table[code] = bytes([code]).decode("cp1252")
+        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D are unassigned in cp1252
+            continue
+    return table
+
+
+# C1 control characters in decoded text are windows-1252 bytes that were decoded as ISO-8859-1 (a feed
+# declaring latin-1 but written with curly quotes and dashes): give them their windows-1252 meaning.
+_C1_REPAIR = _c1_as_cp1252()
 _INLINE_SPACE = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -135,7 +151,7 @@ class _TextCollector(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._hidden_stack:
             return
-        data = _CONTROL.sub(" ", data.replace("\r\n", "\n").replace("\r", "\n"))
+        data = _CONTROL.sub(" ", data.translate(_C1_REPAIR).replace("\r\n", "\n").replace("\r", "\n"))
         if self._pre_depth:
             data = data.replace("\n", _LINE)
         self.parts.append(data)
@@ -153,7 +169,7 @@ def html_to_text(html: str) -> str:
     """Plain text of an HTML fragment or document (see the module docstring for the exact rules)."""
     if "<" not in html and "&" not in html:
         # No markup: all whitespace, newlines included, is one space in HTML.
-        return " ".join(_CONTROL.sub(" ", html).split())
+        return " ".join(_CONTROL.sub(" ", html.translate(_C1_REPAIR)).split())
     collector = _TextCollector()
     collector.feed(html)
     collector.close()
@@ -174,7 +190,7 @@ def looks_like_html(text: str) -> bool:
 
 def normalize_plain_text(text: str) -> str:
     """Whitespace rules of `html_to_text` applied to text that is already plain: its line breaks are kept."""
-    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub(" ", text.translate(_C1_REPAIR).replace("\r\n", "\n").replace("\r", "\n"))
     return _tidy(text)
 
 

@@ -32,6 +32,8 @@ HTML_CASES = [
     ("<![CDATA[<p>wrapped</p> twice]]>", "wrapped\n\ntwice"),
     ("<img src=x alt='not text'>caption", "caption"),
     ("ctrl\x00chars\x07here", "ctrl chars here"),
+    ("\x93quoted\x94 \x96 dash\x81", "\u201cquoted\u201d \u2013 dash"),  # windows-1252 read as latin-1
+    ("<b>\x93bold\x94</b>", "\u201cbold\u201d"),
     ("<p>a</p>\n\n\n<p>b</p>", "a\n\nb"),
     ("<svg><title>icon</title></svg>Text", "Text"),
     ("<script>never closed <p>all gone", ""),
@@ -79,6 +81,7 @@ def test_looks_like_html(text: str, expected: bool) -> None:
 
 def test_plain_text_keeps_its_line_breaks_and_single_line_joins_them() -> None:
     assert normalize_plain_text("a  b\r\n\r\n\r\nc\u00a0d ") == "a b\n\nc d"
+    assert normalize_plain_text("it\x92s") == "it\u2019s"
     assert single_line(" Title\n  over\tlines ") == "Title over lines"
 
 
