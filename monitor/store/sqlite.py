@@ -249,10 +249,12 @@ class SQLiteStore:
         return found
 
     def story_signatures(self, since: datetime) -> list[dict[str, Any]]:
-        """Items of the story window with their clustering signatures, to rebuild the index on start."""
+        """Items published (or, undated, fetched) since `since`, with their clustering signatures, to rebuild
+        the story index on start. The time is the one the index itself expires on."""
         rows = self._conn.execute(
-            "SELECT key, story_id, signature, COALESCE(published, fetched_at), url, content_hash, title, summary "
-            "FROM items WHERE fetched_at >= ? ORDER BY fetched_at, rowid",
+            "SELECT key, story_id, signature, MIN(COALESCE(published, fetched_at), fetched_at), url, content_hash, "
+            "title, summary, feed_url FROM items WHERE MIN(COALESCE(published, fetched_at), fetched_at) >= ? "
+            "ORDER BY fetched_at, rowid",
             (_iso(since),),
         ).fetchall()
         return [
@@ -265,6 +267,7 @@ class SQLiteStore:
                 "content_hash": r[5],
                 "title": r[6],
                 "summary": r[7],
+                "source": r[8],
             }
             for r in rows
         ]

@@ -1,0 +1,170 @@
+"""The command line: the only module that prints.
+
+    monitor run      --config FILE      the daemon
+    monitor once     --config FILE      poll every feed once, deliver, exit (cron, tests)
+    monitor check    --config FILE      validate config and rules
+    monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
+    monitor rules test RULE --text ...  check one rule against a text
+    monitor demo                        offline demo on bundled feeds
+    monitor feeds | alerts [show ID] | stories | deliveries [retry ID|--dead]   operator views
+
+Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
+sources that could not be read), 2 usage errors (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from monitor import __version__
+from monitor.errors import ConfigError, MonitorError
+
+__all__ = ["build_parser", "emit_json", "main"]
+
+log = logging.getLogger("monitor")
+
+CONFIG_ENV = "MONITOR_CONFIG"
+
+
+def _default_config() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    local = Path("monitor.yaml")
+    return local if local.exists() else Path("/etc/monitor/monitor.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monitor", description="News and event-stream monitoring and alerting."
+    )
+    parser.add_argument("--version", action="version", version=f"monitor {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            default=None,
+            help=f"monitor.yaml (default: ${CONFIG_ENV}, ./monitor.yaml, /etc/monitor/monitor.yaml)",
+        )
+        return p
+
+    with_config(sub.add_parser("run", help="run the daemon: poll feeds on schedule and deliver alerts"))
+    with_config(sub.add_parser("once", help="poll every feed once, deliver the alerts, exit"))
+    with_config(sub.add_parser("check", help="validate the configuration and the rules"))
+
+    match = sub.add_parser(
+        "match", help="show which rules fire on the entries of feed files or URLs (dry run)"
+    )
+    match.add_argument("sources", nargs="+", metavar="SOURCE", help="feed file or http(s) URL")
+    match.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: bundled rules)"
+    )
+    match.add_argument("--json", action="store_true", help="one JSON object per entry per line")
+    match.add_argument("--explain", action="store_true", help="show which terms fired, where, on what text")
+    match.add_argument("--all", action="store_true", help="also list entries no rule fired on")
+    match.add_argument(
+        "--allow-private-networks",
+        action="store_true",
+        help="let URL sources reach loopback/private addresses",
+    )
+
+    rules = sub.add_parser("rules", help="work with rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    rules_test = rules_sub.add_parser("test", help="check one rule against a text")
+    rules_test.add_argument("rule", help="rule id")
+    rules_test.add_argument(
+        "--text", required=True, help="the text to test (treated as an item's title+summary)"
+    )
+    rules_test.add_argument("--language", default=None, help="language of the text (default: detected)")
+    rules_test.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
+    rules_list = rules_sub.add_parser("list", help="list the rules")
+    rules_list.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
+
+    demo = sub.add_parser(
+        "demo", help="offline demo: bundled feeds on 127.0.0.1, default rules, shows alerts"
+    )
+    demo.add_argument("--keep", type=Path, default=None, help="keep the demo's state in this folder")
+
+    with_config(sub.add_parser("feeds", help="list feeds with their schedule and errors"))
+    alerts = with_config(sub.add_parser("alerts", help="list recent alerts, or show one"))
+    alerts.add_argument("action", nargs="?", choices=["show"], help="show one alert with its deliveries")
+    alerts.add_argument("alert_id", nargs="?", help="alert id (with show)")
+    alerts.add_argument("--json", action="store_true", help="one JSON object per alert per line")
+    alerts.add_argument("--limit", type=int, default=50)
+    stories = with_config(sub.add_parser("stories", help="list recent stories"))
+    stories.add_argument("--json", action="store_true", help="one JSON object per story per line")
+    stories.add_argument("--limit", type=int, default=50)
+    deliveries = with_config(
+        sub.add_parser("deliveries", help="list pending and dead deliveries, or retry them")
+    )
+    deliveries.add_argument("action", nargs="?", choices=["retry"], help="re-drive deliveries")
+    deliveries.add_argument("ids", nargs="*", metavar="ID", help="delivery ids (with retry)")
+    deliveries.add_argument("--dead", action="store_true", help="with retry: every dead delivery")
+    deliveries.add_argument("--all", action="store_true", help="list sent deliveries too")
+    deliveries.add_argument("--json", action="store_true")
+    return parser
+
+
+def setup_logging(verbose: bool, level: str = "INFO") -> None:
+    # Under systemd the journal adds timestamps; elsewhere we do.
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if os.environ.get("JOURNAL_STREAM")
+        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, level), format=fmt, stream=sys.stderr
+    )
+    for noisy in ("httpx", "httpcore", "apscheduler", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"monitor: configuration error: {exc}", file=sys.stderr)
+        return 1
+    except MonitorError as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    # Imported here so `monitor --help` stays fast and a broken optional piece cannot break every command.
+    from monitor.cli import daemon_cmds, demo_cmd, match_cmds, ops_cmds
+
+    handlers: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+        "run": daemon_cmds.cmd_run,
+        "once": daemon_cmds.cmd_once,
+        "check": daemon_cmds.cmd_check,
+        "match": match_cmds.cmd_match,
+        "rules": match_cmds.cmd_rules,
+        "demo": demo_cmd.cmd_demo,
+        "feeds": ops_cmds.cmd_feeds,
+        "alerts": ops_cmds.cmd_alerts,
+        "stories": ops_cmds.cmd_stories,
+        "deliveries": ops_cmds.cmd_deliveries,
+    }
+    if getattr(args, "config", "unset") is None:
+        args.config = _default_config()
+    return handlers[args.command](args, sys.stdout)
+
+
+def emit_json(out: TextIO, obj: Any) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")

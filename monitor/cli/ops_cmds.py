@@ -1,0 +1,149 @@
+"""Operator views of the store: `monitor feeds`, `alerts [show ID]`, `stories`, `deliveries [retry]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from monitor.cli import emit_json
+from monitor.config import load_config
+from monitor.errors import MonitorError
+from monitor.store import DeliveryRow, SQLiteStore
+from monitor.timeutil import to_iso, utcnow
+
+__all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_stories"]
+
+
+@contextmanager
+def _open_store(args: argparse.Namespace) -> Iterator[SQLiteStore]:
+    config = load_config(args.config)
+    if not config.database.exists():
+        raise MonitorError(f"no database at {config.database} yet: run `monitor once` or `monitor run` first")
+    store = SQLiteStore(config.database)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
+    with _open_store(args) as store:
+        for feed in store.list_feeds():
+            state = "active" if feed.active else "removed"
+            errors = f"  errors: {feed.error_count} ({feed.last_error})" if feed.error_count else ""
+            out.write(
+                f"{feed.url}\n  {state}, every {int(feed.interval_seconds)}s, next {to_iso(feed.next_fetch_at)}, "
+                f"last success {to_iso(feed.last_success_at) or 'never'}{errors}\n"
+            )
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
+    with _open_store(args) as store:
+        if args.action == "show":
+            if not args.alert_id:
+                raise MonitorError("alerts show needs an alert id")
+            alert = store.get_alert(args.alert_id)
+            if alert is None:
+                raise MonitorError(f"no alert {args.alert_id!r}")
+            if args.json:
+                emit_json(out, alert)
+            else:
+                out.write(json.dumps(alert, ensure_ascii=False, indent=2, default=str) + "\n")
+            return 0
+        for alert in store.list_alerts(limit=args.limit):
+            if args.json:
+                emit_json(
+                    out,
+                    {
+                        "id": alert["id"],
+                        "rule": alert["rule"],
+                        "story": alert["story"],
+                        "created_at": alert["created_at"],
+                        "items": [
+                            {"link": i["link"], "feed": i["feed"], "title": i["title"]}
+                            for i in alert["items"]
+                        ],
+                        "deliveries": alert["deliveries"],
+                    },
+                )
+                continue
+            first = alert["items"][0] if alert["items"] else {}
+            statuses = (
+                ", ".join(f"{d['channel']}={d['status']}" for d in alert["deliveries"]) or "no channels"
+            )
+            more = f" (+{len(alert['items']) - 1} more reports)" if len(alert["items"]) > 1 else ""
+            out.write(
+                f"{alert['id']}  {alert['created_at']}  {alert['rule']}\n"
+                f"  {first.get('title') or ''}{more}\n  {first.get('link') or ''}\n  deliveries: {statuses}\n"
+            )
+    return 0
+
+
+def cmd_stories(args: argparse.Namespace, out: TextIO) -> int:
+    with _open_store(args) as store:
+        for story in store.list_stories(limit=args.limit):
+            items = [{"link": i["link"], "feed": i["feed"], "title": i["title"]} for i in story.items]
+            if args.json:
+                emit_json(
+                    out,
+                    {
+                        "id": story.id,
+                        "title": story.title,
+                        "created_at": to_iso(story.created_at),
+                        "updated_at": to_iso(story.updated_at),
+                        "item_count": story.item_count,
+                        "items": items,
+                    },
+                )
+                continue
+            feeds = len({i["feed"] for i in items})
+            out.write(f"{story.id}  {story.title}\n  {len(items)} items from {feeds} feeds\n")
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
+    with _open_store(args) as store:
+        if args.action == "retry":
+            if not args.ids and not args.dead:
+                raise MonitorError("deliveries retry needs delivery ids or --dead")
+            count = store.retry_deliveries(utcnow(), ids=args.ids, all_dead=args.dead)
+            out.write(f"{count} deliveries queued again\n")
+            return 0
+        disabled = store.disabled_channel_reasons()
+        for channel, (reason, since) in sorted(disabled.items()):
+            out.write(f"CHANNEL DISABLED {channel} since {to_iso(since)}: {reason}\n")
+        rows = store.list_deliveries(statuses=None if args.all else ("pending", "dead"), limit=1000)
+        for row in rows:
+            if args.json:
+                emit_json(out, _delivery_json(row))
+            else:
+                out.write(_delivery_line(row) + "\n")
+        counts = store.delivery_counts()
+        if not args.json:
+            out.write(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no deliveries")
+            out.write("\n")
+    return 0
+
+
+def _delivery_json(row: DeliveryRow) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": to_iso(row.created_at),
+        "next_attempt_at": to_iso(row.next_attempt_at),
+        "last_error": row.last_error,
+        "sent_at": to_iso(row.sent_at),
+        "alerts": list(row.alert_ids),
+    }
+
+
+def _delivery_line(row: DeliveryRow) -> str:
+    when = f"next {to_iso(row.next_attempt_at)}" if row.status == "pending" else to_iso(row.sent_at) or ""
+    error = f"\n  last error: {row.last_error}" if row.last_error else ""
+    return f"{row.id}  {row.status:7} {row.channel:12} attempts {row.attempts}  {when}{error}"

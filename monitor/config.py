@@ -1,0 +1,226 @@
+"""monitor.yaml: pydantic models, ${VAR} interpolation, and loading with file:line errors.
+
+The configuration is immutable once loaded; a reload (SIGHUP) builds a new one and swaps it whole, or keeps the
+old one when the new file is invalid. Relative paths are taken from the config file's own folder, so a unit file
+can point at /etc/monitor/monitor.yaml and the config can say `database: ./state/monitor.db`.
+
+Secrets come from the environment: `${VAR}` is replaced by the variable's value, `${VAR:-default}` falls back,
+and `$${` writes a literal `${`. A missing variable is an error that names it and where it is used. Secret
+fields (passwords, webhook secrets) are pydantic SecretStr, so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.errors import ConfigError
+from monitor.notify.email import EmailConfig
+from monitor.notify.webhook import WebhookConfig
+from monitor.timeutil import parse_duration
+from monitor.yamlsource import LocatedYaml, load_yaml_file, validation_error
+
+__all__ = [
+    "DEFAULT_RULES",
+    "ChannelConfig",
+    "FeedConfig",
+    "MonitorConfig",
+    "interpolate_env",
+    "load_config",
+]
+
+# The bundled rule set: rules/ at the top of the repository (or installed beside the package).
+DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Model):
+    url: str
+    interval: Duration | None = None
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    language: str | None = Field(default=None, description="overrides the language the feed declares")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"(?i)^https?://[^/\s]+", value):
+            raise ValueError(f"feed url must be an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return value
+
+
+class FetchOptions(_Model):
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    total_timeout: float = Field(default=60.0, gt=0)
+    max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    concurrency: int = Field(default=8, ge=1, description="feeds fetched at the same time")
+
+
+class DeliveryOptions(_Model):
+    poll: Duration = Field(default=timedelta(seconds=5), description="how often the outbox is checked")
+    batch: int = Field(default=100, ge=1)
+
+
+class RetentionOptions(_Model):
+    items: Duration = timedelta(days=30)
+    identity_keys: Duration = timedelta(days=400)
+
+    @model_validator(mode="after")
+    def _keys_outlive_items(self) -> RetentionOptions:
+        if self.identity_keys < self.items:
+            raise ValueError(
+                "retention.identity_keys must be at least retention.items (old items would re-alert)"
+            )
+        return self
+
+
+class StoryOptions(_Model):
+    window: Duration = timedelta(hours=72)
+
+
+class MonitorConfig(_Model):
+    source: str = Field(default="<defaults>", exclude=True, description="the file this was loaded from")
+    database: Path = Path("./state/monitor.db")
+    rules: Path = DEFAULT_RULES
+    allow_private_networks: bool | list[str] = False
+    interval: Duration = Field(default=timedelta(minutes=10), description="default feed interval")
+    feeds: tuple[FeedConfig, ...] = ()
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    fetch: FetchOptions = FetchOptions()
+    delivery: DeliveryOptions = DeliveryOptions()
+    retention: RetentionOptions = RetentionOptions()
+    stories: StoryOptions = StoryOptions()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, value: bool | list[str]) -> bool | list[str]:
+        if isinstance(value, list):
+            import ipaddress
+
+            for network in value:
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"not an IP network: {network!r}") from exc
+        return value
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_feeds(cls, feeds: tuple[FeedConfig, ...]) -> tuple[FeedConfig, ...]:
+        seen: set[str] = set()
+        for feed in feeds:
+            if feed.url in seen:
+                raise ValueError(f"feed {feed.url} is listed twice")
+            seen.add(feed.url)
+        return feeds
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
+        for name in channels:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"channel name {name!r} may only hold letters, digits, '_', '.', '-'")
+        return channels
+
+    def feed_interval(self, feed: FeedConfig) -> timedelta:
+        return feed.interval or self.interval
+
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(doc: LocatedYaml, environ: dict[str, str] | None = None) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of the document; `$${` stays a literal `${`."""
+    env = dict(os.environ) if environ is None else environ
+
+    def walk(value: Any, path: tuple[str | int, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "$" in value:
+            return _VAR.sub(lambda m: _substitute(m, env, doc, path), value)
+        return value
+
+    return walk(doc.data, ())
+
+
+def _substitute(
+    match: re.Match[str], env: dict[str, str], doc: LocatedYaml, path: tuple[str | int, ...]
+) -> str:
+    if match.group(0) == "$${":
+        return "${"
+    name, default = match.group(1), match.group(2)
+    if name in env:
+        return env[name]
+    if default is not None:
+        return default
+    pos = doc.locate(path)
+    raise ConfigError(
+        f"environment variable {name} is not set (use ${{{name}:-default}} for a default)",
+        file=pos.file,
+        line=pos.line,
+        column=pos.column,
+        field=".".join(str(p) for p in path),
+    )
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorConfig:
+    """Load, interpolate and validate monitor.yaml. Raises ConfigError with file:line:column and field."""
+    doc = load_yaml_file(path)
+    data = interpolate_env(doc, environ)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the top level must be a mapping of keys (database, rules, feeds, channels, ...)",
+            file=str(path),
+            line=1,
+            column=1,
+        )
+    try:
+        config = MonitorConfig.model_validate({**data, "source": str(path)})
+    except ValidationError as exc:
+        raise validation_error(exc, doc) from exc
+    base = path.resolve().parent
+    return config.model_copy(
+        update={
+            "database": _resolve(base, config.database),
+            "rules": _resolve(base, config.rules) if "rules" in data else config.rules,
+        }
+    )
+
+
+def _resolve(base: Path, value: Path) -> Path:
+    value = value.expanduser()
+    return value if value.is_absolute() else (base / value)

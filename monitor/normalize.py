@@ -1,0 +1,81 @@
+"""normalize + identify: turn a parsed entry into an Item placed in its feed. Pure.
+
+The item's language is, in order: the language the operator configured for the feed, the entry's declared
+language, the feed's declared language, and else the one detected from the text. Languages are reduced to
+their primary subtag ("de-DE" → "de"), which is what stemmers and rules scope on.
+"""
+
+from __future__ import annotations
+
+from monitor.identify import canonical_url, content_hash, item_key
+from monitor.text import detect_language
+from monitor.types import Entry, Item, ParsedFeed
+
+__all__ = ["normalize_entries", "normalize_entry", "primary_language"]
+
+
+def primary_language(tag: str | None) -> str | None:
+    """ "de-DE" → "de", "en_us" → "en", "" → None."""
+    if not tag:
+        return None
+    primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
+
+
+def normalize_entry(
+    entry: Entry,
+    *,
+    feed_url: str,
+    feed_title: str,
+    feed_language: str | None = None,
+    feed_tags: tuple[str, ...] = (),
+    language_override: str | None = None,
+) -> Item:
+    language = (
+        primary_language(language_override)
+        or primary_language(entry.language)
+        or primary_language(feed_language)
+        or detect_language(
+            " ".join(part for part in (entry.title, entry.summary, entry.content[:2000]) if part)
+        )
+    )
+    return Item(
+        key=item_key(feed_url, entry.guid, entry.link, entry.title, entry.summary or entry.content),
+        feed_url=feed_url,
+        feed_title=feed_title,
+        guid=entry.guid,
+        link=entry.link,
+        url=canonical_url(entry.link),
+        title=entry.title,
+        summary=entry.summary,
+        content=entry.content,
+        categories=entry.categories,
+        language=language,
+        published=entry.published or entry.updated,
+        content_hash=content_hash(entry.title, entry.summary or entry.content),
+        feed_tags=feed_tags,
+    )
+
+
+def normalize_entries(
+    feed: ParsedFeed,
+    *,
+    feed_url: str,
+    feed_title: str | None = None,
+    feed_tags: tuple[str, ...] = (),
+    language_override: str | None = None,
+) -> list[Item]:
+    """All entries of a parsed feed as Items, first occurrence kept when a feed repeats an identity key."""
+    title = feed_title or feed.title or feed_url
+    items: dict[str, Item] = {}
+    for entry in feed.entries:
+        item = normalize_entry(
+            entry,
+            feed_url=feed_url,
+            feed_title=title,
+            feed_language=feed.language,
+            feed_tags=feed_tags,
+            language_override=language_override,
+        )
+        items.setdefault(item.key, item)
+    return list(items.values())
