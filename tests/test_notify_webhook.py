@@ -284,3 +284,9 @@ def test_build_channels_makes_webhook_channels(receiver: WebhookReceiver) -> Non
 
     asyncio.run(run())
     assert receiver.requests[0].headers["x-team"] == "desk"
+
+
+def test_a_rejected_secret_is_not_echoed_in_the_error() -> None:
+    with pytest.raises(ValidationError) as caught:
+        WebhookConfig(url="https://x.example/", secret="whsec_not*base64*secret")
+    assert "not*base64*secret" not in str(caught.value)

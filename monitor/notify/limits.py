@@ -59,7 +59,8 @@ def parse_rate(value: object) -> Rate:
 class ChannelOptions(BaseModel):
     """Keys every channel type accepts."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a rejected secret must not be echoed into logs by a validation error.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     # At most 120 s, so that the whole send (limits().deadline) ends well within the store's delivery lease.
     timeout: float = Field(default=30.0, gt=0, le=120, description="seconds one network operation may take")
