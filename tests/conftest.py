@@ -15,7 +15,9 @@ SHARED = Path(os.environ.get("MONITOR_SHARED", REPO.parent / "shared"))
 def shared_dir() -> Path:
     """The project's ../shared folder (eval set, real-feed corpus). CI always has it; a user's clone may not."""
     if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent: the shared eval set and feed corpus live beside the project checkout")
+        pytest.skip(
+            f"{SHARED} is absent: the shared eval set and feed corpus live beside the project checkout"
+        )
     return SHARED
 
 
