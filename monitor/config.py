@@ -50,7 +50,8 @@ ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a rejected value may be a secret that came from the environment.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class FeedConfig(_Model):
