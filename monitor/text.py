@@ -20,11 +20,11 @@ Hebrew, CJK...), and for Latin script by counting common function words of a han
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import threading
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import Stemmer
 
@@ -135,6 +135,7 @@ def fold(text: str) -> str:
 
 # A token: letters/digits, with combining marks, soft hyphens and zero-width joiners allowed inside.
 _TOKEN = re.compile(r"[^\W_][\w\u0300-\u036f\u0483-\u0489\u00ad\u200c\u200d]*")
+_TOKEN_SPLIT = re.compile(f"({_TOKEN.pattern})")
 # A sentence ends at . ! ? … (optionally followed by closing quotes/brackets), then space and the start of a new
 # sentence (a capital, a digit or an opening quote); or at a line break.
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'»“”’)\]]*\s+(?=[\"'«„“(\[]?[^\W\d_a-zа-яё]|\d)|\n\s*")
@@ -151,22 +152,51 @@ _ABBREVIATIONS = _words(
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Tokens:
-    """The tokens of one text, as parallel sequences (cheaper than one object per token)."""
+    """The tokens of one text. Folded forms are computed at once; spans and sentences on first use, because
+    matching needs them only for the few tokens that hit."""
 
-    text: str
-    norms: tuple[str, ...]  # folded forms
-    starts: tuple[int, ...]  # character offsets into `text`
-    ends: tuple[int, ...]
-    sentences: tuple[int, ...]  # sentence index of each token, 0-based
+    __slots__ = ("_boundaries", "_pieces", "_spans", "norms", "text")
+
+    def __init__(self, text: str, norms: tuple[str, ...], pieces: list[str]) -> None:
+        self.text = text
+        self.norms = norms  # folded forms
+        self._pieces = pieces  # separator, token, separator, token, ..., separator
+        self._spans: tuple[list[int], list[int]] | None = None
+        self._boundaries: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.norms)
 
+    def _compute_spans(self) -> tuple[list[int], list[int]]:
+        if self._spans is None:
+            ends_of_pieces = list(itertools.accumulate(map(len, self._pieces)))
+            self._spans = (ends_of_pieces[0:-1:2], ends_of_pieces[1::2])
+        return self._spans
+
+    @property
+    def starts(self) -> list[int]:
+        """Character offset of each token in `text`."""
+        return self._compute_spans()[0]
+
+    @property
+    def ends(self) -> list[int]:
+        return self._compute_spans()[1]
+
+    def sentence_of(self, index: int) -> int:
+        """Sentence index (0-based) of token `index`."""
+        if self._boundaries is None:
+            self._boundaries = _sentence_boundaries(self.text)
+        return bisect.bisect_right(self._boundaries, self.starts[index]) if self._boundaries else 0
+
+    @property
+    def sentences(self) -> list[int]:
+        """Sentence index of every token."""
+        return [self.sentence_of(index) for index in range(len(self.norms))]
+
     def surface(self, index: int) -> str:
         """The token as written (NFKC, not folded): what case-sensitive terms compare against."""
-        return unicodedata.normalize("NFKC", self.text[self.starts[index] : self.ends[index]])
+        return unicodedata.normalize("NFKC", self._pieces[2 * index + 1])
 
     def token_at(self, offset: int) -> int:
         """Index of the first token ending after character `offset` (for mapping spans to token positions)."""
@@ -174,22 +204,14 @@ class Tokens:
 
 
 def tokenize(text: str) -> Tokens:
-    """Split `text` into folded tokens with their spans and sentence indices (see the module doc)."""
-    starts: list[int] = []
-    ends: list[int] = []
-    surfaces: list[str] = []
-    for found in _TOKEN.finditer(text):
-        starts.append(found.start())
-        ends.append(found.end())
-        surfaces.append(found.group())
+    """Split `text` into folded tokens (spans and sentence indices follow on demand; see the module doc)."""
+    pieces = _TOKEN_SPLIT.split(text)
+    surfaces = pieces[1::2]
     if not surfaces:
-        return Tokens(text, (), (), (), ())
+        return Tokens(text, (), pieces)
     # Fold all tokens in one call: NUL cannot occur inside a token, and none of the folding steps merges
     # characters across it, so splitting afterwards gives one folded form per token.
-    norms = fold("\x00".join(surfaces)).split("\x00")
-    boundaries = _sentence_boundaries(text)
-    sentences = tuple(bisect.bisect_right(boundaries, start) for start in starts) if boundaries else None
-    return Tokens(text, tuple(norms), tuple(starts), tuple(ends), sentences or (0,) * len(norms))
+    return Tokens(text, tuple(fold("\x00".join(surfaces)).split("\x00")), pieces)
 
 
 def _sentence_boundaries(text: str) -> list[int]:
@@ -242,6 +264,7 @@ def _stemmer(language: str) -> Stemmer._Stemmer:
 
 def stem_words(words: Sequence[str], language: str) -> list[str]:
     """Snowball stems of already folded `words` in `language` (an ISO code from SNOWBALL_LANGUAGES)."""
+    # PyStemmer keeps its own cache of recent words per stemmer, so repeated news vocabulary is cheap.
     result: list[str] = _stemmer(language).stemWords(words)
     return result
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import itertools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -66,7 +67,6 @@ class _HitRec(NamedTuple):
     field: str
     first: int  # first and last token index (inclusive)
     last: int
-    sentence: int
     start: int  # character offsets into the field text
     end: int
     actor: str | None = None
@@ -281,9 +281,12 @@ class RuleSet:
             language = detect_language(f"{item.title}\n{item.summary}\n{item.content[:2000]}")
         hits: dict[int, list[_HitRec]] = {}
         texts = dict(self._field_texts(item))
+        field_tokens: dict[str, Tokens] = {}
         for field, text in texts.items():
             if text:
-                for rec in self._scan(field, text, language):
+                tokens, records = self._scan(field, text, language)
+                field_tokens[field] = tokens
+                for rec in records:
                     hits.setdefault(rec.term, []).append(rec)
         if only is not None:
             candidates: Iterable[int] = (only,)
@@ -292,7 +295,7 @@ class RuleSet:
             for tid in hits:
                 found.update(self._term_rules.get(tid, ()))
             candidates = sorted(found)
-        evaluation = _Evaluation(hits, self._actor_terms, texts)
+        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens)
         matches: list[Match] = []
         for rule_index in candidates:
             rule = self._rules[rule_index]
@@ -305,47 +308,45 @@ class RuleSet:
                 matches.append(match)
         return matches
 
-    def _scan(self, field: str, text: str, language: str | None) -> list[_HitRec]:
+    def _scan(self, field: str, text: str, language: str | None) -> tuple[Tokens, list[_HitRec]]:
+        # Hot path: set intersections and comprehensions run in C; Python loops only touch tokens that hit.
         index = self._index
         tokens = tokenize(text)
         norms = tokens.norms
         count = len(norms)
-        candidates: set[tuple[int, int]] = set()
+        if not count:
+            return tokens, []
+        candidates: list[tuple[int, int]] = []
         exact = index.exact
-        for position, norm in enumerate(norms):
-            exact_ids = exact.get(norm)
-            if exact_ids:
-                candidates.update((tid, position) for tid in exact_ids)
+        # Membership tests per token, not `keys() & set(...)`, which would walk the whole dictionary.
+        for position in [i for i, norm in enumerate(norms) if norm in exact]:
+            candidates.extend((tid, position) for tid in exact[norms[position]])
         stems: list[str | None] = [None] * count
         languages: list[str | None] = [None] * count
-        if index.uses_stems and count:
-            by_language: dict[str, list[int]] = {}
-            for position, norm in enumerate(norms):
-                token_language = stemmer_language(norm, language)
-                languages[position] = token_language
-                if token_language is not None:
-                    by_language.setdefault(token_language, []).append(position)
-            for token_language, positions in by_language.items():
+        if index.uses_stems:
+            for token_language, positions in _group_by_stemmer(norms, text, language).items():
                 stem_index = index.stem_index(token_language)
-                words = [norms[p] for p in positions]
-                for position, stem in zip(positions, stem_words(words, token_language), strict=True):
-                    stems[position] = stem
-                    ids = stem_index.get(stem)
-                    if ids:
-                        candidates.update((tid, position) for tid in ids)
-        if index.automaton is not None and count:
-            stream = "\x01" + "\x01".join(norms)
-            offsets = [0] * count
-            offset = 0
-            for position, norm in enumerate(norms):
-                offsets[position] = offset
-                offset += len(norm) + 1
-            for end, (length, ids) in index.automaton.iter(stream):
-                position = bisect.bisect_left(offsets, end - length + 1)
-                candidates.update((tid, position) for tid in ids)
+                if len(positions) == count:
+                    group_stems = stem_words(norms, token_language)
+                    stems = list(group_stems)
+                    languages = [token_language] * count
+                else:
+                    group_stems = stem_words([norms[p] for p in positions], token_language)
+                    for position, stem in zip(positions, group_stems, strict=True):
+                        stems[position] = stem
+                        languages[position] = token_language
+                for i in [i for i, stem in enumerate(group_stems) if stem in stem_index]:
+                    candidates.extend((tid, positions[i]) for tid in stem_index[group_stems[i]])
+        if index.automaton is not None:
+            found = list(index.automaton.iter("\x01" + "\x01".join(norms)))
+            if found:
+                offsets = list(itertools.accumulate((len(norm) + 1 for norm in norms), initial=0))
+                for end, (length, ids) in found:
+                    position = bisect.bisect_left(offsets, end - length + 1)
+                    candidates.extend((tid, position) for tid in ids)
         scan = _FieldScan(tokens, stems, languages)
         records: list[_HitRec] = []
-        for tid, position in candidates:
+        for tid, position in set(candidates):
             term = index.terms[tid]
             last = position + len(term.patterns) - 1
             if last < count and all(
@@ -353,25 +354,29 @@ class RuleSet:
                 for offset, pattern in enumerate(term.patterns)
             ):
                 records.append(
-                    _HitRec(
-                        tid,
-                        field,
-                        position,
-                        last,
-                        tokens.sentences[position],
-                        tokens.starts[position],
-                        tokens.ends[last],
-                    )
+                    _HitRec(tid, field, position, last, tokens.starts[position], tokens.ends[last])
                 )
         for tid, regex in index.regexes:
-            for found in regex.finditer(text):
-                if found.end() <= found.start():
+            for found_regex in regex.finditer(text):
+                if found_regex.end() <= found_regex.start():
                     continue
-                first = min(tokens.token_at(found.start()), max(count - 1, 0))
-                last = max(first, min(tokens.token_at(found.end() - 1), max(count - 1, 0)))
-                sentence = tokens.sentences[first] if count else 0
-                records.append(_HitRec(tid, field, first, last, sentence, found.start(), found.end()))
-        return records
+                first = min(tokens.token_at(found_regex.start()), count - 1)
+                last = max(first, min(tokens.token_at(found_regex.end() - 1), count - 1))
+                records.append(_HitRec(tid, field, first, last, found_regex.start(), found_regex.end()))
+        return tokens, records
+
+
+def _group_by_stemmer(norms: tuple[str, ...], text: str, language: str | None) -> dict[str, list[int]]:
+    """Token positions by the Snowball language that stems them (see monitor.text.stemmer_language)."""
+    if text.isascii():
+        latin = stemmer_language("a", language)
+        return {latin: list(range(len(norms)))} if latin else {}
+    groups: dict[str, list[int]] = {}
+    for position, norm in enumerate(norms):
+        token_language = stemmer_language(norm, language)
+        if token_language is not None:
+            groups.setdefault(token_language, []).append(position)
+    return groups
 
 
 def _pattern_ok(pattern: Pattern, scan: _FieldScan, position: int, index: _Index) -> bool:
@@ -414,9 +419,11 @@ class _Evaluation:
         hits: dict[int, list[_HitRec]],
         actor_terms: dict[str, dict[str, tuple[int, ...]]],
         texts: dict[str, str],
+        tokens: dict[str, Tokens],
     ) -> None:
         self.hits = hits
         self.texts = texts
+        self.tokens = tokens
         self.actor_terms = actor_terms
         self.mentions: dict[str, list[_HitRec]] = {}
 
@@ -497,7 +504,7 @@ class _Evaluation:
                 if a.field != b.field:
                     continue
                 if distance is None:
-                    close = a.sentence == b.sentence
+                    close = self.sentence(a) == self.sentence(b)
                 else:
                     gap = max(b.first - a.last - 1, a.first - b.last - 1, 0)
                     close = gap <= distance
@@ -505,6 +512,10 @@ class _Evaluation:
                     used[a] = None
                     used[b] = None
         return list(used) or None
+
+    def sentence(self, rec: _HitRec) -> int:
+        # Sentence boundaries are found only for fields where a rule asks about them.
+        return self.tokens[rec.field].sentence_of(rec.first)
 
     def actor(self, name: str) -> list[_HitRec]:
         cached = self.mentions.get(name)
@@ -525,9 +536,9 @@ class _Evaluation:
                 for m in mentions
                 if not any(x.field == m.field and x.start < m.end and m.start < x.end for x in excluded)
             ]
-        blocked = {(x.field, x.sentence) for x in found("exclude_context")}
+        blocked = {(x.field, self.sentence(x)) for x in found("exclude_context")}
         if blocked:
-            mentions = [m for m in mentions if (m.field, m.sentence) not in blocked]
+            mentions = [m for m in mentions if (m.field, self.sentence(m)) not in blocked]
         result = [m._replace(actor=name) for m in mentions]
         self.mentions[name] = result
         return result
