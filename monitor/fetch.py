@@ -28,20 +28,19 @@ import random
 import ssl
 import time
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 
-import httpcore
 import httpx
 
 import monitor
 from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
-from monitor.netpolicy import NetworkPolicy, resolve
+from monitor.netpolicy import NetworkPolicy
+from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
 from monitor.types import FetchResult
 
 __all__ = [
@@ -51,7 +50,6 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "FetchSettings",
     "Fetcher",
-    "PolicyCheckingBackend",
     "backoff_delay",
     "parse_retry_after",
 ]
@@ -80,8 +78,6 @@ _READ_CHUNK = 64 * 1024
 
 _JITTER = random.Random()
 
-_E = TypeVar("_E", bound=BaseException)
-
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
@@ -105,76 +101,6 @@ class FetchSettings:
             raise ValueError(f"FetchSettings.max_redirects must not be negative, not {self.max_redirects!r}")
         if not self.user_agent.strip():
             raise ValueError("FetchSettings.user_agent must not be empty")
-
-
-class _AddressRefused(httpcore.ConnectError):
-    """Raised inside the connection pool; `Fetcher` turns it into a NetworkPolicyError naming the feed."""
-
-    def __init__(self, host: str, address: str) -> None:
-        self.host = host
-        self.address = address
-        super().__init__(f"host {host!r} resolves to {address}, a non-public address")
-
-
-class PolicyCheckingBackend(httpcore.AsyncNetworkBackend):
-    """A network backend that connects only to addresses the policy allows.
-
-    It resolves the host itself, refuses the connection unless every address is allowed (as
-    `NetworkPolicy.check_url` does), and connects to the checked address, so no second DNS lookup can
-    substitute another one. httpcore still uses the host name for TLS (SNI, certificate check) and httpx
-    for the Host header, so nothing else changes.
-    """
-
-    def __init__(self, policy: NetworkPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._policy = policy
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's backend interface)
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve(f"{host}:{port}", host, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        if not addresses:
-            raise httpcore.ConnectError(f"host {host!r} has no address")
-        for address in addresses:
-            if not self._policy.is_allowed(address):
-                raise _AddressRefused(host, str(address))
-        last_error: httpcore.ConnectError | None = None
-        # Distinct addresses in resolver order (getaddrinfo lists one address once per socket type).
-        for address in dict.fromkeys(addresses):
-            try:
-                return await self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:
-                last_error = exc
-        assert last_error is not None
-        raise httpcore.ConnectError(_describe_connect_error(last_error)) from last_error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's backend interface)
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not used for feeds")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 class Fetcher:
@@ -224,20 +150,7 @@ class Fetcher:
             await client.aclose()
 
     def _transport(self) -> httpx.AsyncHTTPTransport:
-        transport = httpx.AsyncHTTPTransport(http1=True, http2=False, trust_env=False)
-        # httpx offers no public hook for the network backend; swap in a pool that uses ours. The test
-        # suite fetches through a host name whose address the policy refuses, so a change in httpx that
-        # breaks this swap fails loudly there.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=self._ssl_context or httpx.create_ssl_context(trust_env=False),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            http1=True,
-            http2=False,
-            network_backend=PolicyCheckingBackend(self.policy),
-        )
-        return transport
+        return policed_transport(self.policy, self._ssl_context)
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -371,13 +284,13 @@ class _ResponseContext:
         response, self._response = self._response, None
         if response is not None:
             await response.aclose()
-        if isinstance(exc_value, httpx.HTTPError | _AddressRefused):
+        if isinstance(exc_value, httpx.HTTPError | AddressRefused):
             raise _transport_error(self._url, self._hop_url, exc_value, self._settings) from exc_value
 
 
 def _transport_error(url: str, hop_url: str, exc: BaseException, settings: FetchSettings) -> BaseException:
     """The FetchError for an exception raised while sending or reading; other exceptions pass unchanged."""
-    refused = _find_cause(exc, _AddressRefused)
+    refused = find_cause(exc, AddressRefused)
     if refused is not None:
         where = "" if hop_url == url else f"redirected to {hop_url}: "
         return NetworkPolicyError(
@@ -392,7 +305,7 @@ def _transport_error(url: str, hop_url: str, exc: BaseException, settings: Fetch
     if isinstance(exc, httpx.TimeoutException):
         return FetchError(url, f"timed out: {exc}")
     if isinstance(exc, httpx.ConnectError):
-        return FetchError(url, _describe_connect_error(exc))
+        return FetchError(url, describe_connect_error(exc))
     if isinstance(exc, httpx.RemoteProtocolError):
         return FetchError(url, f"protocol error: {exc}")
     if isinstance(exc, httpx.DecodingError):
@@ -404,31 +317,6 @@ def _transport_error(url: str, hop_url: str, exc: BaseException, settings: Fetch
     if isinstance(exc, httpx.HTTPError):
         return FetchError(url, str(exc))
     return exc
-
-
-def _describe_connect_error(exc: BaseException) -> str:
-    if _find_cause(exc, ConnectionRefusedError) is not None:
-        return "connection refused"
-    if _find_cause(exc, ConnectionResetError) is not None:
-        return "connection reset"
-    text = str(exc).strip()
-    if text == "connection refused" or text.startswith("cannot resolve"):
-        return text
-    innermost = exc
-    while innermost.__cause__ is not None:
-        innermost = innermost.__cause__
-    return f"cannot connect: {innermost}" if str(innermost) else "cannot connect"
-
-
-def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _status_error(url: str, response: httpx.Response) -> FetchError:

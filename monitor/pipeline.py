@@ -63,6 +63,11 @@ class Pipeline:
         if not self.channel_names:
             self.channel_names = tuple(self.config.channels)
         self._feeds: Mapping[str, FeedConfig] = {feed.url: feed for feed in self.config.feeds}
+        self._digests: Mapping[str, timedelta] = {
+            name: channel.digest
+            for name, channel in self.config.channels.items()
+            if channel.digest is not None
+        }
 
     async def poll(self, url: str) -> FeedOutcome:
         """Fetch one feed and record everything it produced. Never raises for a feed's own failure."""
@@ -159,7 +164,12 @@ class Pipeline:
             )
         alerts, attachments = self._decide_alerts(new_items, now)
         self.store.commit_fetch(
-            update, new_items=new_items, also_seen=also_seen, alerts=alerts, attachments=attachments
+            update,
+            new_items=new_items,
+            also_seen=also_seen,
+            alerts=alerts,
+            attachments=attachments,
+            digests=self._digests,
         )
         self.store.touch_seen((item.key for item in items if item.key not in unseen), now)
         return FeedOutcome(

@@ -68,6 +68,13 @@ class ChannelOptions(BaseModel):
     rate: Annotated[Rate | None, BeforeValidator(lambda v: None if v is None else parse_rate(v))] = Field(
         default=None, description="at most this many sends per period, e.g. '30/min'"
     )
+    digest: Annotated[
+        timedelta | None, BeforeValidator(lambda v: None if v is None else parse_duration(v))
+    ] = Field(
+        default=None,
+        description="collect alerts for this long and send them as one message (like Alertmanager's "
+        "group_interval); the period starts with the first alert after the previous digest",
+    )
 
     def limits(self) -> ChannelLimits:
         return ChannelLimits(concurrency=self.concurrency, rate=self.rate, deadline=2 * self.timeout + 5)

@@ -32,6 +32,7 @@ from monitor.notify.limits import ChannelLimits, ChannelOptions
 from monitor.notify.presets import Preset, ntfy_target, preset_body
 from monitor.notify.signing import secret_key, sign
 from monitor.notify.templates import TemplateError, compile_template, template_context
+from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
 from monitor.types import DeliveryRequest
 
 __all__ = ["WebhookChannel", "WebhookConfig", "parse_retry_after"]
@@ -161,6 +162,9 @@ class WebhookChannel:
             # The policy check resolves the host itself; an environment proxy would bypass it.
             trust_env=False,
             headers={"user-agent": USER_AGENT},
+            # Connect only to addresses the policy allows, resolved once: closes DNS rebinding between the
+            # check below and the connection.
+            transport=policed_transport(policy),
         )
 
     def __repr__(self) -> str:
@@ -222,6 +226,13 @@ class WebhookChannel:
                         snippet += chunk
                         if len(snippet) >= ERROR_BODY_CHARS:
                             break
+        except httpx.ConnectError as exc:
+            refused = find_cause(exc, AddressRefused)
+            if refused is not None:
+                raise DeliveryError(
+                    self.name, f"refused by the network policy: {refused}", retryable=False
+                ) from exc
+            raise DeliveryError(self.name, f"cannot connect: {describe_connect_error(exc)}") from exc
         except httpx.TimeoutException as exc:
             raise DeliveryError(
                 self.name, f"timed out after {self.config.timeout:g}s ({type(exc).__name__})"

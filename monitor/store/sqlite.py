@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -280,10 +280,14 @@ class SQLiteStore:
         also_seen: Sequence[tuple[str, str]] = (),
         alerts: Sequence[NewAlert] = (),
         attachments: Sequence[AlertAttachment] = (),
+        digests: Mapping[str, timedelta] | None = None,
     ) -> None:
         """Write everything one fetch produced in one transaction: the feed's new state, the new items with
         their matches and stories, identity keys of items seen again under a new key (`also_seen`: key and
-        content hash), new alerts with their outbox rows, and items folded into existing alerts."""
+        content hash), new alerts with their outbox rows, and items folded into existing alerts.
+
+        `digests` maps channel names to their digest period: an alert for such a channel joins the channel's
+        open digest delivery (or opens one, due one period from now) instead of getting a delivery of its own."""
         now = _iso(update.fetched_at)
         with self.transaction() as tx:
             tx.execute(
@@ -308,7 +312,7 @@ class SQLiteStore:
                     (key, update.url, content_hash, now, now),
                 )
             for alert in alerts:
-                self._insert_alert(tx, alert, now)
+                self._insert_alert(tx, alert, update.fetched_at, digests or {})
             for attachment in attachments:
                 tx.execute(
                     "INSERT OR IGNORE INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
@@ -379,7 +383,10 @@ class SQLiteStore:
                 (item.key, match.rule_id, _json(hits), match.score, now),
             )
 
-    def _insert_alert(self, tx: sqlite3.Connection, alert: NewAlert, now: str | None) -> None:
+    def _insert_alert(
+        self, tx: sqlite3.Connection, alert: NewAlert, at: datetime, digests: Mapping[str, timedelta]
+    ) -> None:
+        now = _iso(at)
         tx.execute(
             "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
@@ -390,15 +397,39 @@ class SQLiteStore:
             (alert.id, alert.item_key, now),
         )
         for channel in alert.channels:
-            delivery_id = delivery_id_for(alert.id, channel)
-            tx.execute(
-                "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
-                "VALUES (?, ?, 'pending', 0, ?, ?)",
-                (delivery_id, channel, now, _iso(alert.deliver_at)),
-            )
+            period = digests.get(channel)
+            if period is not None:
+                delivery_id = self._open_digest(tx, channel, at, period, alert.id)
+            else:
+                delivery_id = delivery_id_for(alert.id, channel)
+                tx.execute(
+                    "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
+                    "VALUES (?, ?, 'pending', 0, ?, ?)",
+                    (delivery_id, channel, now, _iso(alert.deliver_at)),
+                )
             tx.execute(
                 "INSERT INTO delivery_alerts (delivery_id, alert_id) VALUES (?, ?)", (delivery_id, alert.id)
             )
+
+    def _open_digest(
+        self, tx: sqlite3.Connection, channel: str, at: datetime, period: timedelta, first_alert: str
+    ) -> str:
+        """The channel's digest delivery that is still collecting (never attempted), or a new one due one
+        period from now. Its id derives from the channel and the alert that opened it: stable on retries."""
+        row = tx.execute(
+            "SELECT id FROM deliveries WHERE channel = ? AND digest = 1 AND status = 'pending' AND attempts = 0 "
+            "ORDER BY created_at DESC LIMIT 1",
+            (channel,),
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        delivery_id = delivery_id_for(first_alert, f"digest:{channel}")
+        tx.execute(
+            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
+            "VALUES (?, ?, 'pending', 1, ?, ?)",
+            (delivery_id, channel, _iso(at), _iso(at + period)),
+        )
+        return delivery_id
 
     # -- alerts ------------------------------------------------------------------------------------------------
 
