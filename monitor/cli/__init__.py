@@ -6,7 +6,7 @@
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
     monitor demo                        offline demo on bundled feeds
-    monitor feeds | alerts [show ID] | stories | deliveries [retry ID|--dead]   operator views
+    monitor feeds | alerts [show ID] | stories | deliveries [retry ID|--dead | enable CHANNEL]   operator views
 
 Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
 sources that could not be read), 2 usage errors (argparse).
@@ -106,10 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     stories.add_argument("--json", action="store_true", help="one JSON object per story per line")
     stories.add_argument("--limit", type=int, default=50)
     deliveries = with_config(
-        sub.add_parser("deliveries", help="list pending and dead deliveries, or retry them")
+        sub.add_parser(
+            "deliveries",
+            help="list pending and dead deliveries, retry them, or re-enable a disabled channel",
+        )
     )
-    deliveries.add_argument("action", nargs="?", choices=["retry"], help="re-drive deliveries")
-    deliveries.add_argument("ids", nargs="*", metavar="ID", help="delivery ids (with retry)")
+    deliveries.add_argument(
+        "action",
+        nargs="?",
+        choices=["retry", "enable"],
+        help="retry: re-drive deliveries; enable: re-enable a channel disabled after HTTP 410",
+    )
+    deliveries.add_argument(
+        "ids", nargs="*", metavar="ID", help="delivery ids (with retry), or the channel name (with enable)"
+    )
     deliveries.add_argument("--dead", action="store_true", help="with retry: every dead delivery")
     deliveries.add_argument("--all", action="store_true", help="list sent deliveries too")
     deliveries.add_argument("--json", action="store_true")

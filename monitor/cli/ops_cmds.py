@@ -113,6 +113,8 @@ def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
             count = store.retry_deliveries(utcnow(), ids=args.ids, all_dead=args.dead)
             out.write(f"{count} deliveries queued again\n")
             return 0
+        if args.action == "enable":
+            return _enable_channel(store, args.ids, out)
         disabled = store.disabled_channel_reasons()
         for channel, (reason, since) in sorted(disabled.items()):
             out.write(f"CHANNEL DISABLED {channel} since {to_iso(since)}: {reason}\n")
@@ -126,6 +128,35 @@ def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
         if not args.json:
             out.write(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no deliveries")
             out.write("\n")
+    return 0
+
+
+def _enable_channel(store: SQLiteStore, names: list[str], out: TextIO) -> int:
+    """Re-enable one channel disabled after HTTP 410, and make its parked pending deliveries due now.
+
+    Its dead deliveries (the one that met the 410 among them) stay dead: the operator decides whether to
+    re-drive them (`deliveries retry --dead`), since they may be old by now."""
+    if len(names) != 1:
+        raise MonitorError("deliveries enable needs exactly one channel name")
+    channel = names[0]
+    if not store.enable_channel(channel):
+        disabled = ", ".join(sorted(store.disabled_channels())) or "none"
+        raise MonitorError(f"channel {channel!r} is not disabled (disabled channels: {disabled})")
+    parked = [
+        row.id
+        for row in store.list_deliveries(statuses=("pending",), limit=1_000_000)
+        if row.channel == channel
+    ]
+    requeued = store.retry_deliveries(utcnow(), ids=parked) if parked else 0
+    dead = sum(
+        1 for row in store.list_deliveries(statuses=("dead",), limit=1_000_000) if row.channel == channel
+    )
+    out.write(f"channel {channel} enabled; {requeued} parked deliveries due now")
+    if dead:
+        out.write(
+            f"; {dead} dead deliveries stay dead (re-drive them with `monitor deliveries retry --dead`)"
+        )
+    out.write("\n")
     return 0
 
 

@@ -1,0 +1,136 @@
+"""`monitor check` over good and bad configurations (tests/data/config/): every error names file:line and the
+field, exits 1, and never prints a traceback or a secret."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import load_config
+
+CONFIGS = Path(__file__).parent / "data" / "config"
+ENV = {"MONITOR_TEST_SMTP_PASSWORD": "smtp-secret-value", "MONITOR_TEST_WEBHOOK_SECRET": "hook-secret-value"}
+
+
+@pytest.fixture
+def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MONITOR_TEST_UNSET_SECRET", raising=False)
+    monkeypatch.delenv("MONITOR_TEST_SMTP_USER", raising=False)
+
+
+def check(capsys: pytest.CaptureFixture[str], name: str) -> tuple[int, str, str]:
+    code = main(["check", "--config", str(CONFIGS / name)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.usefixtures("secrets_in_env")
+def test_a_good_config_checks_ok_and_resolves_paths_from_its_folder(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = check(capsys, "good.yaml")
+    assert (code, err) == (0, "")
+    assert "OK: 2 feeds, 2 rules" in out
+    assert "2 channels (mail, hook)" in out
+
+    config = load_config(CONFIGS / "good.yaml")
+    assert config.database == CONFIGS / "state" / "monitor.db"
+    assert config.rules == CONFIGS / "rules" / "good.yaml"
+    assert config.feeds[0].interval is not None and config.feeds[0].interval.total_seconds() == 300
+    assert config.feed_interval(config.feeds[1]).total_seconds() == 600
+    mail = config.channels["mail"]
+    assert mail.type == "email" and mail.username == "monitor"  # ${VAR:-default}
+    assert mail.password is not None and mail.password.get_secret_value() == "smtp-secret-value"
+    assert "smtp-secret-value" not in repr(config), "secrets never appear in reprs (and so in logs)"
+
+
+# (file, "file:line" where the error is, text the message must hold)
+BAD = [
+    ("yaml_syntax.yaml", "yaml_syntax.yaml:5:", "invalid YAML"),
+    ("unknown_key.yaml", "unknown_key.yaml:4:", "feeds.0.intervall: unknown key"),
+    ("wrong_type.yaml", "wrong_type.yaml:5:", "fetch.concurrency: Input should be a valid integer"),
+    ("bad_duration.yaml", "bad_duration.yaml:2:", "interval: Value error, not a duration"),
+    ("missing_env.yaml", "missing_env.yaml:8:", "channels.hook.secret: environment variable"),
+    ("bad_rule.yaml", "rules/bad_rule.yaml:7:", "rules.1.anyy: unknown key"),
+    (
+        "unknown_channel.yaml",
+        "rules/unknown_channel.yaml:2",
+        "notify: rule 'rare' notifies unknown channel 'pager'",
+    ),
+    ("not_a_mapping.yaml", "not_a_mapping.yaml:1:1", "the top level must be a mapping"),
+    ("duplicate_feed.yaml", "duplicate_feed.yaml:3:", "listed twice"),
+    ("bad_channel_type.yaml", "bad_channel_type.yaml:4:", "channels.pager"),
+]
+
+
+@pytest.mark.usefixtures("secrets_in_env")
+@pytest.mark.parametrize(("name", "where", "what"), BAD, ids=[b[0] for b in BAD])
+def test_a_bad_config_gives_a_located_error(
+    capsys: pytest.CaptureFixture[str], name: str, where: str, what: str
+) -> None:
+    code, out, err = check(capsys, name)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("monitor: configuration error: ")
+    assert where in err
+    assert what in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_missing_variable_is_named_with_how_to_give_a_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MONITOR_TEST_UNSET_SECRET", raising=False)
+    code, _, err = check(capsys, "missing_env.yaml")
+    assert code == 1
+    assert "MONITOR_TEST_UNSET_SECRET is not set" in err
+    assert "${MONITOR_TEST_UNSET_SECRET:-default}" in err
+
+
+def test_a_rejected_value_from_the_environment_is_not_echoed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_TEST_PORT", "hunter2-not-a-port")
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "channels:\n  mail:\n    type: email\n    host: smtp.example.org\n    port: ${MONITOR_TEST_PORT}\n"
+        "    sender: a@example.org\n    to: [b@example.org]\n",
+        encoding="utf-8",
+    )
+    code = main(["check", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "monitor.yaml:" in err and "port" in err
+    assert "hunter2" not in err
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "--config", str(tmp_path / "absent.yaml")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "absent.yaml" in err
+    assert "Traceback" not in err
+
+
+def test_check_in_a_subprocess_exits_1_without_a_traceback(repo_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_TEST_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "--config", str(CONFIGS / "bad_rule.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=repo_dir,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "bad_rule.yaml:7:" in result.stderr
+    assert "Traceback" not in result.stderr
