@@ -40,15 +40,10 @@ hits, not with the number of rules. Regular expression terms are the exception: 
 
 from __future__ import annotations
 
-import bisect
 import fnmatch
-import itertools
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
-
-import ahocorasick
 
 from monitor.rules.expr import ActorNode, AndNode, NearNode, Node, NotNode, OrNode, TermNode
 from monitor.rules.schema import Actor, Rule
@@ -78,6 +73,26 @@ class _HitRec(NamedTuple):
 _CNode = tuple[Any, ...]
 
 
+class _Lexicon:
+    """What the index knows about every distinct token seen so far in items of one language.
+
+    News vocabulary repeats, so each distinct folded token is stemmed and looked up once and remembered: per item,
+    only tokens never seen before cost Python work; the rest is set arithmetic in C.
+    """
+
+    __slots__ = ("candidates", "hitting", "stems")
+
+    def __init__(self) -> None:
+        self.stems: dict[str, tuple[str | None, str | None]] = {}  # norm -> (stemmer language, stem)
+        self.candidates: dict[str, tuple[int, ...]] = {}  # norm -> ids of terms whose first token it may be
+        self.hitting: set[str] = set()  # the keys of `candidates`, as a set for fast intersection
+
+
+# Distinct tokens remembered per language before the lexicon starts afresh (bounds memory on endless vocabulary:
+# numbers, names, typos). About 30 MB at the limit; news vocabulary of a month stays well below it.
+_LEXICON_LIMIT = 200_000
+
+
 class _Index:
     """Every distinct term of a rule set, indexed by what a token can be looked up by."""
 
@@ -85,7 +100,7 @@ class _Index:
         self.terms = terms
         self.exact: dict[str, list[int]] = {}
         self.word_anchors: list[tuple[str, int]] = []  # (folded first word, term id) for stem lookup
-        prefixes: dict[str, list[int]] = {}
+        self.prefixes: dict[str, list[int]] = {}
         self.regexes: list[tuple[int, Any]] = []
         for term_id, term in enumerate(terms):
             if term.regex is not None:
@@ -93,7 +108,7 @@ class _Index:
                 continue
             first = term.patterns[0]
             if first.kind is PatternKind.PREFIX:
-                prefixes.setdefault("\x01" + first.norm, []).append(term_id)
+                self.prefixes.setdefault(first.norm, []).append(term_id)
             elif first.kind is PatternKind.NAME:
                 for form in first.forms:
                     self.exact.setdefault(form, []).append(term_id)
@@ -101,15 +116,11 @@ class _Index:
                 self.exact.setdefault(first.norm, []).append(term_id)
                 if first.kind is PatternKind.WORD:
                     self.word_anchors.append((first.norm, term_id))
-        self.automaton: Any = None
-        if prefixes:
-            self.automaton = ahocorasick.Automaton()
-            for key, ids in prefixes.items():
-                self.automaton.add_word(key, (len(key), tuple(ids)))
-            self.automaton.make_automaton()
+        self.prefix_lengths = sorted({len(prefix) for prefix in self.prefixes})
         self.uses_stems = any(p.kind is PatternKind.WORD for term in terms for p in term.patterns)
         self._stem_indexes: dict[str, dict[str, tuple[int, ...]]] = {}
         self._stems: dict[tuple[str, str], str] = {}
+        self._lexicons: dict[str | None, _Lexicon] = {}
         self._lock = threading.Lock()
 
     def stem_index(self, language: str) -> dict[str, tuple[int, ...]]:
@@ -136,12 +147,48 @@ class _Index:
             self._stems[key] = stem  # racing writers store the same value
         return stem
 
+    def lexicon(self, language: str | None, distinct: set[str]) -> _Lexicon:
+        """The lexicon for items in `language`, knowing every token in `distinct` (learning the new ones).
 
-@dataclass(frozen=True, slots=True)
-class _FieldScan:
-    tokens: Tokens
-    stems: list[str | None]
-    languages: list[str | None]
+        Thread-safe without a lock: a token's candidates are stored before its stem, and `distinct - stems` decides
+        what is new, so a reader never sees a token as known but its candidates missing; racing writers store the
+        same values. A full lexicon is replaced, not cleared, so a scan in progress keeps a consistent one.
+        """
+        lexicon = self._lexicons.get(language)
+        if lexicon is None or len(lexicon.stems) > _LEXICON_LIMIT:
+            lexicon = self._lexicons[language] = _Lexicon()
+        new = distinct.difference(lexicon.stems)
+        if new:
+            self._learn(lexicon, new, language)
+        return lexicon
+
+    def _learn(self, lexicon: _Lexicon, new: set[str], language: str | None) -> None:
+        groups: dict[str | None, list[str]] = {}
+        for norm in new:
+            token_language = stemmer_language(norm, language) if self.uses_stems else None
+            groups.setdefault(token_language, []).append(norm)
+        exact = self.exact
+        prefixes = self.prefixes
+        lengths = self.prefix_lengths
+        for token_language, norms in groups.items():
+            if token_language is None:
+                stems: list[str | None] = [None] * len(norms)
+                stem_index: dict[str, tuple[int, ...]] = {}
+            else:
+                stems = list(stem_words(norms, token_language))
+                stem_index = self.stem_index(token_language)
+            for norm, stem in zip(norms, stems, strict=True):
+                ids = list(exact.get(norm, ()))
+                if stem is not None:
+                    ids.extend(stem_index.get(stem, ()))
+                for length in lengths:
+                    if length > len(norm):
+                        break
+                    ids.extend(prefixes.get(norm[:length], ()))
+                if ids:
+                    lexicon.candidates[norm] = tuple(dict.fromkeys(ids))
+                    lexicon.hitting.add(norm)
+                lexicon.stems[norm] = (token_language, stem)
 
 
 class RuleSet:
@@ -309,53 +356,31 @@ class RuleSet:
         return matches
 
     def _scan(self, field: str, text: str, language: str | None) -> tuple[Tokens, list[_HitRec]]:
-        # Hot path: set intersections and comprehensions run in C; Python loops only touch tokens that hit.
+        # Hot path: per token only C-level work (tokenizing, one set, one intersection); Python loops touch only
+        # tokens never seen before (see _Lexicon) and tokens that may start a term.
         index = self._index
         tokens = tokenize(text)
         norms = tokens.norms
         count = len(norms)
         if not count:
             return tokens, []
+        distinct = set(norms)
+        lexicon = index.lexicon(language, distinct)
         candidates: list[tuple[int, int]] = []
-        exact = index.exact
-        # Membership tests per token, not `keys() & set(...)`, which would walk the whole dictionary.
-        for position in [i for i, norm in enumerate(norms) if norm in exact]:
-            candidates.extend((tid, position) for tid in exact[norms[position]])
-        stems: list[str | None] = [None] * count
-        languages: list[str | None] = [None] * count
-        if index.uses_stems:
-            for token_language, positions in _group_by_stemmer(norms, text, language).items():
-                stem_index = index.stem_index(token_language)
-                if len(positions) == count:
-                    group_stems = stem_words(norms, token_language)
-                    stems = list(group_stems)
-                    languages = [token_language] * count
-                else:
-                    group_stems = stem_words([norms[p] for p in positions], token_language)
-                    for position, stem in zip(positions, group_stems, strict=True):
-                        stems[position] = stem
-                        languages[position] = token_language
-                for i in [i for i, stem in enumerate(group_stems) if stem in stem_index]:
-                    candidates.extend((tid, positions[i]) for tid in stem_index[group_stems[i]])
-        if index.automaton is not None:
-            found = list(index.automaton.iter("\x01" + "\x01".join(norms)))
-            if found:
-                offsets = list(itertools.accumulate((len(norm) + 1 for norm in norms), initial=0))
-                for end, (length, ids) in found:
-                    position = bisect.bisect_left(offsets, end - length + 1)
-                    candidates.extend((tid, position) for tid in ids)
-        scan = _FieldScan(tokens, stems, languages)
+        found = distinct & lexicon.hitting
+        if found:
+            known = lexicon.candidates
+            for position in [i for i, norm in enumerate(norms) if norm in found]:
+                candidates.extend((tid, position) for tid in known[norms[position]])
         records: list[_HitRec] = []
-        for tid, position in set(candidates):
-            term = index.terms[tid]
-            last = position + len(term.patterns) - 1
+        for tid, position in candidates:
+            patterns = index.terms[tid].patterns
+            last = position + len(patterns) - 1
             if last < count and all(
-                _pattern_ok(pattern, scan, position + offset, index)
-                for offset, pattern in enumerate(term.patterns)
+                _pattern_ok(pattern, tokens, position + offset, lexicon, index)
+                for offset, pattern in enumerate(patterns)
             ):
-                records.append(
-                    _HitRec(tid, field, position, last, tokens.starts[position], tokens.ends[last])
-                )
+                records.append(_HitRec(tid, field, position, last, tokens.start(position), tokens.end(last)))
         for tid, regex in index.regexes:
             for found_regex in regex.finditer(text):
                 if found_regex.end() <= found_regex.start():
@@ -366,21 +391,8 @@ class RuleSet:
         return tokens, records
 
 
-def _group_by_stemmer(norms: tuple[str, ...], text: str, language: str | None) -> dict[str, list[int]]:
-    """Token positions by the Snowball language that stems them (see monitor.text.stemmer_language)."""
-    if text.isascii():
-        latin = stemmer_language("a", language)
-        return {latin: list(range(len(norms)))} if latin else {}
-    groups: dict[str, list[int]] = {}
-    for position, norm in enumerate(norms):
-        token_language = stemmer_language(norm, language)
-        if token_language is not None:
-            groups.setdefault(token_language, []).append(position)
-    return groups
-
-
-def _pattern_ok(pattern: Pattern, scan: _FieldScan, position: int, index: _Index) -> bool:
-    norm = scan.tokens.norms[position]
+def _pattern_ok(pattern: Pattern, tokens: Tokens, position: int, lexicon: _Lexicon, index: _Index) -> bool:
+    norm = tokens.norms[position]
     kind = pattern.kind
     if kind is PatternKind.EXACT:
         ok = norm == pattern.norm
@@ -391,14 +403,13 @@ def _pattern_ok(pattern: Pattern, scan: _FieldScan, position: int, index: _Index
     else:
         ok = norm == pattern.norm
         if not ok:
-            stem = scan.stems[position]
-            token_language = scan.languages[position]
+            token_language, stem = lexicon.stems[norm]
             ok = (
                 stem is not None
                 and token_language is not None
                 and stem == index.stem_of(pattern.norm, token_language)
             )
-    return ok and (pattern.surface is None or pattern.case_ok(scan.tokens.surface(position)))
+    return ok and (pattern.surface is None or pattern.case_ok(tokens.surface(position)))
 
 
 def _in_scope(rule: Rule, item: Item, language: str | None) -> bool:
@@ -464,9 +475,12 @@ class _Evaluation:
             fields = node[2]
             found = [rec for rec in self.actor(node[1]) if rec.field in fields]
             return found or None
+        hits = self.hits
         if kind == "and":
             collected: list[_HitRec] = []
             for child in node[1]:
+                if child[0] == "term" and child[1] not in hits:
+                    return None  # shortcut, as for "or" and "atleast" below: most terms have no hit
                 result = self.node(child)
                 if result is None:
                     return None
@@ -476,6 +490,8 @@ class _Evaluation:
             collected = []
             any_true = False
             for child in node[1]:
+                if child[0] == "term" and child[1] not in hits:
+                    continue
                 result = self.node(child)
                 if result is not None:
                     any_true = True
@@ -487,6 +503,8 @@ class _Evaluation:
             return self.near(node[1], node[2], node[3])
         collected = []
         for child in node[1]:
+            if child[0] == "term" and child[1] not in hits:
+                continue
             result = self.node(child)
             if result:
                 collected.extend(result)
