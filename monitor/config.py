@@ -42,8 +42,14 @@ __all__ = [
     "load_config",
 ]
 
-# The bundled rule set: rules/ at the top of the repository (or installed beside the package).
-DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
+# The bundled rule set: rules/ at the top of a source checkout (recognized by the pyproject.toml beside it), else
+# the copy a wheel ships inside the package as monitor/default_rules (see pyproject.toml, package-dir).
+_CHECKOUT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES = (
+    _CHECKOUT / "rules"
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "rules").is_dir()
+    else Path(__file__).resolve().parent / "default_rules"
+)
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
