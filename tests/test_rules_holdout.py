@@ -1,0 +1,69 @@
+"""The default rules on hand-written holdout items (tests/data/rules/holdout.yaml), written to find weaknesses
+that the dev set does not show; scored like ../shared/eval/score.py (micro-averaged over (item, rule) pairs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.rules import RuleSet, load_rules
+from monitor.types import Item
+
+REPO = Path(__file__).resolve().parents[1]
+HOLDOUT = Path(__file__).parent / "data" / "rules" / "holdout.yaml"
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> RuleSet:
+    return load_rules(REPO / "rules")
+
+
+def load_items() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = yaml.safe_load(HOLDOUT.read_text(encoding="utf-8"))["items"]
+    return items
+
+
+def as_item(entry: dict[str, Any]) -> Item:
+    return Item(
+        key=entry["id"],
+        feed_url="https://news.example/feed",
+        feed_title="",
+        guid=entry["id"],
+        link=None,
+        url=None,
+        title=entry["title"],
+        summary=entry["summary"],
+        content="",
+        categories=(),
+        language=entry["lang"],
+        published=None,
+        content_hash="",
+    )
+
+
+def test_holdout_is_well_formed(ruleset: RuleSet) -> None:
+    items = load_items()
+    assert len(items) >= 40
+    assert len({entry["id"] for entry in items}) == len(items)
+    assert {entry["lang"] for entry in items} == {"de", "en", "ru"}
+    assert sum(1 for entry in items if not entry["labels"]) >= 15  # hard negatives
+    for entry in items:
+        assert set(entry["labels"]) | set(entry.get("optional", [])) <= set(ruleset.ids), entry["id"]
+
+
+def test_holdout_precision_and_recall(ruleset: RuleSet) -> None:
+    tp = fp = fn = 0
+    errors: list[str] = []
+    for entry in load_items():
+        expected, optional = set(entry["labels"]), set(entry.get("optional", []))
+        got = {match.rule_id for match in ruleset.match(as_item(entry))}
+        tp += len(got & expected)
+        fp += len(got - expected - optional)
+        fn += len(expected - got)
+        errors += [f"FP {entry['id']} {rule}" for rule in sorted(got - expected - optional)]
+        errors += [f"FN {entry['id']} {rule}" for rule in sorted(expected - got)]
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    assert precision >= 0.95 and recall >= 0.95, (round(precision, 3), round(recall, 3), errors)
