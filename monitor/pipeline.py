@@ -26,7 +26,7 @@ from monitor.rules import RuleSet
 from monitor.store import AlertAttachment, AlertState, FeedUpdate, NewAlert, NewItem, SQLiteStore
 from monitor.stories import StoryIndex, alert_decision
 from monitor.timeutil import utcnow
-from monitor.types import Item, Match
+from monitor.types import FeedState, Item, Match
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -70,10 +70,25 @@ class Pipeline:
         }
 
     async def poll(self, url: str) -> FeedOutcome:
-        """Fetch one feed and record everything it produced. Never raises for a feed's own failure."""
+        """Fetch one feed and record everything it produced. Never raises for a feed's own failure.
+
+        An unexpected exception while processing the feed (a bug, or input no stage foresaw) rolls back that
+        feed's transaction and is recorded as the feed's error with the usual backoff, with its traceback in
+        the log: it must neither stop the other feeds nor be retried in a hot loop."""
         feed = self._feeds[url]
         interval = self.config.feed_interval(feed)
         state = self.store.feed_state(url)
+        error_count = state.error_count if state else 0
+        try:
+            return await self._poll(feed, state, interval)
+        except Exception as exc:
+            log.exception("feed %s: unexpected error while processing it", url)
+            return self._failed(
+                url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
+            )
+
+    async def _poll(self, feed: FeedConfig, state: FeedState | None, interval: timedelta) -> FeedOutcome:
+        url = feed.url
         etag = state.etag if state else None
         last_modified = state.last_modified if state else None
         error_count = state.error_count if state else 0

@@ -33,7 +33,8 @@ class Position:
 class LocatedYaml:
     data: Any
     file: str
-    positions: dict[PathKey, Position] = field(default_factory=dict)
+    positions: dict[PathKey, Position] = field(default_factory=dict)  # where each value starts
+    key_positions: dict[PathKey, Position] = field(default_factory=dict)  # where each mapping key starts
 
     def locate(self, path: Iterable[str | int]) -> Position:
         """The position of `path`, or of its longest prefix that has one (the whole file at worst)."""
@@ -44,6 +45,28 @@ class LocatedYaml:
                 return found
         return Position(self.file, 1, 1)
 
+    def locate_key(self, path: Iterable[str | int]) -> Position:
+        """The position of the mapping key of `path` (for "unknown key" errors), else as `locate`."""
+        parts = tuple(path)
+        return self.key_positions.get(parts) or self.locate(parts)
+
+    def document_path(self, loc: Iterable[str | int]) -> PathKey:
+        """`loc` (e.g. a pydantic error location) with the parts that are not keys of this document dropped:
+        union tags like "email" in ("channels", "mail", "email", "port"), type names, validator names. A last
+        part that is missing from the document (a required key) is kept, so the path still names it."""
+        parts = tuple(loc)
+        node = self.data
+        path: list[str | int] = []
+        for index, part in enumerate(parts):
+            in_mapping = isinstance(node, dict) and part in node
+            in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if in_mapping or in_list:
+                node = node[part]
+                path.append(part)
+            elif index == len(parts) - 1 and isinstance(node, dict) and isinstance(part, str):
+                path.append(part)
+        return tuple(path)
+
 
 class _Builder:
     """Turns a composed node tree into Python data while recording positions."""
@@ -51,6 +74,7 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.positions: dict[PathKey, Position] = {}
+        self.key_positions: dict[PathKey, Position] = {}
         self._constructor = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
@@ -76,6 +100,10 @@ class _Builder:
                         column=key_node.start_mark.column + 1,
                     )
                 str_key = key if isinstance(key, str) else str(key)
+                key_mark = key_node.start_mark
+                self.key_positions[(*path, str_key)] = Position(
+                    self.file, key_mark.line + 1, key_mark.column + 1
+                )
                 result[str_key] = self.build(value_node, (*path, str_key))
             return result
         if isinstance(node, yaml.SequenceNode):
@@ -113,7 +141,7 @@ def load_yaml(text: str, file: str) -> LocatedYaml:
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
         ) from exc
-    return LocatedYaml(data, file, builder.positions)
+    return LocatedYaml(data, file, builder.positions, builder.key_positions)
 
 
 def load_yaml_file(path: Path) -> LocatedYaml:
@@ -140,26 +168,22 @@ def validation_error(
     prepended to pydantic's `loc` when the model validated a sub-tree of the document.
     """
     problems = exc.errors(include_url=False)
-    first = problems[0]
-    loc = (*prefix, *_clean_loc(first["loc"]))
-    pos = doc.locate(loc)
-    lines = []
-    for problem in problems:
-        where = ".".join(str(p) for p in (*prefix, *_clean_loc(problem["loc"]))) or "(top level)"
-        p_pos = doc.locate((*prefix, *_clean_loc(problem["loc"])))
-        lines.append(f"{where} (line {p_pos.line}): {_describe(problem)}")
-    message = lines[0].split(": ", 1)[1] if len(lines) == 1 else "; ".join(lines)
-    field_name = ".".join(str(p) for p in loc) or None
+    located = [_locate_problem(problem, doc, prefix) for problem in problems]
+    path, pos = located[0]
+    lines = [
+        f"{'.'.join(str(p) for p in where) or '(top level)'} (line {at.line}): {_describe(problem)}"
+        for (where, at), problem in zip(located, problems, strict=True)
+    ]
+    message = _describe(problems[0]) if len(lines) == 1 else "; ".join(lines)
+    field_name = ".".join(str(p) for p in path) or None
     return error_type(message, file=doc.file, line=pos.line, column=pos.column, field=field_name)
 
 
-def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    # pydantic puts union member names and validator tags into loc ("function-after[...]", "str"); they are
-    # not keys of the document, so drop anything that is not a key we recorded.
-    return tuple(p for p in loc if isinstance(p, int) or not (("[" in p) or p in _TYPE_TAGS))
-
-
-_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+def _locate_problem(problem: Any, doc: LocatedYaml, prefix: Sequence[str | int]) -> tuple[PathKey, Position]:
+    path = doc.document_path((*prefix, *problem["loc"]))
+    if problem.get("type") == "extra_forbidden":
+        return path, doc.locate_key(path)
+    return path, doc.locate(path)
 
 
 def _describe(problem: Any) -> str:

@@ -134,3 +134,18 @@ def test_check_in_a_subprocess_exits_1_without_a_traceback(repo_dir: Path) -> No
     assert result.returncode == 1
     assert "bad_rule.yaml:7:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_error_in_a_channel_field_points_at_that_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "channels:\n  mail:\n    type: email\n    host: smtp.example.org\n    port: not-a-port\n"
+        "    sender: a@example.org\n    to: [b@example.org]\n",
+        encoding="utf-8",
+    )
+    assert main(["check", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    # The union tag ("email") is not a key of the file: the path and position are those of the field itself.
+    assert "monitor.yaml:5:11: channels.mail.port:" in err

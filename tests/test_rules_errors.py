@@ -18,7 +18,7 @@ CASES = [
     ("unbalanced_close.yaml", 3, 27, "')' without a matching '('"),
     ("unknown_field_expr.yaml", 3, 12, "unknown field 'headline'"),
     ("unknown_field_list.yaml", 4, 21, "Input should be 'title'"),
-    ("unknown_key.yaml", 4, 13, "unknown key"),
+    ("unknown_key.yaml", 4, 5, "unknown key"),  # the key itself, not its value
     ("bad_regex.yaml", 3, 13, "missing )"),
     ("unsafe_regex.yaml", 3, 13, "google-re2"),
     ("unknown_actor.yaml", 3, 12, "unknown actor '@nobody'"),

@@ -94,7 +94,8 @@ class _SourceFile:
         if prefix:
             # The document was wrapped in {"rules": ...}: key its positions the way the wrapped data is keyed.
             positions = {(*prefix, *key): position for key, position in doc.positions.items()}
-            doc = LocatedYaml(data, doc.file, positions)
+            key_positions = {(*prefix, *key): position for key, position in doc.key_positions.items()}
+            doc = LocatedYaml(data, doc.file, positions, key_positions)
         try:
             model = RuleFileModel.model_validate(data)
         except ValidationError as exc:
