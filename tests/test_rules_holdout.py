@@ -3,14 +3,15 @@ that the dev set does not show; scored like ../shared/eval/score.py (micro-avera
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from monitor.rules import RuleSet, load_rules
-from monitor.types import Item
+from monitor.rules import RuleSet, load_rules, matcher
+from monitor.types import Item, Match
 
 REPO = Path(__file__).resolve().parents[1]
 HOLDOUT = Path(__file__).parent / "data" / "rules" / "holdout.yaml"
@@ -67,3 +68,33 @@ def test_holdout_precision_and_recall(ruleset: RuleSet) -> None:
         errors += [f"FN {entry['id']} {rule}" for rule in sorted(expected - got)]
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     assert precision >= 0.95 and recall >= 0.95, (round(precision, 3), round(recall, 3), errors)
+
+
+def test_results_do_not_depend_on_what_the_lexicon_has_learned(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The matcher remembers each distinct token's stem and candidate terms; forgetting everything before each
+    # field (limit 0) must give the same matches, hits and spans as a lexicon warmed by earlier items.
+    items = [as_item(entry) for entry in load_items()]
+    warm = load_rules(REPO / "rules")
+    for entry in items:
+        warm.match(entry)
+    expected = [warm.match(entry) for entry in items]
+    monkeypatch.setattr(matcher, "_LEXICON_LIMIT", 0)
+    forgetful = load_rules(REPO / "rules")
+    assert [forgetful.match(entry) for entry in items] == expected
+
+
+def test_threads_learning_at_once_get_the_sequential_results() -> None:
+    items = [as_item(entry) for entry in load_items()]
+    expected = [load_rules(REPO / "rules").match(entry) for entry in items]
+    shared = load_rules(REPO / "rules")  # fresh: all threads learn new tokens at the same time
+    results: dict[int, list[list[Match]]] = {}
+
+    def work(worker: int) -> None:
+        results[worker] = [shared.match(entry) for entry in items]
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[worker] == expected for worker in range(4))

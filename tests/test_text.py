@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.text import detect_language, fold, stem_words, stemmer_language, tokenize
 
@@ -74,3 +76,38 @@ def test_stemmer_is_chosen_by_script() -> None:
 )
 def test_detect_language(text: str, language: str | None) -> None:
     assert detect_language(text) == language
+
+
+def general_path(text: str) -> tuple[tuple[str, ...], list[tuple[int, int]]]:
+    """Tokens and spans as the regex path computes them (the reference for the ASCII fast path)."""
+    import monitor.text as text_module
+
+    found = list(text_module._TOKEN.finditer(text))
+    return tuple(fold(m.group()) for m in found), [m.span() for m in found]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_ascii_fast_path_gives_the_tokens_and_spans_of_the_regex_path(text: str) -> None:
+    tokens = tokenize(text)
+    norms, spans = general_path(text)
+    assert tokens.norms == norms
+    # Per-token lookups (the fast path's str.find) agree with the full span lists.
+    assert [(tokens.start(i), tokens.end(i)) for i in range(len(norms))] == spans
+    assert list(zip(tokens.starts, tokens.ends, strict=True)) == spans
+
+
+def test_repeated_tokens_get_their_own_spans() -> None:
+    text = "talks, talks; TALKS talks-talks talks talks talks"
+    tokens = tokenize(text)
+    assert [text[tokens.start(i) : tokens.end(i)] for i in range(len(tokens))] == [
+        "talks",
+        "talks",
+        "TALKS",
+        "talks",
+        "talks",
+        "talks",
+        "talks",
+        "talks",
+    ]
+    assert [tokens.start(i) for i in range(len(tokens))] == tokens.starts
