@@ -32,10 +32,12 @@ terms (or a name or role) also occurs in the item. A mention overlapping an `exc
 dropped, and so is a mention in a sentence that contains an `exclude_context` hit.
 
 Cost. All terms of all rules are compiled into one index: a dictionary of folded forms and name forms, one
-dictionary of stems per language (built on first use), and one Aho-Corasick automaton (pyahocorasick) for
-prefixes over the token stream. Per item, each token is looked up once; only terms that were found are verified,
-and only rules that use a found term are evaluated, so the cost per item grows with the item and the number of
-hits, not with the number of rules. Regular expression terms are the exception: each is run on every item.
+dictionary of stems per language (built on first use) and one of prefixes. The matcher keeps a lexicon per item
+language: for each distinct token seen so far, its stem and the terms it may start (found by those dictionaries
+once, when the token is first seen). Per field, the tokens are reduced to a set, new ones are learned, and one
+set intersection with the lexicon's hitting tokens finds the candidates; only those are verified, and only rules
+that use a found term are evaluated. So the cost per item grows with the item and the number of hits, not with the
+number of rules or terms. Regular expression terms are the exception: each is run on every item.
 """
 
 from __future__ import annotations
