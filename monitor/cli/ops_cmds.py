@@ -121,7 +121,7 @@ def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
         rows = store.list_deliveries(statuses=None if args.all else ("pending", "dead"), limit=1000)
         for row in rows:
             if args.json:
-                emit_json(out, _delivery_json(row))
+                emit_json(out, row.as_json())
             else:
                 out.write(_delivery_line(row) + "\n")
         counts = store.delivery_counts()
@@ -158,20 +158,6 @@ def _enable_channel(store: SQLiteStore, names: list[str], out: TextIO) -> int:
         )
     out.write("\n")
     return 0
-
-
-def _delivery_json(row: DeliveryRow) -> dict[str, object]:
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "status": row.status,
-        "attempts": row.attempts,
-        "created_at": to_iso(row.created_at),
-        "next_attempt_at": to_iso(row.next_attempt_at),
-        "last_error": row.last_error,
-        "sent_at": to_iso(row.sent_at),
-        "alerts": list(row.alert_ids),
-    }
 
 
 def _delivery_line(row: DeliveryRow) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from monitor.timeutil import to_iso
 from monitor.types import Item, Match
 
 __all__ = [
@@ -106,6 +107,22 @@ class DeliveryRow:
     last_error: str | None
     sent_at: datetime | None
     alert_ids: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON form shown by `monitor deliveries --json` and inside `monitor alerts show`."""
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "status": self.status,
+            "digest": self.digest,
+            "attempts": self.attempts,
+            "created_at": to_iso(self.created_at),
+            "next_attempt_at": to_iso(self.next_attempt_at),
+            "last_attempt_at": to_iso(self.last_attempt_at),
+            "last_error": self.last_error,
+            "sent_at": to_iso(self.sent_at),
+            "alerts": list(self.alert_ids),
+        }
 
 
 @dataclass(frozen=True, slots=True)

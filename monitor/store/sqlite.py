@@ -494,7 +494,7 @@ class SQLiteStore:
             "payload": json.loads(row[7]),
             "items": items,
             "deliveries": [
-                _delivery_dict(d) for d in self.list_deliveries(alert_id=alert_id, statuses=None, limit=1000)
+                d.as_json() for d in self.list_deliveries(alert_id=alert_id, statuses=None, limit=1000)
             ],
         }
 
@@ -714,18 +714,6 @@ def delivery_id_for(alert_id: str, channel: str) -> str:
 
     digest = hashlib.sha256(f"{alert_id}\0{channel}".encode()).hexdigest()[:26]
     return f"msg_{digest}"
-
-
-def _delivery_dict(row: DeliveryRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": _iso(row.next_attempt_at),
-        "last_error": row.last_error,
-        "sent_at": _iso(row.sent_at),
-    }
 
 
 def _json(value: Any) -> str:
