@@ -11,7 +11,7 @@ import monitor.notify
 from monitor.notify import EmailConfig, WebhookConfig
 from monitor.notify.presets import PRESETS
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "notify.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_public_names_are_exactly_the_documented_ones() -> None:
