@@ -165,13 +165,18 @@ class _Index:
         return lexicon
 
     def _learn(self, lexicon: _Lexicon, new: set[str], language: str | None) -> None:
-        groups: dict[str | None, list[str]] = {}
-        for norm in new:
-            token_language = stemmer_language(norm, language) if self.uses_stems else None
-            groups.setdefault(token_language, []).append(norm)
+        # Most new tokens start no term, so each test is a comprehension over all new tokens (C-speed loops)
+        # and only the few that pass get Python work.
+        if not self.uses_stems:
+            groups: dict[str | None, list[str]] = {None: list(new)}
+        elif "".join(new).isascii():
+            groups = {stemmer_language("a", language): list(new)}
+        else:
+            groups = {}
+            for norm in new:
+                groups.setdefault(stemmer_language(norm, language), []).append(norm)
         exact = self.exact
         prefixes = self.prefixes
-        lengths = self.prefix_lengths
         for token_language, norms in groups.items():
             if token_language is None:
                 stems: list[str | None] = [None] * len(norms)
@@ -179,18 +184,17 @@ class _Index:
             else:
                 stems = list(stem_words(norms, token_language))
                 stem_index = self.stem_index(token_language)
-            for norm, stem in zip(norms, stems, strict=True):
-                ids = list(exact.get(norm, ()))
-                if stem is not None:
-                    ids.extend(stem_index.get(stem, ()))
-                for length in lengths:
-                    if length > len(norm):
-                        break
-                    ids.extend(prefixes.get(norm[:length], ()))
-                if ids:
-                    lexicon.candidates[norm] = tuple(dict.fromkeys(ids))
-                    lexicon.hitting.add(norm)
-                lexicon.stems[norm] = (token_language, stem)
+            found: dict[str, list[int]] = {norm: list(exact[norm]) for norm in norms if norm in exact}
+            for norm, stem in [(n, s) for n, s in zip(norms, stems, strict=True) if s in stem_index]:
+                found.setdefault(norm, []).extend(stem_index[stem])
+            for length in self.prefix_lengths:
+                for norm in [n for n in norms if n[:length] in prefixes and len(n) >= length]:
+                    found.setdefault(norm, []).extend(prefixes[norm[:length]])
+            for norm, ids in found.items():
+                lexicon.candidates[norm] = tuple(dict.fromkeys(ids))
+                lexicon.hitting.add(norm)
+            # Last: a token counts as known once it has a stem, and by then its candidates are in place.
+            lexicon.stems.update(zip(norms, [(token_language, stem) for stem in stems], strict=True))
 
 
 class RuleSet:
