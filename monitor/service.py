@@ -6,21 +6,30 @@ The store is the schedule of record; APScheduler is only the clock. Three jobs:
   deliver       drain the outbox: send what is due, mark it sent only after the receiver accepted it;
   housekeeping  hourly: prune old items (identity keys stay far longer) and expire story signatures.
 A restart resumes from the store. SIGTERM/SIGINT stop claiming new work, let polls and deliveries in flight
-finish (bounded by a drain timeout; an abandoned delivery stays pending and is sent after restart), then exit.
-SIGHUP reloads monitor.yaml and the rules; an invalid new version is refused and the old one kept.
+finish (bounded by a drain timeout; an abandoned delivery stays pending and is sent after restart), then exit;
+a second SIGTERM/SIGINT abandons what is still in flight at once. SIGHUP reloads monitor.yaml and the rules; an
+invalid new version is refused and the old one kept.
+
+One daemon per SQLite database: `run` holds an exclusive lock on `<database>.lock` for its lifetime. Because no
+other daemon can hold a delivery lease then, every lease found on start belongs to a process that died
+(kill -9, power loss) and is released at once, instead of after DELIVERY_LEASE: the delivery is sent again
+with the same id (at-least-once) without a five-minute gap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -36,7 +45,15 @@ from monitor.store import SQLiteStore
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
 
-__all__ = ["Daemon", "Runtime", "check_config", "open_runtime", "poll_all"]
+__all__ = [
+    "Daemon",
+    "DatabaseLock",
+    "Runtime",
+    "check_config",
+    "open_runtime",
+    "poll_all",
+    "release_abandoned_claims",
+]
 
 log = logging.getLogger("monitor.service")
 
@@ -95,8 +112,11 @@ def load_story_index(config: MonitorConfig, store: SQLiteStore, now: datetime) -
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(config: MonitorConfig, ruleset: RuleSet) -> AsyncIterator[Runtime]:
-    now = utcnow()
+async def open_runtime(
+    config: MonitorConfig, ruleset: RuleSet, *, clock: Callable[[], datetime] = utcnow
+) -> AsyncIterator[Runtime]:
+    """Open the store, channels and HTTP client for `config`; `clock` is the time every stage reads."""
+    now = clock()
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
     store = SQLiteStore(config.database)
     try:
@@ -106,7 +126,7 @@ async def open_runtime(config: MonitorConfig, ruleset: RuleSet) -> AsyncIterator
         try:
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
-                    config=config, store=store, fetcher=fetcher, ruleset=ruleset, stories=stories
+                    config=config, store=store, fetcher=fetcher, ruleset=ruleset, stories=stories, clock=clock
                 )
                 yield Runtime(config, store, fetcher, channels, pipeline)
         finally:
@@ -128,12 +148,76 @@ async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[Feed
     return list(await asyncio.gather(*(one(url) for url in targets)))
 
 
+class DatabaseLock:
+    """An exclusive advisory lock (flock) on `<database>.lock`, held while a daemon runs on that database.
+
+    A separate file, not the database itself: SQLite uses POSIX locks on the database file, and closing any
+    descriptor of that file would drop them. The lock dies with the process, so a kill -9 never leaves it
+    stale. It holds the owner's pid, for the error message of a second daemon."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise MonitorError naming the process that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise MonitorError(
+                f"another monitor daemon (pid {owner}) is running on this database ({self.path}); "
+                "one daemon per SQLite database"
+            ) from None
+        except OSError:
+            handle.close()
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def release_abandoned_claims(store: SQLiteStore, now: datetime) -> int:
+    """Make deliveries whose claim was never resolved due again now; returns how many.
+
+    Only call this while holding the DatabaseLock: then no live worker holds a claim, and a pending delivery
+    claimed but neither sent nor rescheduled was abandoned by a process that died or was stopped mid-send.
+    Such a row is recognisable without reading the lease: claiming sets last_attempt_at and leaves
+    next_attempt_at (already due) alone, while every outcome short of sent (retry, deferral, parking) moves
+    next_attempt_at past last_attempt_at. The re-send carries the same delivery id (at-least-once)."""
+    pending = store.delivery_counts().get("pending", 0)
+    if not pending:
+        return 0
+    abandoned = [
+        row.id
+        for row in store.list_deliveries(statuses=("pending",), limit=pending)
+        if row.last_attempt_at is not None and row.next_attempt_at <= row.last_attempt_at
+    ]
+    if not abandoned:
+        return 0
+    return store.retry_deliveries(now, ids=abandoned)
+
+
 class Daemon:
     """`monitor run`: poll on schedule, deliver, reload on SIGHUP, drain on SIGTERM."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         self.config_path = config_path
+        self.drain_timeout = drain_timeout
         self._stop = asyncio.Event()
+        self._abandon = asyncio.Event()
         self._reload = asyncio.Event()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,6 +225,11 @@ class Daemon:
         self._poll_slots = asyncio.Semaphore(8)
 
     def request_stop(self) -> None:
+        """First call: stop claiming work and drain. A second call: abandon what is in flight now."""
+        if self._stop.is_set():
+            if not self._abandon.is_set():
+                log.warning("second stop signal: abandoning work in flight (it is redone after restart)")
+            self._abandon.set()
         self._stop.set()
 
     async def run(self) -> None:
@@ -150,16 +239,37 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        watchdog = self._start_watchdog()
         try:
             while not self._stop.is_set():
                 await self._run_with(config, ruleset)
-                if self._reload.is_set():
+                if self._reload.is_set() and not self._stop.is_set():
                     self._reload.clear()
+                    systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
                     config, ruleset = self._reloaded(config, ruleset)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             systemd.notify("STOPPING=1")
+            log.info("monitor stopped")
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+
+    def _start_watchdog(self) -> asyncio.Task[None] | None:
+        """Ping systemd's watchdog from the event loop itself (not a thread), for the daemon's whole life, so
+        a blocked loop stops the pings and systemd restarts the service; reloads and drains keep pinging."""
+        interval = systemd.watchdog_interval()
+        if not interval:
+            return None
+
+        async def ping() -> None:
+            while True:
+                systemd.notify("WATCHDOG=1")
+                await asyncio.sleep(interval)
+
+        return asyncio.ensure_future(ping())
 
     def _reloaded(self, config: MonitorConfig, ruleset: RuleSet) -> tuple[MonitorConfig, RuleSet]:
         try:
@@ -174,77 +284,88 @@ class Daemon:
         return new_config, new_rules
 
     async def _run_with(self, config: MonitorConfig, ruleset: RuleSet) -> None:
+        lock = DatabaseLock(config.database)
+        lock.acquire()
+        try:
+            async with open_runtime(config, ruleset) as runtime:
+                released = release_abandoned_claims(runtime.store, utcnow())
+                if released:
+                    log.warning(
+                        "%d deliveries were claimed by a process that stopped mid-send; sending them again "
+                        "(same delivery ids)",
+                        released,
+                    )
+                await self._serve(config, ruleset, runtime)
+        finally:
+            lock.release()
+
+    async def _serve(self, config: MonitorConfig, ruleset: RuleSet, runtime: Runtime) -> None:
+        """Run the clock's jobs until a stop or reload is requested, then drain."""
         self._poll_slots = asyncio.Semaphore(config.fetch.concurrency)
-        async with open_runtime(config, ruleset) as runtime:
-            scheduler = AsyncIOScheduler(timezone="UTC")
+        # The tick is the poll granularity: never coarser than the shortest feed interval.
+        intervals = [config.feed_interval(feed).total_seconds() for feed in config.feeds]
+        tick = min([TICK_SECONDS, *intervals])
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        jobs: list[tuple[str, Any, float]] = [
+            ("tick", self._tick, tick),
+            ("deliver", self._deliver, config.delivery.poll.total_seconds()),
+            ("housekeeping", self._housekeeping, 3600.0),
+        ]
+        for job_id, func, seconds in jobs:
             scheduler.add_job(
-                self._tick,
+                func,
                 "interval",
-                seconds=TICK_SECONDS,
+                seconds=seconds,
                 args=[runtime],
-                id="tick",
+                id=job_id,
                 max_instances=1,
                 coalesce=True,
                 next_run_time=datetime.now().astimezone(),
             )
-            scheduler.add_job(
-                self._deliver,
-                "interval",
-                seconds=config.delivery.poll.total_seconds(),
-                args=[runtime],
-                id="deliver",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.now().astimezone(),
-            )
-            scheduler.add_job(
-                self._housekeeping,
-                "interval",
-                hours=1,
-                args=[runtime],
-                id="housekeeping",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.now().astimezone(),
-            )
-            watchdog = systemd.watchdog_interval()
-            if watchdog:
-                scheduler.add_job(
-                    systemd.notify, "interval", seconds=watchdog, args=["WATCHDOG=1"], id="watchdog"
-                )
-            scheduler.start()
-            systemd.notify(
-                "READY=1", f"STATUS=watching {len(config.feeds)} feeds with {len(ruleset.rules)} rules"
-            )
-            log.info(
-                "monitor running: %d feeds, %d rules, %d channels, database %s",
-                len(config.feeds),
-                len(ruleset.rules),
-                len(runtime.channels),
-                config.database,
-            )
-            stop = asyncio.ensure_future(self._stop.wait())
-            reload = asyncio.ensure_future(self._reload.wait())
-            try:
-                await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                reload.cancel()
-                scheduler.shutdown(wait=False)
-                await self._drain()
+        scheduler.start()
+        systemd.notify(
+            "READY=1", f"STATUS=watching {len(config.feeds)} feeds with {len(ruleset.rules)} rules"
+        )
+        log.info(
+            "monitor running: %d feeds, %d rules, %d channels, database %s",
+            len(config.feeds),
+            len(ruleset.rules),
+            len(runtime.channels),
+            config.database,
+        )
+        stop = asyncio.ensure_future(self._stop.wait())
+        reload = asyncio.ensure_future(self._reload.wait())
+        try:
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            reload.cancel()
+            scheduler.shutdown(wait=False)
+            await self._drain()
 
     async def _drain(self) -> None:
-        """Let polls and deliveries in flight finish, for at most DRAIN_TIMEOUT. What is abandoned is safe: a
-        poll's transaction never committed (the feed stays due), a delivery's lease runs out (sent again)."""
+        """Let polls and deliveries in flight finish, for at most the drain timeout (or until a second stop
+        signal). What is abandoned is safe: a poll's transaction never committed (the feed stays due), a
+        delivery's claim is released on the next start (sent again with the same id)."""
         pending = {t for t in self._tasks if not t.done()}
         if not pending:
             return
         systemd.notify("STATUS=finishing work in flight")
-        _done, still = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+        log.info("finishing %d tasks in flight (at most %gs)", len(pending), self.drain_timeout)
+        everything: asyncio.Future[Any] = asyncio.gather(*pending, return_exceptions=True)
+        abandon: asyncio.Future[Any] = asyncio.ensure_future(self._abandon.wait())
+        try:
+            await asyncio.wait(
+                {everything, abandon}, timeout=self.drain_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            abandon.cancel()
+        still = {t for t in pending if not t.done()}
         for task in still:
             task.cancel()
         if still:
-            log.warning("abandoned %d tasks at shutdown; they are retried after restart", len(still))
+            await asyncio.wait(still)
+            log.warning("abandoned %d tasks at shutdown; they are redone after restart", len(still))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -255,7 +376,7 @@ class Daemon:
     async def _tick(self, runtime: Runtime) -> None:
         """Claim the due feeds and start polling them; returns at once (polls run as tasks, bounded by
         fetch.concurrency), so a slow feed never holds up the clock."""
-        if self._stop.is_set():
+        if self._stop.is_set() or self._reload.is_set():
             return
         for state in runtime.store.due_feeds(utcnow()):
             if state.url not in self._in_flight:
@@ -290,6 +411,8 @@ class Daemon:
         """Drain the outbox once; a run already in progress is not doubled (it will pick up new rows)."""
         if self._delivering is not None and not self._delivering.done():
             return
+        if self._stop.is_set() or self._reload.is_set():
+            return  # draining: no new work that would outlive this runtime
         self._delivering = self._spawn(self._deliver_once(runtime))
 
     async def _deliver_once(self, runtime: Runtime) -> None:

@@ -1,0 +1,170 @@
+"""`monitor run` as a real process: polling on start and on schedule, delivery, signals, reload, sd_notify.
+
+Each test starts the daemon as a subprocess against a FeedServer and a WebhookReceiver on 127.0.0.1 and reads
+its state back through a SQLiteStore on the same file (WAL: a reader never blocks the daemon).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from monitor.store import SQLiteStore
+from tests.support.daemonproc import DaemonProcess, FeedBuilder, NotifySocket, write_config
+from tests.support.feedserver import FeedServer
+from tests.support.receivers import WebhookReceiver, wait_until
+
+ETAG = '"v1"'
+LAST_MODIFIED = "Mon, 05 Jan 2026 12:00:00 GMT"
+
+
+def delivery_counts(database: Path) -> dict[str, int]:
+    with SQLiteStore(database) as store:
+        return store.delivery_counts()
+
+
+def alert_ids(database: Path) -> set[str]:
+    with SQLiteStore(database) as store:
+        return {alert["id"] for alert in store.list_alerts(limit=10_000)}
+
+
+def database_of(config: Path) -> Path:
+    return config.parent / "state" / "monitor.db"
+
+
+def test_run_polls_at_once_delivers_then_polls_on_interval_with_conditional_get(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("n", range(2))
+    feed.add("quiet", "Local bakery wins national award", "Bread.")
+    with FeedServer() as server, WebhookReceiver() as hook:
+        server.set("/wire.xml", feed.rss(), etag=ETAG, last_modified=LAST_MODIFIED)
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")], hook_url=hook.url)
+        with DaemonProcess(config) as daemon:
+            wait_until(lambda: server.count("/wire.xml") >= 1, what="the first poll")
+            # Two headlines fire two rules each: four alerts, each posted once.
+            wait_until(lambda: len(hook.requests) >= 4, what="four webhook deliveries")
+            wait_until(lambda: server.count("/wire.xml") >= 3, timeout=15, what="polls on the 1s interval")
+            assert daemon.terminate() == 0
+        database = database_of(config)
+        received = {request.json()["id"] for request in hook.requests}
+        assert received == alert_ids(database)
+        assert len(received) == 4
+        assert len(hook.requests) == 4, "nothing was delivered twice"
+        assert delivery_counts(database) == {"sent": 4}
+        first, *later = server.requests_for("/wire.xml")
+        assert "if-none-match" not in first.headers
+        assert later and all(r.headers.get("if-none-match") == ETAG for r in later)
+        assert all(r.headers.get("if-modified-since") == LAST_MODIFIED for r in later)
+        assert "monitor running: 1 feeds" in daemon.log()
+
+
+def test_an_item_added_to_a_running_feed_is_alerted_once(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("n", range(1))
+    with FeedServer() as server, WebhookReceiver() as hook:
+        server.set("/wire.xml", feed.rss(), etag='"a"')
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")], hook_url=hook.url)
+        with DaemonProcess(config) as daemon:
+            wait_until(lambda: len(hook.requests) >= 2, what="the first item's two alerts")
+            feed.add_headlines("n", range(1, 2))
+            server.set("/wire.xml", feed.rss(), etag='"b"')
+            wait_until(lambda: len(hook.requests) >= 4, timeout=15, what="the new item's two alerts")
+            polls = server.count("/wire.xml")
+            wait_until(lambda: server.count("/wire.xml") >= polls + 2, timeout=15, what="two more polls")
+            assert daemon.terminate() == 0
+        titles = [request.json()["item"]["title"] for request in hook.requests]
+        assert len(titles) == 4
+        assert titles.count(feed.items[0][1]) == 2
+        assert titles.count(feed.items[1][1]) == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signals_exit_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    with FeedServer() as server:
+        server.set("/wire.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")])
+        with DaemonProcess(config) as daemon:
+            daemon.wait_for_log("monitor running")
+            wait_until(lambda: server.count("/wire.xml") >= 1, what="the first poll")
+            assert daemon.terminate(sig, timeout=5) == 0
+        assert "Traceback" not in daemon.log()
+
+
+def test_sd_notify_ready_watchdog_then_stopping(tmp_path: Path) -> None:
+    with FeedServer() as server, NotifySocket() as sd:
+        server.set("/wire.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")])
+        # WatchdogSec=0.2s: the daemon pings every 0.1 s.
+        env = {"NOTIFY_SOCKET": sd.path, "WATCHDOG_USEC": "200000"}
+        with DaemonProcess(config, env=env) as daemon:
+            sd.wait_for("READY=1")
+            wait_until(lambda: sd.states().count("WATCHDOG=1") >= 3, what="three watchdog pings")
+            assert daemon.terminate() == 0
+        states = sd.states()
+        assert "STOPPING=1" in states
+        assert states.index("READY=1") < states.index("STOPPING=1")
+        assert any(s.startswith("STATUS=watching 1 feeds") for s in states)
+
+
+def test_without_watchdog_usec_no_watchdog_pings(tmp_path: Path) -> None:
+    with FeedServer() as server, NotifySocket() as sd:
+        server.set("/wire.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")])
+        with DaemonProcess(config, env={"NOTIFY_SOCKET": sd.path}) as daemon:
+            sd.wait_for("READY=1")
+            assert daemon.terminate() == 0
+        assert "STOPPING=1" in sd.states()
+        assert "WATCHDOG=1" not in sd.states()
+
+
+def test_sighup_reloads_a_new_feed_and_refuses_an_invalid_config(tmp_path: Path) -> None:
+    first, second = FeedBuilder(), FeedBuilder()
+    second.add_headlines("b", range(1))
+    with FeedServer() as server, WebhookReceiver() as hook, NotifySocket() as sd:
+        server.set("/a.xml", first.rss())
+        server.set("/b.xml", second.rss())
+        urls = [server.url("/a.xml")]
+        config = write_config(tmp_path, feed_urls=urls, hook_url=hook.url)
+        with DaemonProcess(config, env={"NOTIFY_SOCKET": sd.path}) as daemon:
+            sd.wait_for("READY=1")
+            write_config(tmp_path, feed_urls=[*urls, server.url("/b.xml")], hook_url=hook.url)
+            daemon.send(signal.SIGHUP)
+            wait_until(lambda: server.count("/b.xml") >= 1, timeout=15, what="the added feed polled")
+            wait_until(lambda: len(hook.requests) >= 2, timeout=15, what="the added feed's alerts delivered")
+            daemon.wait_for_log("reloaded")
+            assert "RELOADING=1" in sd.states()
+
+            good = config.read_text(encoding="utf-8")
+            config.write_text(good.replace("interval: 1s", "interval: banana"), encoding="utf-8")
+            daemon.send(signal.SIGHUP)
+            daemon.wait_for_log("reload refused")
+            assert "interval" in daemon.log().split("reload refused", 1)[1].splitlines()[0]
+            # Still running on the old config: both feeds keep being polled.
+            polls_a, polls_b = server.count("/a.xml"), server.count("/b.xml")
+            wait_until(
+                lambda: server.count("/a.xml") > polls_a and server.count("/b.xml") > polls_b,
+                timeout=15,
+                what="both feeds polled after the refused reload",
+            )
+            assert daemon.running()
+            assert daemon.terminate() == 0
+
+
+def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    with FeedServer() as server:
+        server.set("/wire.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")])
+        with DaemonProcess(config) as first:
+            first.wait_for_log("monitor running")
+            with DaemonProcess(config, log_name="second") as second:
+                assert second.wait(timeout=10) == 1
+                assert "another monitor daemon" in second.log()
+                assert f"pid {first.pid}" in second.log()
+            assert first.running()
+            assert first.terminate() == 0
+        # Once the first is gone, the database is free again.
+        with DaemonProcess(config, log_name="third") as third:
+            third.wait_for_log("monitor running")
+            assert third.terminate() == 0
