@@ -162,3 +162,106 @@ def test_sigkill_at_random_moments_loses_no_alert(tmp_path: Path) -> None:
             f"({hook.answers.count(503)} answered 503), {duplicates} duplicate deliveries, "
             f"{redriven} deliveries re-driven past the 5 min retry step"
         )
+
+
+def claimed_deliveries(database: Path) -> int:
+    with SQLiteStore(database) as store:
+        return sum(1 for row in store.list_deliveries(statuses=("pending",)) if row.attempts >= 1)
+
+
+def test_outage_then_recovery_delivers_everything(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("o", range(3))
+    with FeedServer() as server, WebhookReceiver(default_status=503) as hook:
+        server.set("/wire.xml", feed.rss())
+        config = write_config(tmp_path, feed_urls=[server.url("/wire.xml")], hook_url=hook.url)
+        database = config.parent / "state" / "monitor.db"
+        with DaemonProcess(config) as daemon:
+            wait_until(lambda: hook.answers.count(503) >= 1, what="the receiver's outage to be met")
+            assert not accepted_by_alert(hook)
+            hook.default_status = 200  # the receiver recovers
+            wait_until(
+                lambda: (
+                    bool(stored_alerts(database))
+                    and set(stored_alerts(database)) <= set(accepted_by_alert(hook))
+                    and not pending_deliveries(database)
+                ),
+                timeout=20,
+                what="every alert delivered after the recovery",
+            )
+            assert daemon.terminate() == 0
+        alerts = stored_alerts(database)
+        assert len(alerts) >= 6  # three headlines, two rules or more each
+        assert all(len(ids) == 1 for ids in accepted_by_alert(hook).values())
+        with SQLiteStore(database) as store:
+            assert store.delivery_counts() == {"sent": len(alerts)}
+
+
+def test_sigterm_during_a_delivery_in_flight_exits_and_resends_after_restart(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("t", range(1))
+    with FeedServer() as server, WebhookReceiver(hold=True) as hook:
+        server.set("/wire.xml", feed.rss())
+        config = write_config(
+            tmp_path, feed_urls=[server.url("/wire.xml")], hook_url=hook.url, hook_timeout=2.0
+        )
+        database = config.parent / "state" / "monitor.db"
+        with DaemonProcess(config) as daemon:
+            wait_until(
+                lambda: claimed_deliveries(database) >= 2, what="both deliveries claimed and in flight"
+            )
+            assert not hook.requests  # held by the receiver: not answered yet
+            # The receiver never answers; the send's own timeout (2 s) ends it within the 20 s drain.
+            assert daemon.terminate(timeout=15) == 0
+            assert "finishing" in daemon.log()
+        assert pending_deliveries(database), "the unanswered deliveries stay pending"
+        hook.release()  # the held requests now complete, to a client that has gone
+        with DaemonProcess(config, log_name="restart") as daemon:
+            wait_until(
+                lambda: (
+                    not pending_deliveries(database)
+                    and set(stored_alerts(database)) <= set(accepted_by_alert(hook))
+                ),
+                timeout=20,
+                what="the abandoned deliveries re-sent after restart",
+            )
+            assert daemon.terminate() == 0
+        accepted = accepted_by_alert(hook)
+        assert len(accepted) == len(stored_alerts(database)) == 2
+        assert all(len(ids) == 1 for ids in accepted.values()), "the re-send keeps its webhook-id"
+        assert len(hook.requests) >= 4, "each alert was sent before the stop and again after the restart"
+
+
+def test_second_stop_signal_abandons_a_stuck_delivery_which_is_resent_at_once(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("s", range(1))
+    with FeedServer() as server, WebhookReceiver(hold=True) as hook:
+        server.set("/wire.xml", feed.rss())
+        # A 30 s timeout: the send outlives the 20 s drain; only the second signal ends the wait.
+        config = write_config(
+            tmp_path, feed_urls=[server.url("/wire.xml")], hook_url=hook.url, hook_timeout=30.0
+        )
+        database = config.parent / "state" / "monitor.db"
+        with DaemonProcess(config) as daemon:
+            wait_until(
+                lambda: claimed_deliveries(database) >= 2, what="both deliveries claimed and in flight"
+            )
+            daemon.send(signal.SIGTERM)
+            daemon.wait_for_log("finishing")
+            assert daemon.running(), "the first signal drains"
+            assert daemon.terminate(signal.SIGINT, timeout=5) == 0
+            assert "abandoned" in daemon.log()
+        hook.release()
+        with DaemonProcess(config, log_name="restart") as daemon:
+            # The claims of the stopped process are released on start: no wait for the 5 min lease.
+            wait_until(
+                lambda: (
+                    not pending_deliveries(database)
+                    and set(stored_alerts(database)) <= set(accepted_by_alert(hook))
+                ),
+                timeout=10,
+                what="the abandoned deliveries re-sent at once after restart",
+            )
+            assert daemon.terminate() == 0
+            assert "claimed by a process that stopped mid-send" in daemon.log()
+        assert all(len(ids) == 1 for ids in accepted_by_alert(hook).values())
