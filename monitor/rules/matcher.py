@@ -70,9 +70,23 @@ class _HitRec(NamedTuple):
 
 
 # Compiled condition nodes: plain tuples, evaluated by _Evaluation.
-#   ("term", term_id, fields) ("actor", name, fields) ("and", children) ("or", children) ("not", child)
-#   ("near", left, right, distance|None) ("atleast", children, minimum)
+#   ("term", term_id, fields) ("actor", name, fields) ("and", children) ("not", child)
+#   ("near", left, right, distance|None)
+#   ("or", children, terms) ("atleast", children, minimum, terms): `terms` maps the term ids of direct term
+#   children to their field sets, so that only the ones with hits are visited (a rule's `any` list can hold
+#   hundreds of terms, of which an item hits one or two); `children` holds the other children.
 _CNode = tuple[Any, ...]
+
+
+def _split_terms(children: tuple[_CNode, ...]) -> tuple[tuple[_CNode, ...], dict[int, tuple[Any, ...]]]:
+    terms: dict[int, tuple[Any, ...]] = {}
+    others: list[_CNode] = []
+    for child in children:
+        if child[0] == "term":
+            terms[child[1]] = (*terms.get(child[1], ()), child[2])
+        else:
+            others.append(child)
+    return tuple(others), terms
 
 
 class _Lexicon:
@@ -249,17 +263,23 @@ class RuleSet:
                 used.update(ids)
             fields_used.update(node.fields)
             return ("actor", node.actor, node.fields)
-        if isinstance(node, AndNode | OrNode):
-            kind = "and" if isinstance(node, AndNode) else "or"
-            return (kind, tuple(self._compile(c, term_id, used, fields_used) for c in node.children))
+        if isinstance(node, AndNode):
+            return ("and", tuple(self._compile(c, term_id, used, fields_used) for c in node.children))
+        if isinstance(node, OrNode):
+            return (
+                "or",
+                *_split_terms(tuple(self._compile(c, term_id, used, fields_used) for c in node.children)),
+            )
         if isinstance(node, NotNode):
             return ("not", self._compile(node.child, term_id, used, fields_used))
         if isinstance(node, NearNode):
             left = self._compile(node.left, term_id, used, fields_used)
             right = self._compile(node.right, term_id, used, fields_used)
             return ("near", left, right, node.distance)
-        children = tuple(self._compile(c, term_id, used, fields_used) for c in node.children)
-        return ("atleast", children, node.minimum)
+        others, terms = _split_terms(
+            tuple(self._compile(c, term_id, used, fields_used) for c in node.children)
+        )
+        return ("atleast", others, node.minimum, terms)
 
     # --- public surface -------------------------------------------------------------------------------------
 
@@ -493,11 +513,9 @@ class _Evaluation:
                 collected.extend(result)
             return collected
         if kind == "or":
-            collected = []
-            any_true = False
+            collected = self.term_hits(node[2])
+            any_true = bool(collected)
             for child in node[1]:
-                if child[0] == "term" and child[1] not in hits:
-                    continue
                 result = self.node(child)
                 if result is not None:
                     any_true = True
@@ -507,15 +525,22 @@ class _Evaluation:
             return [] if self.node(node[1]) is None else None
         if kind == "near":
             return self.near(node[1], node[2], node[3])
-        collected = []
+        collected = self.term_hits(node[3])
         for child in node[1]:
-            if child[0] == "term" and child[1] not in hits:
-                continue
             result = self.node(child)
             if result:
                 collected.extend(result)
         distinct = {(rec.field, rec.start, rec.end) for rec in collected}
         return collected if collected and len(distinct) >= node[2] else None
+
+    def term_hits(self, terms: dict[int, tuple[Any, ...]]) -> list[_HitRec]:
+        """The hits of the given terms (id -> field sets it is searched in), visiting only terms that hit."""
+        collected: list[_HitRec] = []
+        hits = self.hits
+        for tid in hits.keys() & terms.keys():
+            for fields in terms[tid]:
+                collected.extend(rec for rec in hits[tid] if rec.field in fields)
+        return collected
 
     def near(self, left_node: _CNode, right_node: _CNode, distance: int | None) -> list[_HitRec] | None:
         left = self.node(left_node)
