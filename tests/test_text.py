@@ -111,3 +111,51 @@ def test_repeated_tokens_get_their_own_spans() -> None:
         "talks",
     ]
     assert [tokens.start(i) for i in range(len(tokens))] == tokens.starts
+
+
+def reference_script_counts(text: str) -> dict[str, int]:
+    """Letters per script, one character at a time, in order of first occurrence (the definition)."""
+    ranges = {
+        "cyrillic": (0x400, 0x4FF),
+        "greek": (0x370, 0x3FF),
+        "arabic": (0x600, 0x6FF),
+        "hebrew": (0x590, 0x5FF),
+        "kana": (0x3040, 0x30FF),
+        "han": (0x4E00, 0x9FFF),
+        "hangul": (0xAC00, 0xD7AF),
+    }
+    counts: dict[str, int] = {}
+    for char in text[:4000]:
+        if char.isalpha():
+            code = ord(char)
+            script = "latin" if code < 0x250 else "other"
+            for name, (low, high) in ranges.items():
+                if low <= code <= high:
+                    script = name
+            counts[script] = counts.get(script, 0) + 1
+    return counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abzäßıаёжіαβאبかカ漢한ก\u0915Ⅷ²½ .1", max_size=60))
+def test_detected_script_is_the_most_frequent_then_the_first(text: str) -> None:
+    counts = reference_script_counts(text)
+    language = detect_language(text)
+    if not counts:
+        assert language is None
+        return
+    winner = max(counts, key=lambda name: counts[name])  # first of the most frequent, as they occur
+    expected = {
+        "cyrillic": "uk" if any(c in text for c in "іїєґІЇЄҐ") else "ru",
+        "greek": "el",
+        "arabic": "ar",
+        "hebrew": "he",
+        "hangul": "ko",
+        "han": "ja" if counts.get("kana") else "zh",
+        "kana": "ja",
+        "other": None,
+    }
+    if winner == "latin":
+        assert language in {None, "en", "de", "fr", "es", "it", "nl", "pt", "pl"}
+    else:
+        assert language == expected[winner]
