@@ -29,6 +29,7 @@ from pydantic import (
 
 from monitor.errors import ConfigError
 from monitor.notify.email import EmailConfig
+from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
 from monitor.notify.webhook import WebhookConfig
 from monitor.timeutil import parse_duration
 from monitor.yamlsource import LocatedYaml, load_yaml_file, validation_error
@@ -95,6 +96,17 @@ class FetchOptions(_Model):
 class DeliveryOptions(_Model):
     poll: Duration = Field(default=timedelta(seconds=5), description="how often the outbox is checked")
     batch: int = Field(default=100, ge=1)
+    retry_schedule: tuple[Duration, ...] = Field(
+        default=STANDARD_WEBHOOKS_SCHEDULE,
+        min_length=1,
+        description="delays between attempts of a failing delivery (Standard Webhooks schedule by default)",
+    )
+    max_age: Duration = Field(
+        default=timedelta(days=4), description="a delivery still failing after this long is dead-lettered"
+    )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(schedule=self.retry_schedule, max_age=self.max_age)
 
 
 class RetentionOptions(_Model):
@@ -127,6 +139,10 @@ class MonitorConfig(_Model):
     retention: RetentionOptions = RetentionOptions()
     stories: StoryOptions = StoryOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    drain_timeout: Duration = Field(
+        default=timedelta(seconds=20),
+        description="on SIGTERM, how long polls and deliveries in flight may take to finish",
+    )
 
     @field_validator("allow_private_networks")
     @classmethod

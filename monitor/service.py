@@ -52,7 +52,6 @@ __all__ = [
     "check_config",
     "open_runtime",
     "poll_all",
-    "release_abandoned_claims",
 ]
 
 log = logging.getLogger("monitor.service")
@@ -89,7 +88,13 @@ class Runtime:
     last_report: DeliveryReport | None = field(default=None)
 
     async def deliver(self, now: datetime | None = None) -> DeliveryReport:
-        report = await deliver_due(self.store, self.channels, now=now, limit=self.config.delivery.batch)
+        report = await deliver_due(
+            self.store,
+            self.channels,
+            now=now,
+            limit=self.config.delivery.batch,
+            retry=self.config.delivery.retry_policy(),
+        )
         self.last_report = report
         return report
 
@@ -115,11 +120,27 @@ def load_story_index(config: MonitorConfig, store: SQLiteStore, now: datetime) -
 async def open_runtime(
     config: MonitorConfig, ruleset: RuleSet, *, clock: Callable[[], datetime] = utcnow
 ) -> AsyncIterator[Runtime]:
-    """Open the store, channels and HTTP client for `config`; `clock` is the time every stage reads."""
+    """Open the store, channels and HTTP client for `config`; `clock` is the time every stage reads.
+
+    Holds the database's process lock while open: one writing process (daemon, `once`, demo) per SQLite
+    database. Deliveries a dead process left claimed are released on open (sent again, same ids)."""
     now = clock()
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
-    store = SQLiteStore(config.database)
+    lock = DatabaseLock(config.database)
+    lock.acquire()
     try:
+        store = SQLiteStore(config.database)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        released = store.release_claims(now)
+        if released:
+            log.warning(
+                "%d deliveries were claimed by a process that stopped mid-send; sending them again "
+                "(same delivery ids)",
+                released,
+            )
         store.sync_feeds([(f.url, config.feed_interval(f)) for f in config.feeds], now)
         stories = load_story_index(config, store, now)
         channels = build_channels(config.channels, policy=policy)
@@ -134,6 +155,7 @@ async def open_runtime(
                 await channel.aclose()
     finally:
         store.close()
+        lock.release()
 
 
 async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[FeedOutcome]:
@@ -187,27 +209,6 @@ class DatabaseLock:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
-
-
-def release_abandoned_claims(store: SQLiteStore, now: datetime) -> int:
-    """Make deliveries whose claim was never resolved due again now; returns how many.
-
-    Only call this while holding the DatabaseLock: then no live worker holds a claim, and a pending delivery
-    claimed but neither sent nor rescheduled was abandoned by a process that died or was stopped mid-send.
-    Such a row is recognisable without reading the lease: claiming sets last_attempt_at and leaves
-    next_attempt_at (already due) alone, while every outcome short of sent (retry, deferral, parking) moves
-    next_attempt_at past last_attempt_at. The re-send carries the same delivery id (at-least-once)."""
-    pending = store.delivery_counts().get("pending", 0)
-    if not pending:
-        return 0
-    abandoned = [
-        row.id
-        for row in store.list_deliveries(statuses=("pending",), limit=pending)
-        if row.last_attempt_at is not None and row.next_attempt_at <= row.last_attempt_at
-    ]
-    if not abandoned:
-        return 0
-    return store.retry_deliveries(now, ids=abandoned)
 
 
 class Daemon:
@@ -284,20 +285,8 @@ class Daemon:
         return new_config, new_rules
 
     async def _run_with(self, config: MonitorConfig, ruleset: RuleSet) -> None:
-        lock = DatabaseLock(config.database)
-        lock.acquire()
-        try:
-            async with open_runtime(config, ruleset) as runtime:
-                released = release_abandoned_claims(runtime.store, utcnow())
-                if released:
-                    log.warning(
-                        "%d deliveries were claimed by a process that stopped mid-send; sending them again "
-                        "(same delivery ids)",
-                        released,
-                    )
-                await self._serve(config, ruleset, runtime)
-        finally:
-            lock.release()
+        async with open_runtime(config, ruleset) as runtime:
+            await self._serve(config, ruleset, runtime)
 
     async def _serve(self, config: MonitorConfig, ruleset: RuleSet, runtime: Runtime) -> None:
         """Run the clock's jobs until a stop or reload is requested, then drain."""

@@ -17,7 +17,7 @@ __all__ = ["cmd_check", "cmd_once", "cmd_run", "format_outcome", "run_once"]
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.log_level)
-    asyncio.run(Daemon(args.config).run())
+    asyncio.run(Daemon(args.config, drain_timeout=config.drain_timeout.total_seconds()).run())
     return 0
 
 

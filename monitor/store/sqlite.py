@@ -668,6 +668,21 @@ class SQLiteStore:
                 ).rowcount
             return count
 
+    def release_claims(self, now: datetime) -> int:
+        """Make every claimed but unresolved delivery due again now; returns how many.
+
+        Call it only while holding the database's process lock (monitor.service.DatabaseLock): then no live
+        worker holds a claim, and a lease still set belongs to a process that died or was stopped mid-send.
+        Every outcome of a claim (sent, retry, dead) clears the lease, so the lease marks exactly the
+        abandoned ones. They are re-sent with the same delivery id (at-least-once) at once, instead of after
+        the lease would have run out."""
+        with self.transaction() as tx:
+            return tx.execute(
+                "UPDATE deliveries SET lease_until = NULL, next_attempt_at = MIN(next_attempt_at, ?) "
+                "WHERE status = 'pending' AND lease_until IS NOT NULL",
+                (_iso(now),),
+            ).rowcount
+
     def delivery_counts(self) -> dict[str, int]:
         return {
             row[0]: row[1]
