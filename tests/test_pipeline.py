@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from monitor.config import DEFAULT_RULES, MonitorConfig
+from monitor.errors import MonitorError
 from monitor.rules import RuleSet, load_rules
 from monitor.service import open_runtime, poll_all
-from monitor.store import SQLiteStore
+from monitor.store import FeedUpdate, NewAlert, SQLiteStore
 from monitor.types import Item, Match
 from tests.support.feedserver import FeedServer
 from tests.test_story_alerts import rss
@@ -74,3 +76,45 @@ def test_an_unexpected_error_fails_only_that_feed_with_backoff_and_writes_nothin
         # The failing feed's transaction never committed: none of its items were recorded.
         assert [f.url for f in store.list_feeds() if f.last_success_at] == [server.url("/good.xml")]
         assert store.counts()["items"] == 1
+
+
+def test_a_second_writer_on_the_same_database_is_refused_naming_the_first(tmp_path: Path) -> None:
+    config = MonitorConfig(database=tmp_path / "m.db")
+    ruleset = load_rules(DEFAULT_RULES)
+
+    async def run() -> str:
+        async with open_runtime(config, ruleset):
+            with pytest.raises(MonitorError) as refused:
+                async with open_runtime(config, ruleset):
+                    pass
+            return str(refused.value)
+
+    message = asyncio.run(run())
+    assert f"pid {os.getpid()}" in message and "one daemon per SQLite database" in message
+
+    async def again() -> None:  # released on close: the next writer gets in
+        async with open_runtime(config, ruleset):
+            pass
+
+    asyncio.run(again())
+
+
+def test_claims_left_by_a_dead_process_are_released_when_the_next_one_opens(tmp_path: Path) -> None:
+    config = MonitorConfig(database=tmp_path / "m.db", feeds=({"url": "https://news.example/feed"},))  # type: ignore[arg-type]
+    with SQLiteStore(config.database) as store:
+        store.sync_feeds([("https://news.example/feed", timedelta(minutes=10))], T0)
+        store.commit_fetch(
+            FeedUpdate("https://news.example/feed", T0, T0),
+            alerts=[NewAlert("alr_1", "r", "s", "k", {"version": 1}, ("hook",), T0)],
+        )
+        claimed = store.claim_due(T0, 10)  # ... and the process dies before sending
+        assert len(claimed) == 1
+        assert store.claim_due(T0 + timedelta(minutes=1), 10) == []  # leased
+
+    async def run() -> list[str]:
+        async with open_runtime(
+            config, load_rules(DEFAULT_RULES), clock=lambda: T0 + timedelta(minutes=1)
+        ) as rt:
+            return [d.id for d in rt.store.claim_due(T0 + timedelta(minutes=1), 10)]
+
+    assert asyncio.run(run()) == [claimed[0].id]  # same id, at once, not after the 5-minute lease
