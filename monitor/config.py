@@ -122,6 +122,30 @@ class RetentionOptions(_Model):
         return self
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """ "127.0.0.1:9464" → ("127.0.0.1", 9464); "[::1]:9464" → ("::1", 9464)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address must be HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class StatusOptions(_Model):
+    listen: str | None = Field(
+        default=None, description="HOST:PORT for /healthz, /status and /metrics; off when unset"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen else None
+
+
 class StoryOptions(_Model):
     window: Duration = timedelta(hours=72)
 
@@ -138,6 +162,7 @@ class MonitorConfig(_Model):
     delivery: DeliveryOptions = DeliveryOptions()
     retention: RetentionOptions = RetentionOptions()
     stories: StoryOptions = StoryOptions()
+    status: StatusOptions = StatusOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     drain_timeout: Duration = Field(
         default=timedelta(seconds=20),

@@ -41,6 +41,7 @@ from monitor.netpolicy import NetworkPolicy
 from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
+from monitor.status import StatusServer
 from monitor.store import SQLiteStore
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
@@ -224,6 +225,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._delivering: asyncio.Task[None] | None = None
         self._poll_slots = asyncio.Semaphore(8)
+        self._last_tick: datetime | None = None
 
     def request_stop(self) -> None:
         """First call: stop claiming work and drain. A second call: abandon what is in flight now."""
@@ -312,6 +314,7 @@ class Daemon:
                 next_run_time=datetime.now().astimezone(),
             )
         scheduler.start()
+        status = await self._start_status(config, runtime, tick)
         systemd.notify(
             "READY=1", f"STATUS=watching {len(config.feeds)} feeds with {len(ruleset.rules)} rules"
         )
@@ -330,7 +333,26 @@ class Daemon:
             stop.cancel()
             reload.cancel()
             scheduler.shutdown(wait=False)
+            if status is not None:
+                await status.stop()
             await self._drain()
+
+    async def _start_status(
+        self, config: MonitorConfig, runtime: Runtime, tick: float
+    ) -> StatusServer | None:
+        address = config.status.address()
+        if address is None:
+            return None
+        server = StatusServer(
+            runtime.store, utcnow, lambda: self._last_tick, tick, host=address[0], port=address[1]
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            # Monitoring the monitor must not stop it from alerting: say so loudly and run without it.
+            log.error("status endpoint %s not started: %s", config.status.listen, exc)
+            return None
+        return server
 
     async def _drain(self) -> None:
         """Let polls and deliveries in flight finish, for at most the drain timeout (or until a second stop
@@ -367,7 +389,8 @@ class Daemon:
         fetch.concurrency), so a slow feed never holds up the clock."""
         if self._stop.is_set() or self._reload.is_set():
             return
-        for state in runtime.store.due_feeds(utcnow()):
+        self._last_tick = utcnow()
+        for state in runtime.store.due_feeds(self._last_tick):
             if state.url not in self._in_flight:
                 self._in_flight.add(state.url)
                 self._spawn(self._poll_one(runtime, state.url))
