@@ -105,8 +105,9 @@ class _Lexicon:
 
 
 # Distinct tokens remembered per language before the lexicon starts afresh (bounds memory on endless vocabulary:
-# numbers, names, typos). About 30 MB at the limit; news vocabulary of a month stays well below it.
-_LEXICON_LIMIT = 200_000
+# numbers, names, typos). Measured about 23 MB per language at the limit; a few days of one language's news stay
+# below it, and starting afresh costs only re-learning (the "cold" rate of bench/bench_rules.py) for a while.
+_LEXICON_LIMIT = 100_000
 
 
 class _Index:
