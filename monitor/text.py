@@ -204,7 +204,9 @@ class Tokens:
     def _find(self, index: int) -> int | None:
         # Token `index` is occurrence number k of its form among the tokens; in the padded text every token is
         # surrounded by spaces, so it is the k-th match of " form ". Worth it only for rare forms.
-        assert self._padded is not None
+        padded = self._padded
+        if padded is None:
+            return None
         norm = self.norms[index]
         occurrence = self.norms[:index].count(norm)
         if occurrence > 4:
@@ -212,8 +214,9 @@ class Tokens:
         needle = f" {norm} "
         position = -1
         for _ in range(occurrence + 1):
-            position = self._padded.find(needle, position + 1)
-        return position  # offset in the padded text minus the pad = offset of the space; +1 -1 cancel
+            position = padded.find(needle, position + 1)
+        # The token starts one after the space found, and the padded text is one ahead of `text`: they cancel.
+        return position
 
     def sentence_of(self, index: int) -> int:
         """Sentence index (0-based) of token `index`."""
