@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
-import shutil
 import socket
 import ssl
-import subprocess
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 
@@ -29,6 +26,7 @@ from monitor.netpolicy import NetworkPolicy
 from monitor.types import FetchResult
 from tests.support import feedserver
 from tests.support.feedserver import FeedServer, Route
+from tests.support.tls import SelfSigned, self_signed
 
 ALLOW_LOOPBACK = NetworkPolicy.from_setting(["127.0.0.1/32"])
 # The shared fixture, made available here the way any test module can take it.
@@ -431,31 +429,16 @@ def test_connection_by_host_name_works_when_allowed(server: FeedServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def localhost_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A throw-away self-signed certificate for the name `localhost`, made with the openssl tool."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    command = (
-        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost"
-    )
-    subprocess.run(
-        [openssl, *command.split(), "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+def localhost_cert(tmp_path_factory: pytest.TempPathFactory) -> SelfSigned:
+    """A throw-away certificate for the name `localhost` only (no IP address: the test below needs that)."""
+    return self_signed(tmp_path_factory.mktemp("tls"), dns=("localhost",), ips=())
 
 
 def test_https_by_name_verifies_the_name_while_connecting_to_the_checked_address(
-    localhost_cert: tuple[Path, Path],
+    localhost_cert: SelfSigned,
 ) -> None:
-    cert, key = localhost_cert
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert, key)
-    client_tls = ssl.create_default_context(cafile=str(cert))
+    server_tls = localhost_cert.server_context()
+    client_tls = ssl.create_default_context(cafile=str(localhost_cert.cert))
 
     async def run(url: str) -> FetchResult:
         policy = NetworkPolicy(allow_all_private=True)

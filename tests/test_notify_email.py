@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from pydantic import SecretStr, ValidationError
 from support.alerts import make_payload, make_request
-from support.receivers import SMTPReceiver
+from support.receivers import AuthAttempt, SMTPReceiver
+from support.tls import SelfSigned, self_signed
 
 from monitor.errors import DeliveryError
 from monitor.notify import EmailChannel, EmailConfig
@@ -173,7 +175,7 @@ def test_login_with_credentials_and_refused_login() -> None:
     with SMTPReceiver(credentials=("user", "s3cret")) as server:
         send(config_for(server, username="user", password="s3cret"))
         assert len(server.messages) == 1
-        with pytest.raises(DeliveryError, match="login refused") as caught:
+        with pytest.raises(DeliveryError, match="authentication refused") as caught:
             send(config_for(server, username="user", password="wrong"))
     assert not caught.value.retryable
 
@@ -206,3 +208,111 @@ def test_default_ports_and_secret_kept_out_of_reprs() -> None:
     assert EmailConfig(**base).effective_port == 25
     config = EmailConfig(**base, starttls=True, username="u", password=SecretStr("hunter2"))
     assert "hunter2" not in repr(config) and "hunter2" not in str(config.model_dump())
+
+
+# -- TLS: STARTTLS and implicit TLS against aiosmtpd with a throw-away certificate ---------------------------
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> SelfSigned:
+    """Valid for localhost and 127.0.0.1."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def name_only_cert(tmp_path_factory: pytest.TempPathFactory) -> SelfSigned:
+    """Valid for localhost only, so a client that verifies names refuses it for 127.0.0.1."""
+    return self_signed(tmp_path_factory.mktemp("tls-name"), dns=("localhost",), ips=())
+
+
+Mode = Literal["starttls", "ssl"]
+CREDENTIALS = ("user", "s3cret")
+
+
+def tls_receiver(cert: SelfSigned, mode: Mode) -> SMTPReceiver:
+    return SMTPReceiver(tls=cert.server_context(), mode=mode, credentials=CREDENTIALS)
+
+
+def tls_config(server: SMTPReceiver, mode: Mode, **changes: Any) -> EmailConfig:
+    fields: dict[str, Any] = {mode: True, "username": CREDENTIALS[0], "password": CREDENTIALS[1]}
+    fields.update(changes)
+    return config_for(server, **fields)
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_tls_with_auth_delivers_and_the_server_saw_tls_before_auth(cert: SelfSigned, mode: Mode) -> None:
+    with tls_receiver(cert, mode) as server:
+        send(tls_config(server, mode, ca_file=cert.cert))
+        (mail,) = server.mails
+        attempts = server.auth_attempts
+    assert mail.tls is not None and mail.tls[1].startswith("TLSv1.")
+    assert mail.authenticated
+    assert attempts == [AuthAttempt("user", accepted=True, tls=True)]
+    assert mail.message["Subject"].startswith("[monitor] Rare earths")
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_untrusted_certificate_is_not_retryable_and_nothing_is_sent(cert: SelfSigned, mode: Mode) -> None:
+    with tls_receiver(cert, mode) as server:
+        with pytest.raises(DeliveryError) as caught:
+            send(tls_config(server, mode))  # no ca_file: the system store does not know this certificate
+        assert server.mails == [] and server.auth_attempts == []
+    message = str(caught.value)
+    assert not caught.value.retryable
+    assert "certificate" in message and "not accepted" in message and "ca_file" in message
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_ca_file_keeps_host_name_verification(name_only_cert: SelfSigned, mode: Mode) -> None:
+    with tls_receiver(name_only_cert, mode) as server:
+        with pytest.raises(DeliveryError, match="certificate") as caught:
+            send(tls_config(server, mode, ca_file=name_only_cert.cert))  # host 127.0.0.1, cert: localhost
+        assert not caught.value.retryable
+        assert "mismatch" in str(caught.value) and "127.0.0.1" in str(caught.value)
+        assert server.mails == [] and server.auth_attempts == []
+        send(tls_config(server, mode, ca_file=name_only_cert.cert, host="localhost"))
+        assert len(server.mails) == 1
+
+
+def test_starttls_not_offered_is_an_error_and_nothing_goes_out_in_plain(cert: SelfSigned) -> None:
+    # A plain server that would even take the password without TLS: the client must not give it.
+    with SMTPReceiver(credentials=CREDENTIALS) as server:
+        with pytest.raises(DeliveryError, match="STARTTLS") as caught:
+            send(tls_config(server, "starttls", ca_file=cert.cert))
+        assert server.mails == [] and server.auth_attempts == []
+    assert not caught.value.retryable and "nothing sent" in str(caught.value)
+
+
+def test_wrong_password_over_tls_is_not_retryable_and_names_authentication(cert: SelfSigned) -> None:
+    with tls_receiver(cert, "starttls") as server:
+        with pytest.raises(DeliveryError, match="authentication refused") as caught:
+            send(tls_config(server, "starttls", ca_file=cert.cert, password="wrong"))
+        assert server.mails == []
+        assert server.auth_attempts == [AuthAttempt("user", accepted=False, tls=True)]
+    assert not caught.value.retryable and caught.value.status == 535
+
+
+def test_implicit_tls_against_a_plain_server_fails_naming_tls(cert: SelfSigned) -> None:
+    with SMTPReceiver() as server:
+        with pytest.raises(DeliveryError, match="TLS handshake") as caught:
+            send(config_for(server, ssl=True, ca_file=cert.cert))
+        assert server.mails == []
+    assert caught.value.retryable  # not a certificate verdict: see _classify_smtp
+
+
+def test_ca_file_errors_name_the_problem(tmp_path: Path, cert: SelfSigned) -> None:
+    base: dict[str, Any] = {"host": "smtp.example.org", "sender": "m@example.org", "to": ["a@example.org"]}
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n", "utf-8")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"starttls": True, "ca_file": tmp_path / "missing.pem"}, "does not exist"),
+        ({"starttls": True, "ca_file": tmp_path}, "not a file"),
+        ({"starttls": True, "ca_file": "relative/ca.pem"}, "absolute path"),
+        ({"starttls": True, "ca_file": not_pem}, "no usable PEM certificate"),
+        ({"ca_file": cert.cert}, "only used with TLS"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ValidationError, match=message):
+            EmailConfig(**base, **changes)
+    as_text: dict[str, Any] = {"ssl": True, "ca_file": str(cert.cert)}  # as YAML gives it
+    assert EmailConfig(**base, **as_text).ca_file == cert.cert

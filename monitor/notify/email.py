@@ -10,9 +10,16 @@ The Message-ID is derived from the delivery id, so a retried or re-sent delivery
 and mail clients can recognise the duplicate.
 
 Sending uses smtplib in a worker thread (asyncio.to_thread), one connection per message: implicit TLS
-(``ssl: true``), STARTTLS (``starttls: true``), or plain SMTP, with optional AUTH. How answers are classified:
-250 accepted; SMTP 4xx, connection errors and timeouts retryable; SMTP 5xx, a refused login and a certificate
-that does not verify are not retryable.
+(``ssl: true``), STARTTLS (``starttls: true``), or plain SMTP, with optional AUTH. TLS always verifies the
+server's certificate and host name, against the system's CA store or, with ``ca_file``, against that file alone
+(an internal relay with a private CA); there is deliberately no switch that turns verification off.
+
+How answers are classified: 250 accepted; SMTP 4xx, connection errors, timeouts and a TLS handshake broken off
+retryable; SMTP 5xx, a refused login, a certificate that does not verify and a server that does not offer
+STARTTLS when ``starttls`` is set are not retryable: those are configuration (or an attack) and will not fix
+themselves within the retry schedule, so the delivery goes to the dead letters at once, where an operator sees
+it, instead of being retried for hours. With ``starttls`` set, nothing (no AUTH, no message) is sent unless the
+TLS handshake succeeded: smtplib raises before sending anything else.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
+from pathlib import Path
 from typing import Literal
 
 from jinja2 import Template, TemplateError
@@ -38,7 +46,7 @@ from monitor.notify.limits import ChannelLimits, ChannelOptions
 from monitor.notify.templates import DEFAULT_SUBJECT, compile_template, oneline, render, render_subject
 from monitor.types import DeliveryRequest
 
-__all__ = ["EmailChannel", "EmailConfig", "build_message", "header_text"]
+__all__ = ["EmailChannel", "EmailConfig", "build_message", "header_text", "tls_context"]
 
 log = logging.getLogger("monitor.notify")
 
@@ -79,6 +87,11 @@ class EmailConfig(ChannelOptions):
     )
     starttls: bool = False
     ssl: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA (or the certificate itself) to trust for the SMTP server instead of "
+        "the system store; the host name is still verified",
+    )
     username: str | None = None
     password: SecretStr | None = None
     sender: str
@@ -92,6 +105,23 @@ class EmailConfig(ChannelOptions):
         value = value.strip()
         if not value or any(ch.isspace() for ch in value) or "/" in value:
             raise ValueError(f"host must be a host name or address, got {value!r}")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        # Absolute only: a relative path would silently depend on the daemon's working directory.
+        if not value.is_absolute():
+            raise ValueError(f"ca_file must be an absolute path, got {str(value)!r}")
+        if not value.is_file():
+            raise ValueError(f"ca_file {str(value)!r} does not exist or is not a file")
+        try:
+            tls_context(value)
+        except (ssl_module.SSLError, OSError) as exc:
+            raise ValueError(f"ca_file {str(value)!r} holds no usable PEM certificate: {exc}") from exc
         return value
 
     @field_validator("sender")
@@ -118,6 +148,8 @@ class EmailConfig(ChannelOptions):
             raise ValueError("username and password go together")
         if self.username is not None and not (self.ssl or self.starttls) and not _is_loopback(self.host):
             raise ValueError("refusing to send a password over unencrypted SMTP: set starttls or ssl")
+        if self.ca_file is not None and not (self.ssl or self.starttls):
+            raise ValueError("ca_file is only used with TLS: set starttls or ssl as well")
         return self
 
     @property
@@ -128,6 +160,13 @@ class EmailConfig(ChannelOptions):
 
     def sender_domain(self) -> str:
         return parseaddr(self.sender)[1].rpartition("@")[2] or "monitor"
+
+
+def tls_context(ca_file: Path | None) -> ssl_module.SSLContext:
+    """The client TLS context: certificate and host name verified, against `ca_file` alone when given."""
+    if ca_file is None:
+        return ssl_module.create_default_context()
+    return ssl_module.create_default_context(cafile=str(ca_file))
 
 
 def message_id(delivery_id: str, domain: str) -> str:
@@ -181,14 +220,32 @@ def _classify_smtp(channel: str, exc: Exception) -> DeliveryError:
             else str(exc.smtp_error)
         )
         code = exc.smtp_code
-        what = "login refused" if isinstance(exc, smtplib.SMTPAuthenticationError) else "SMTP error"
+        what = (
+            "authentication refused (check username and password)"
+            if isinstance(exc, smtplib.SMTPAuthenticationError)
+            else "SMTP error"
+        )
         return DeliveryError(
             channel, f"{what}: {code} {oneline(text)}", retryable=400 <= code < 500, status=code
         )
     if isinstance(exc, ssl_module.SSLCertVerificationError):
-        return DeliveryError(channel, f"TLS certificate not accepted: {exc}", retryable=False)
+        reason = exc.verify_message or str(exc)
+        hint = (
+            "connect by a name the certificate lists"
+            if "mismatch" in reason.lower()
+            else "for a private CA set ca_file"
+        )
+        return DeliveryError(
+            channel, f"TLS certificate of the SMTP server not accepted ({reason}); {hint}", retryable=False
+        )
+    if isinstance(exc, ssl_module.SSLError):
+        # Not a certificate verdict: a reset handshake can pass, so retry (a plain port with ssl: true shows
+        # here too, and ends in the dead letters after the retry schedule).
+        return DeliveryError(channel, f"TLS handshake with the SMTP server failed: {exc}")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return DeliveryError(channel, f"server does not support what the config asks: {exc}", retryable=False)
+        return DeliveryError(
+            channel, f"server does not support what the config asks, nothing sent: {exc}", retryable=False
+        )
     if isinstance(exc, TimeoutError):
         return DeliveryError(channel, f"timed out: {exc}")
     return DeliveryError(channel, f"{type(exc).__name__}: {exc}")
@@ -202,7 +259,7 @@ class EmailChannel:
         self.config = config
         self.limits: ChannelLimits = config.limits()
         self._subject = compile_template(config.subject, what="subject template")
-        self._tls = ssl_module.create_default_context()
+        self._tls = tls_context(config.ca_file)
 
     def __repr__(self) -> str:
         return f"EmailChannel({self.name!r}, host={self.config.host!r})"

@@ -10,6 +10,10 @@ Both are threaded, started and stopped as context managers, and record what they
         ... send to smtp.host, smtp.port ...
         smtp.messages[0]["Subject"]                                       # parsed, email.policy.default
 
+    with SMTPReceiver(tls=cert.server_context(), mode="starttls", credentials=("u", "p")) as smtp:
+        ...                                        # STARTTLS required before MAIL and AUTH; or mode="ssl"
+        smtp.mails[0].tls                          # the cipher the message came over, None if plain
+
 `WebhookReceiver(hold=True)` makes every request wait until `release()` is called, to show that a stuck
 receiver delays nobody else without timing anything.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import email
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -28,12 +33,12 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["RecordedRequest", "SMTPReceiver", "WebhookReceiver", "wait_until"]
+__all__ = ["AuthAttempt", "ReceivedMail", "RecordedRequest", "SMTPReceiver", "WebhookReceiver", "wait_until"]
 
 
 def wait_until(condition: Any, *, timeout: float = 10.0, what: str = "condition") -> None:
@@ -172,6 +177,24 @@ class ReceivedMail:
     rcpt_tos: tuple[str, ...]
     data: bytes
     message: EmailMessage
+    tls: tuple[str, str, int] | None  # (cipher, protocol, bits) of the session, None when sent in plain
+    authenticated: bool  # the session had passed AUTH when the message came
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    login: str
+    accepted: bool
+    tls: bool  # the connection was encrypted when AUTH came
+
+
+def _cipher(server: SMTP) -> tuple[str, str, int] | None:
+    """(cipher, protocol, bits) of the connection, None when it is plain.
+
+    Asked of the transport, because aiosmtpd fills `session.ssl` only after STARTTLS, not for implicit TLS."""
+    transport = server.transport
+    cipher = transport.get_extra_info("cipher") if transport is not None else None
+    return (str(cipher[0]), str(cipher[1]), int(cipher[2])) if cipher else None
 
 
 class _Handler:
@@ -179,18 +202,32 @@ class _Handler:
         self.receiver = receiver
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return self.receiver._accept(envelope)
+        return self.receiver._accept(server, session, envelope)
 
 
 class SMTPReceiver:
     """An aiosmtpd server on 127.0.0.1 that records messages and answers DATA with scripted replies.
 
     `replies` are full SMTP reply lines ("451 4.3.0 later", "550 5.7.1 no"); after them every message gets
-    "250 OK". With `credentials` (user, password) the server offers AUTH (without TLS: tests only)."""
+    "250 OK". With `credentials` (user, password) the server offers AUTH (without TLS: tests only).
 
-    def __init__(self, replies: Iterable[str] = (), *, credentials: tuple[str, str] | None = None) -> None:
+    With `tls` (a server SSLContext) the server speaks TLS: `mode="starttls"` offers STARTTLS and refuses
+    MAIL and AUTH before it (aiosmtpd's require_starttls; AUTH is then only advertised after the handshake),
+    `mode="ssl"` is implicit TLS from the first byte (SMTPS)."""
+
+    def __init__(
+        self,
+        replies: Iterable[str] = (),
+        *,
+        credentials: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        mode: Literal["starttls", "ssl"] = "starttls",
+    ) -> None:
         self._replies: deque[str] = deque(replies)
         self.credentials = credentials
+        self.tls = tls
+        self.mode = mode
+        self.auth_attempts: list[AuthAttempt] = []  # in order
         self._lock = threading.Lock()
         self._mails: list[ReceivedMail] = []
         self.answers: list[str] = []
@@ -211,16 +248,25 @@ class SMTPReceiver:
         with self._lock:
             self._replies = deque(replies)
 
-    def _accept(self, envelope: Envelope) -> str:
+    def _accept(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
             reply = self._replies.popleft() if self._replies else "250 OK"
             self.answers.append(reply)
             if reply.startswith("250"):
-                data = bytes(envelope.content or b"")
+                content = envelope.content or b""
+                data = content.encode() if isinstance(content, str) else bytes(content)
                 parsed = email.message_from_bytes(data, policy=default_policy)
                 assert isinstance(parsed, EmailMessage)
+                cipher = _cipher(server)
                 self._mails.append(
-                    ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), data, parsed)
+                    ReceivedMail(
+                        str(envelope.mail_from),
+                        tuple(envelope.rcpt_tos),
+                        data,
+                        parsed,
+                        tls=cipher,
+                        authenticated=bool(session.authenticated),
+                    )
                 )
             return reply
 
@@ -232,6 +278,9 @@ class SMTPReceiver:
             and self.credentials is not None
             and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
         )
+        with self._lock:
+            login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else "?"
+            self.auth_attempts.append(AuthAttempt(login, ok, tls=_cipher(server) is not None))
         return AuthResult(success=ok, handled=False)
 
     def __enter__(self) -> SMTPReceiver:
@@ -243,9 +292,17 @@ class SMTPReceiver:
             # PLAIN only: smtplib falls back from a refused PLAIN to LOGIN, which stalls against aiosmtpd.
             kwargs = {
                 "authenticator": self._authenticate,
-                "auth_require_tls": False,
+                # aiosmtpd cannot tell that an implicit-TLS socket is encrypted (it only knows its own
+                # STARTTLS) and would never offer AUTH there (aiosmtpd issue 281); every byte on that
+                # socket is TLS anyway.
+                "auth_require_tls": self.tls is not None and self.mode == "starttls",
                 "auth_exclude_mechanism": ["LOGIN"],
             }
+        if self.tls is not None and self.mode == "starttls":
+            kwargs.update(tls_context=self.tls, require_starttls=True)
+        elif self.tls is not None:
+            # The Controller wraps its listening socket, and its own start-up probe, in TLS.
+            kwargs.update(ssl_context=self.tls)
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self._controller.start()
         return self
