@@ -124,11 +124,17 @@ def test_weights_and_threshold(ruleset: RuleSet) -> None:
 
 
 def test_feed_tag_and_language_scoping(ruleset: RuleSet) -> None:
-    ok = {"language": "de", "feed_tags": ("politics",)}
-    assert fired(ruleset, "scoped", "Putin spricht", **ok)
+    assert fired(ruleset, "scoped", "Putin spricht", language="de", feed_tags=("politics",))
     assert not fired(ruleset, "scoped", "Putin spricht", language="en", feed_tags=("politics",))
     assert not fired(ruleset, "scoped", "Putin spricht", language="de", feed_tags=("sport",))
-    assert not fired(ruleset, "scoped", "Putin spricht", feed_url="https://other.test/feed", **ok)
+    assert not fired(
+        ruleset,
+        "scoped",
+        "Putin spricht",
+        language="de",
+        feed_tags=("politics",),
+        feed_url="https://other.test/feed",
+    )
     rule = ruleset.get("scoped")
     assert rule.notify == ("mail",)
     assert rule.realert == timedelta(days=1)
@@ -173,3 +179,23 @@ def test_match_is_thread_safe(ruleset: RuleSet) -> None:
         thread.join()
     assert len(results) == 200
     assert all(result == expected for result in results)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "expected"),
+    [
+        # capital at a sentence start says nothing: fishing context anywhere in the item decides
+        ("Путина на Камчатке обещает быть богатой", "Рыбаки ждут лосося.", False),
+        ("Итоги сезона", "Путина выдалась богатой. Рыбаки довольны.", False),
+        # mid-sentence capital is informative: only a fishing word in the same sentence drops it
+        ("Визит Путина на Камчатку", "Рыбаки ждут лосося.", True),
+        # no exclude_context hit at all: the sentence-initial mention stands
+        ("Путина поддержали в Думе", "Закон принят.", True),
+        # a case-insensitive name (Putin) is not affected by its position
+        ("Putin visits Kamchatka", "Рыбаки ждут лосося.", True),
+    ],
+)
+def test_case_sensitive_mention_at_sentence_start_needs_a_context_free_item(
+    ruleset: RuleSet, title: str, summary: str, expected: bool
+) -> None:
+    assert fired(ruleset, "actor-putin", title, summary, language="ru") is expected

@@ -29,7 +29,9 @@ they lie in the same sentence of the same field.
 
 Actors. An actor mention is a hit of one of its names or roles, or of an alias when one of the actor's context
 terms (or a name or role) also occurs in the item. A mention overlapping an `exclude` hit ("Trump Jr.") is
-dropped, and so is a mention in a sentence that contains an `exclude_context` hit.
+dropped, and so is a mention in a sentence that contains an `exclude_context` hit. A mention by a case-sensitive
+term that starts a sentence (a title starts one) is dropped when the item has an `exclude_context` hit anywhere,
+because there its capital says nothing ("Путина на Камчатке" with "горбуша" in the summary is the fishing season).
 
 Cost. All terms of all rules are compiled into one index: a dictionary of folded forms and name forms, one
 dictionary of stems per language (built on first use) and one of prefixes. The matcher keeps a lexicon per item
@@ -369,7 +371,7 @@ class RuleSet:
             for tid in hits:
                 found.update(self._term_rules.get(tid, ()))
             candidates = sorted(found)
-        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens)
+        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens, self._index)
         matches: list[Match] = []
         for rule_index in candidates:
             rule = self._rules[rule_index]
@@ -458,8 +460,10 @@ class _Evaluation:
         actor_terms: dict[str, dict[str, tuple[int, ...]]],
         texts: dict[str, str],
         tokens: dict[str, Tokens],
+        index: _Index,
     ) -> None:
         self.hits = hits
+        self.index = index
         self.texts = texts
         self.tokens = tokens
         self.actor_terms = actor_terms
@@ -563,6 +567,14 @@ class _Evaluation:
                     used[b] = None
         return list(used) or None
 
+    def uninformative_capital(self, rec: _HitRec) -> bool:
+        """True for a case-sensitive hit at the start of a sentence, where a capital says nothing about the word
+        ("Путина на Камчатке …": the fishing season, capitalized as the first word)."""
+        patterns = self.index.terms[rec.term].patterns
+        if not patterns or patterns[0].surface is None:
+            return False
+        return rec.first == 0 or self.sentence(rec) != self.tokens[rec.field].sentence_of(rec.first - 1)
+
     def sentence(self, rec: _HitRec) -> int:
         # Sentence boundaries are found only for fields where a rule asks about them.
         return self.tokens[rec.field].sentence_of(rec.first)
@@ -586,9 +598,14 @@ class _Evaluation:
                 for m in mentions
                 if not any(x.field == m.field and x.start < m.end and m.start < x.end for x in excluded)
             ]
-        blocked = {(x.field, self.sentence(x)) for x in found("exclude_context")}
-        if blocked:
-            mentions = [m for m in mentions if (m.field, self.sentence(m)) not in blocked]
+        context_hits = found("exclude_context")
+        if context_hits:
+            blocked = {(x.field, self.sentence(x)) for x in context_hits}
+            mentions = [
+                m
+                for m in mentions
+                if (m.field, self.sentence(m)) not in blocked and not self.uninformative_capital(m)
+            ]
         result = [m._replace(actor=name) for m in mentions]
         self.mentions[name] = result
         return result
