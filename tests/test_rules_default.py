@@ -125,3 +125,49 @@ def test_seed_articles_fire_their_rules(ruleset: RuleSet, seed: str, expected: s
 )
 def test_hard_negatives_fire_nothing(ruleset: RuleSet, title: str, summary: str, language: str) -> None:
     assert ruleset.match(item(title, summary, language)) == []
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "title", "summary", "language"),
+    [
+        # Snowball gives these everyday words the stem of a term; the default rules must not take them.
+        ("rare-earths", "Лидеры Европы обсудили бюджет", "Саммит прошел в Брюсселе.", "ru"),
+        ("rare-earths", "В Самаре и Туле выбрали мэров", "Явка составила 30 процентов.", "ru"),
+        ("rare-earths", "Скандинавия готовится к зиме", "Цены на электричество растут.", "ru"),
+        (
+            "us-russia-cooperation",
+            "Anderson Cooper interviews Russian dissident",
+            "The US network aired the talk on Sunday.",
+            "en",
+        ),
+        (
+            "us-russia-cooperation",
+            "Russia busy with US election meddling",
+            "Officials in Washington said.",
+            "en",
+        ),
+        (
+            "ukraine-peace-talks",
+            "Einige Ukrainer kehren nach Kiew zurück",
+            "Einige Familien fliehen wieder vor dem Krieg mit Russland.",
+            "de",
+        ),
+    ],
+)
+def test_short_stems_do_not_reach_everyday_words(
+    ruleset: RuleSet, rule_id: str, title: str, summary: str, language: str
+) -> None:
+    assert rule_id not in {m.rule_id for m in ruleset.match(item(title, summary, language))}
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Цены на европий и тулий выросли", "ru"),
+        ("Японии нужен самарий", "ru"),
+        ("Спрос на скандий растет", "ru"),
+        ("Поставки иттрия сокращены", "ru"),
+    ],
+)
+def test_russian_element_names_match_in_their_forms(ruleset: RuleSet, text: str, language: str) -> None:
+    assert ruleset.match_text("rare-earths", text, language) is not None
