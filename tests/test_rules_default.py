@@ -146,6 +146,13 @@ def test_hard_negatives_fire_nothing(ruleset: RuleSet, title: str, summary: str,
             "Officials in Washington said.",
             "en",
         ),
+        # a prefix that is too short: invest* took "investigation"
+        (
+            "us-russia-cooperation",
+            "Trump-Russia investigation: the key questions answered",
+            "What the US inquiry into Russian interference has found so far.",
+            "en",
+        ),
         (
             "ukraine-peace-talks",
             "Einige Ukrainer kehren nach Kiew zurück",
