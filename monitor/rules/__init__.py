@@ -5,7 +5,7 @@
     ruleset.match_text("actor-putin", "Путин заявил ...") -> Match | None
 
 The semantics (normalization, what a term matches, how NEAR counts) are in monitor.rules.matcher; the rule
-file format in monitor.rules.schema and docs/rules.md.
+file format in monitor.rules.schema and the README ("Writing rules").
 """
 
 from monitor.rules.loader import load_rules
