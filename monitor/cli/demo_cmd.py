@@ -37,8 +37,10 @@ def _report(result: DemoResult, out: TextIO) -> None:
     by_rule = Counter(alert["rule"] for alert in result.alerts)
     for rule, count in sorted(by_rule.items()):
         out.write(f"  {rule:24} {count} alerts\n")
-    out.write("\nNewest alerts:\n")
-    for alert in result.alerts[:12]:
+    # Alerts with folded copies first: that is the story clustering at work; then the newest.
+    shown = sorted(result.alerts, key=lambda alert: len(alert["items"]), reverse=True)[:12]
+    out.write("\nAlerts (those with syndicated copies folded in first):\n")
+    for alert in shown:
         first = alert["items"][0] if alert["items"] else {}
         more = len(alert["items"]) - 1
         also = f"  (+{more} more report{'s' if more > 1 else ''} folded in)" if more > 0 else ""
