@@ -402,7 +402,8 @@ class Daemon:
                     return
                 outcome = await runtime.pipeline.poll(url)
         except Exception:
-            # A bug in one feed's processing must not kill the daemon; the feed stays due and is retried.
+            # Pipeline.poll records a feed's own failures; what reaches here failed around it (the store could
+            # not record the failure either). It must not kill the daemon: the feed stays due and is retried.
             log.exception("feed %s: unexpected error while polling", url)
             return
         finally:
