@@ -226,6 +226,9 @@ class Daemon:
         self._delivering: asyncio.Task[None] | None = None
         self._poll_slots = asyncio.Semaphore(8)
         self._last_tick: datetime | None = None
+        self._held_until: dict[
+            str, datetime
+        ] = {}  # feeds whose poll failed outside the pipeline's own handling
 
     def request_stop(self) -> None:
         """First call: stop claiming work and drain. A second call: abandon what is in flight now."""
@@ -391,6 +394,9 @@ class Daemon:
             return
         self._last_tick = utcnow()
         for state in runtime.store.due_feeds(self._last_tick):
+            held = self._held_until.get(state.url)
+            if held is not None and held > self._last_tick:
+                continue
             if state.url not in self._in_flight:
                 self._in_flight.add(state.url)
                 self._spawn(self._poll_one(runtime, state.url))
@@ -403,8 +409,12 @@ class Daemon:
                 outcome = await runtime.pipeline.poll(url)
         except Exception:
             # Pipeline.poll records a feed's own failures; what reaches here failed around it (the store could
-            # not record the failure either). It must not kill the daemon: the feed stays due and is retried.
+            # not record the failure either). It must not kill the daemon, nor hammer the feed on every tick
+            # while the store is broken: hold the feed back in memory for one interval.
             log.exception("feed %s: unexpected error while polling", url)
+            feed = next((f for f in runtime.config.feeds if f.url == url), None)
+            interval = runtime.config.feed_interval(feed) if feed else runtime.config.interval
+            self._held_until[url] = utcnow() + interval
             return
         finally:
             self._in_flight.discard(url)
