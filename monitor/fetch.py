@@ -29,8 +29,7 @@ import ssl
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from http import HTTPStatus
 from types import TracebackType
 from typing import Self
@@ -41,6 +40,7 @@ import monitor
 from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
 from monitor.netpolicy import NetworkPolicy
 from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
+from monitor.timeutil import parse_retry_after
 from monitor.types import FetchResult
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "FetchSettings",
     "Fetcher",
     "backoff_delay",
-    "parse_retry_after",
 ]
 
 DEFAULT_USER_AGENT = (
@@ -335,22 +334,6 @@ def _status_error(url: str, response: httpx.Response) -> FetchError:
         status=status,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date. None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 def _seconds(value: float) -> str:

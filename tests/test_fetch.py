@@ -20,9 +20,9 @@ from monitor.fetch import (
     Fetcher,
     FetchSettings,
     backoff_delay,
-    parse_retry_after,
 )
 from monitor.netpolicy import NetworkPolicy
+from monitor.timeutil import parse_retry_after
 from monitor.types import FetchResult
 from tests.support import feedserver
 from tests.support.feedserver import FeedServer, Route

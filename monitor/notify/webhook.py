@@ -18,7 +18,6 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import httpx
@@ -33,9 +32,10 @@ from monitor.notify.presets import Preset, ntfy_target, preset_body
 from monitor.notify.signing import secret_key, sign
 from monitor.notify.templates import TemplateError, compile_template, template_context
 from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
+from monitor.timeutil import parse_retry_after
 from monitor.types import DeliveryRequest
 
-__all__ = ["WebhookChannel", "WebhookConfig", "parse_retry_after"]
+__all__ = ["WebhookChannel", "WebhookConfig"]
 
 USER_AGENT = f"monitor/{__version__} (news monitor; webhook delivery)"
 ERROR_BODY_CHARS = 300
@@ -109,22 +109,6 @@ class WebhookConfig(ChannelOptions):
         if self.preset == "ntfy":
             ntfy_target(self.url)
         return self
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max((moment - now).total_seconds(), 0.0)
 
 
 def _snippet(data: bytes) -> str:
