@@ -152,8 +152,13 @@ def test_an_error_in_a_channel_field_points_at_that_field(
 
 
 def test_the_example_deployment_config_is_valid(repo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    secrets = {"SMTP_USER": "u", "SMTP_PASSWORD": "p", "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+    secrets = {
+        "SMTP_USER": "u",
+        "SMTP_PASSWORD": "hunter2-smtp",
+        "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
     config = load_config(repo_dir / "examples" / "monitor.yaml", environ=secrets)
     assert len(config.feeds) == 6 and set(config.channels) == {"desk", "brief", "hook"}
     assert config.channels["brief"].digest is not None
-    assert "p" not in repr(config.channels["desk"])  # the password stays a secret
+    assert "hunter2-smtp" not in repr(config.channels["desk"])  # the password stays a secret
+    assert "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in repr(config.channels["hook"])
