@@ -24,6 +24,7 @@ default hashing scheme).
 from __future__ import annotations
 
 import hashlib
+import html
 import itertools
 import re
 import struct
@@ -60,6 +61,37 @@ _TOKEN = re.compile(rf"[{_UNSPACED}]+|[^\W_{_UNSPACED}]+")
 _UNSPACED_RUN = re.compile(rf"[{_UNSPACED}]")
 
 
+# Leftovers of markup in feed text (`<p>`, `&nbsp;`, escaped tags): one outlet's feed has them, another's not.
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
+
+# A wire dateline or agency credit opening a summary: "KUALA LUMPUR (Reuters) -", "FRANKFURT/MAIN (dpa) -",
+# "PERTH, Australia, April 7, 2025 /PRNewswire/ --", "МУРМАНСК, 7 апреля. /ТАСС/.", "МОСКВА, 7 апр — РИА
+# Новости.", "Hanau, 7. April 2025 –". One copy carries it and the next does not, while unrelated stories of
+# the same agency and day all share it: it is evidence of neither.
+_DATELINE = re.compile(
+    r"""^\s*(?:
+        [^()\n]{1,60}\([^()\n]{1,30}\)\s*[-\u2013\u2014]{1,2}\s*              # CITY (Agency) -
+      | [^/\n]{1,80}/[^/\s][^/\n]{0,28}/\s*(?:[-\u2013\u2014]{1,2}|\.)?\s*  # CITY, date /Agency/ --
+      | [^\W\d][^,.\n]{0,40},\s*\d{1,2}\.?\s+[^\W\d]{3,10}\.?(?:\s+\d{4})?\s*[-\u2013\u2014]{1,2}\s*
+        (?:(?:[^\W\d_][\w-]*\s*){0,3}?[^\W\d_][\w-]*\.\s+(?=[^\W\d_]))?     # CITY, 7 апр — Agency.
+    )""",
+    re.VERBOSE,
+)
+# An all-caps kicker opening a headline: "UPDATE 2-", "ROUNDUP:", "ROHSTOFFE:", "EXCLUSIVE-".
+_KICKER = re.compile(r"^\s*[A-ZÄÖÜ]{4,}(?:\s+\d{1,2})?\s*[-:\u2013\u2014]\s*(?=\S)")
+
+
+def clean_summary(summary: str) -> str:
+    """The summary without markup leftovers and without a leading wire dateline (see `_DATELINE`)."""
+    text = _TAG.sub(" ", html.unescape(summary))
+    return _DATELINE.sub("", text, count=1)
+
+
+def clean_title(title: str) -> str:
+    """The title without markup leftovers and without a leading all-caps kicker ("UPDATE 1-")."""
+    return _KICKER.sub("", _TAG.sub(" ", html.unescape(title)), count=1)
+
+
 def _tokens(text: str) -> list[str]:
     """Words, case-folded, accents removed (ё→е, é→e: outlets differ in whether they write them)."""
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
@@ -81,19 +113,46 @@ def _field_shingles(tokens: list[str]) -> set[str]:
 
 def shingles(title: str, summary: str) -> set[str]:
     """The word-bigram shingles of title and summary, taken per field (no bigram spans the two), pooled in one
-    set: a feed that uses another's lead sentence as its title still shares that sentence's shingles."""
-    return _field_shingles(_tokens(title)) | _field_shingles(_tokens(summary))
+    set: a feed that uses another's lead sentence as its title still shares that sentence's shingles. Markup
+    leftovers, a wire dateline and a headline kicker are removed first (`clean_title`, `clean_summary`)."""
+    return _field_shingles(_tokens(clean_title(title))) | _field_shingles(_tokens(clean_summary(summary)))
 
 
 def _token_count(title: str, summary: str) -> int:
-    return len(_tokens(title)) + len(_tokens(summary))
+    return len(_tokens(clean_title(title))) + len(_tokens(clean_summary(summary)))
+
+
+# A figure: digits with decimal or thousands separators ("3,500", "64,20", "2 000"). Figures are the facts
+# that tell one day's market report, one company's results or one match from the next, which share the rest
+# of their template. Single digits ("UPDATE 1", "7 April") and years say little and are left out.
+_FIGURE = re.compile(r"\d+(?:[.,]\d+|[ \u00a0\u202f]\d{3}(?!\d))*")
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
+def figures(title: str, summary: str) -> frozenset[str]:
+    """The figures of an item's text, separators removed (so "3,500", "3.500" and "3 500" are one figure)."""
+    found = set()
+    for match in _FIGURE.finditer(clean_title(title) + "\n" + clean_summary(summary)):
+        digits = re.sub(r"\D", "", match.group())
+        if len(digits) >= 2 and not _YEAR.fullmatch(digits):
+            found.add(digits.lstrip("0") or "0")
+    return frozenset(found)
+
+
+def figures_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """True when both texts state figures and fewer than half of the smaller set's figures occur in the
+    other: the same template with other facts (Monday's prices against Tuesday's). A copy keeps its
+    figures; a truncated copy keeps a subset; an extended one adds figures."""
+    smaller = min(len(a), len(b))
+    return smaller > 0 and 2 * len(a & b) < smaller
 
 
 # -- MinHash -------------------------------------------------------------------------------------------------
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _SIGNATURE_MAGIC = b"SM"
-_SIGNATURE_VERSION = 1
+# 2: shingles without markup leftovers, datelines and headline kickers.
+_SIGNATURE_VERSION = 2
 _HEADER = struct.Struct("<2sBBHI")  # magic, version, flags, num_perm, shingle count
 _TEXTUAL = 1  # flag: the text was long enough to cluster by
 
@@ -211,6 +270,7 @@ class _Entry:
     size: int  # number of shingles
     textual: bool  # long enough to cluster by text
     source: str | None  # the feed, when known
+    figures: frozenset[str]  # see `figures`: a conflict vetoes a near-duplicate match
 
 
 def _aware(moment: datetime) -> datetime:
@@ -306,7 +366,10 @@ class StoryIndex:
         shingle_set = shingles(title, summary)
         signature = self._hasher.signature(shingle_set)
         textual = _token_count(title, summary) >= self.min_tokens and bool(shingle_set)
-        matched = self._find(signature, len(shingle_set), textual, url, content_hash, published, source)
+        item_figures = figures(title, summary)
+        matched = self._find(
+            signature, len(shingle_set), textual, url, content_hash, published, source, item_figures
+        )
         if matched is None:
             assignment = StoryAssignment(story_id_for(item_key), True, 0.0, None, "new")
         else:
@@ -323,6 +386,7 @@ class StoryIndex:
                 len(shingle_set),
                 textual,
                 source,
+                item_figures,
             ),
             signature,
         )
@@ -360,6 +424,7 @@ class StoryIndex:
                 size,
                 textual,
                 row.source,
+                figures(row.title, row.summary),
             )
             self._add(entry, signature)
             loaded += 1
@@ -387,6 +452,7 @@ class StoryIndex:
         content_hash: str,
         published: datetime,
         source: str | None,
+        item_figures: frozenset[str],
     ) -> tuple[_Entry, float, Reason] | None:
         if textual:
             same_text = self._entries.get(self._by_hash.get(content_hash, ""))
@@ -408,6 +474,8 @@ class StoryIndex:
             entry = self._by_row[row]
             if not entry.textual or not self._in_window(entry, published):
                 continue
+            if figures_conflict(item_figures, entry.figures):
+                continue  # one template, other facts: another day's report, another company's results
             jaccard = self._jaccard(signature, row)
             if source is not None and entry.source == source:
                 same = jaccard >= self.same_source_threshold
