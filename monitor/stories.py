@@ -207,6 +207,9 @@ def _decode_signature(blob: bytes, num_perm: int) -> tuple[_U32, int, bool] | No
     return signature, int(size), bool(flags & _TEXTUAL)
 
 
+# Signature values a short text is probed with (see `StoryIndex._short_candidates`).
+_SHORT_PROBE = 16
+
 # -- the index -----------------------------------------------------------------------------------------------
 
 Reason = Literal["new", "known", "hash", "url", "similar"]
@@ -300,8 +303,10 @@ class StoryIndex:
         *,
         window: timedelta = timedelta(hours=72),
         threshold: float = 0.5,
-        containment: float = 0.7,
+        containment: float = 0.65,
         min_containment_size: int = 10,
+        min_short_size: int = 5,
+        short_containment: float = 0.8,
         min_tokens: int = 4,
         same_source_threshold: float = 0.8,
         num_perm: int = 128,
@@ -316,6 +321,8 @@ class StoryIndex:
         self.threshold = threshold
         self.containment = containment
         self.min_containment_size = min_containment_size
+        self.min_short_size = min_short_size
+        self.short_containment = short_containment
         self.min_tokens = min_tokens
         self.same_source_threshold = same_source_threshold
         self.num_perm = num_perm
@@ -470,7 +477,10 @@ class StoryIndex:
         if not textual:
             return None
         best: tuple[_Entry, float, Reason] | None = None
-        for row in sorted(self._candidates(signature)):
+        candidates = self._candidates(signature)
+        if self.min_short_size <= size < self.min_containment_size:
+            candidates |= self._short_candidates(signature)
+        for row in sorted(candidates):
             entry = self._by_row[row]
             if not entry.textual or not self._in_window(entry, published):
                 continue
@@ -489,11 +499,20 @@ class StoryIndex:
         if jaccard >= self.threshold:
             return True
         smaller = min(size_a, size_b)
-        if smaller < self.min_containment_size or jaccard <= 0.0:
+        if smaller < self.min_short_size or jaccard <= 0.0:
             return False
+        needed = self.containment if smaller >= self.min_containment_size else self.short_containment
         # |A ∩ B| follows from J and the set sizes: J = I / (|A| + |B| − I).
         intersection = jaccard * (size_a + size_b) / (1.0 + jaccard)
-        return intersection / smaller >= self.containment
+        return intersection / smaller >= needed
+
+    def _short_candidates(self, signature: _U32) -> set[int]:
+        """Rows sharing one of the first `_SHORT_PROBE` signature values with a short text. A short text inside
+        a long one (a headline with its first sentence) has a low Jaccard similarity, so the 2-row LSH bands
+        rarely offer the pair; single values do, at the cost of a scan that only short texts pay."""
+        probe = signature[:_SHORT_PROBE]
+        hits = np.nonzero((self._matrix[: self._next_row, :_SHORT_PROBE] == probe).any(axis=1))[0]
+        return {int(row) for row in hits if int(row) in self._by_row}
 
     def _jaccard(self, signature: _U32, row: int) -> float:
         return float(np.count_nonzero(self._matrix[row] == signature)) / self.num_perm
