@@ -332,6 +332,9 @@ class StoryIndex:
         # Odd 64-bit multipliers that mix a band's values and its index into one integer bucket key.
         self._band_mix = _seeded_uint64("monitor-lsh-mix", rows + 1, 1, 1 << 63) | np.uint64(1)
         self._matrix: _U32 = np.zeros((1024, num_perm), dtype=np.uint32)
+        # The first values of every row again, column-major, so that probing a short text scans contiguous memory.
+        self._probe_width = min(_SHORT_PROBE, num_perm)
+        self._probe: _U32 = np.zeros((self._probe_width, 1024), dtype=np.uint32)
         self._free_rows: list[int] = []
         self._next_row = 0
         self._entries: dict[str, _Entry] = {}
@@ -510,8 +513,11 @@ class StoryIndex:
         """Rows sharing one of the first `_SHORT_PROBE` signature values with a short text. A short text inside
         a long one (a headline with its first sentence) has a low Jaccard similarity, so the 2-row LSH bands
         rarely offer the pair; single values do, at the cost of a scan that only short texts pay."""
-        probe = signature[:_SHORT_PROBE]
-        hits = np.nonzero((self._matrix[: self._next_row, :_SHORT_PROBE] == probe).any(axis=1))[0]
+        columns = self._probe[:, : self._next_row]
+        found = columns[0] == signature[0]
+        for column in range(1, self._probe_width):
+            found |= columns[column] == signature[column]
+        hits = np.flatnonzero(found)
         return {int(row) for row in hits if int(row) in self._by_row}
 
     def _jaccard(self, signature: _U32, row: int) -> float:
@@ -541,6 +547,7 @@ class StoryIndex:
     def _add(self, entry: _Entry, signature: _U32) -> None:
         row = entry.row = self._allocate_row()
         self._matrix[row] = signature
+        self._probe[:, row] = signature[: self._probe_width]
         item_key, url, content_hash, textual = entry.item_key, entry.url, entry.content_hash, entry.textual
         self._entries[item_key] = entry
         self._by_row[row] = entry
@@ -582,6 +589,9 @@ class StoryIndex:
             grown = np.zeros((2 * len(self._matrix), self.num_perm), dtype=np.uint32)
             grown[: len(self._matrix)] = self._matrix
             self._matrix = grown
+            grown_probe = np.zeros((self._probe_width, len(grown)), dtype=np.uint32)
+            grown_probe[:, : self._probe.shape[1]] = self._probe
+            self._probe = grown_probe
         self._next_row += 1
         return self._next_row - 1
 
