@@ -142,6 +142,9 @@ def test_a_dateline_keeps_the_sentence_after_it() -> None:
         "Кремль ответил. Подробности позже."
     )
     assert clean_summary(BODY) == BODY
+    # Slashes of dates and links are not an agency credit.
+    for text in ("Prices rose on 7/4/2025 after the report.", "Read it at https://example.com/a/b today."):
+        assert clean_summary(text) == text
 
 
 def test_markup_leftovers_and_headline_kickers_are_not_shingled() -> None:
