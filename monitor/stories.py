@@ -212,6 +212,8 @@ _SHORT_PROBE = 16
 # Texts with fewer shingles than this are probed: a headline with one sentence inside a long copy has a Jaccard
 # similarity near 0.3, where the 2-row LSH bands miss about one pair in six.
 _PROBE_BELOW = 24
+# Jaccard similarity below which containment is not evidence (see `StoryIndex._same_story`).
+_MIN_CONTAINMENT_JACCARD = 0.08
 
 # -- the index -----------------------------------------------------------------------------------------------
 
@@ -505,7 +507,9 @@ class StoryIndex:
         if jaccard >= self.threshold:
             return True
         smaller = min(size, row_size)
-        if smaller < self.min_short_size or jaccard <= 0.0:
+        # A short text of common word pairs ("a lot of people are in") is "contained" in any long text;
+        # a real truncated copy still shares a noticeable part of the whole.
+        if smaller < self.min_short_size or jaccard < _MIN_CONTAINMENT_JACCARD:
             return False
         needed = self.containment if smaller >= self.min_containment_size else self.short_containment
         return self._containment(signature, size, row, row_size) >= needed

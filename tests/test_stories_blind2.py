@@ -252,6 +252,21 @@ def test_a_short_headline_sharing_only_some_words_stays_apart(title: str) -> Non
     assert _assign(index, "short", title, "", "portal") != first
 
 
+def test_a_short_text_of_common_word_pairs_does_not_join_a_long_post() -> None:
+    index = StoryIndex()
+    post = (
+        "Hi everyone, I want to build a small home server and a lot of people told me that the parts are in "
+        "short supply. I don't want to be in a situation where the board is dead on arrival, so which vendor "
+        "would you pick? My budget is small, the case is a 1U chassis, the drives are old, and I would like "
+        "to run a media server, a backup job and a game server for a few friends without noise at night."
+    )
+    first = _assign(index, "post", "Is this hardware enough for a home server?", post, "forum")
+    assert (
+        _assign(index, "short", "Areas that don't want to be in the city", "A lot of people are in", "blog")
+        != first
+    )
+
+
 def test_version_1_signatures_are_recomputed_on_load() -> None:
     index = StoryIndex()
     _assign(index, "k", "Kremlin envoy Dmitriev arrives in Washington for talks", LONG, "wire")
