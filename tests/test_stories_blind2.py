@@ -252,19 +252,20 @@ def test_a_short_headline_sharing_only_some_words_stays_apart(title: str) -> Non
     assert _assign(index, "short", title, "", "portal") != first
 
 
-def test_a_short_text_of_common_word_pairs_does_not_join_a_long_post() -> None:
+def test_a_short_text_that_is_a_small_part_of_a_long_post_stays_apart() -> None:
+    # The headline's 8 word pairs all occur in the post, but they are a twentieth of it: common phrases, not a copy.
     index = StoryIndex()
     post = (
-        "Hi everyone, I want to build a small home server and a lot of people told me that the parts are in "
-        "short supply. I don't want to be in a situation where the board is dead on arrival, so which vendor "
-        "would you pick? My budget is small, the case is a 1U chassis, the drives are old, and I would like "
-        "to run a media server, a backup job and a game server for a few friends without noise at night."
+        "Hi everyone, I am building a small home server and a lot of people told me that the parts are in short "
+        "supply. I don't want to be in a situation where the board is dead on arrival, so which vendor would you "
+        "pick? My budget is small, the case is a 1U chassis, the drives are old, and I would like to run a media "
+        "server, a backup job and a game server for a few friends without noise at night. Last year my old tower "
+        "died during a heat wave and took two disks with it, which is why redundancy matters more to me than "
+        "speed. Any advice on power supplies, fans and a quiet switch for a cupboard under the stairs is welcome, "
+        "as are stories of what went wrong when you tried something similar in a flat with thin walls."
     )
     first = _assign(index, "post", "Is this hardware enough for a home server?", post, "forum")
-    assert (
-        _assign(index, "short", "Areas that don't want to be in the city", "A lot of people are in", "blog")
-        != first
-    )
+    assert _assign(index, "short", "I don't want to be in a situation", "", "blog") != first
 
 
 def test_version_1_signatures_are_recomputed_on_load() -> None:
