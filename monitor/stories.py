@@ -115,11 +115,7 @@ def shingles(title: str, summary: str) -> set[str]:
     """The word-bigram shingles of title and summary, taken per field (no bigram spans the two), pooled in one
     set: a feed that uses another's lead sentence as its title still shares that sentence's shingles. Markup
     leftovers, a wire dateline and a headline kicker are removed first (`clean_title`, `clean_summary`)."""
-    return _field_shingles(_tokens(clean_title(title))) | _field_shingles(_tokens(clean_summary(summary)))
-
-
-def _token_count(title: str, summary: str) -> int:
-    return len(_tokens(clean_title(title))) + len(_tokens(clean_summary(summary)))
+    return _analyse(title, summary)[0]
 
 
 # A figure: digits with decimal or thousands separators ("3,500", "64,20", "2 000"). Figures are the facts
@@ -131,12 +127,24 @@ _YEAR = re.compile(r"(?:19|20)\d\d")
 
 def figures(title: str, summary: str) -> frozenset[str]:
     """The figures of an item's text, separators removed (so "3,500", "3.500" and "3 500" are one figure)."""
+    return _analyse(title, summary)[2]
+
+
+def _figures(text: str) -> frozenset[str]:
     found = set()
-    for match in _FIGURE.finditer(clean_title(title) + "\n" + clean_summary(summary)):
+    for match in _FIGURE.finditer(text):
         digits = re.sub(r"\D", "", match.group())
         if len(digits) >= 2 and not _YEAR.fullmatch(digits):
             found.add(digits.lstrip("0") or "0")
     return frozenset(found)
+
+
+def _analyse(title: str, summary: str) -> tuple[set[str], int, frozenset[str]]:
+    """Shingles, word count and figures of an item, cleaning and tokenizing each field once."""
+    title, summary = clean_title(title), clean_summary(summary)
+    title_tokens, summary_tokens = _tokens(title), _tokens(summary)
+    shingle_set = _field_shingles(title_tokens) | _field_shingles(summary_tokens)
+    return shingle_set, len(title_tokens) + len(summary_tokens), _figures(title + "\n" + summary)
 
 
 def figures_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -380,10 +388,9 @@ class StoryIndex:
                 known.story_id, known.story_id == story_id_for(item_key), 1.0, None, "known"
             )
         published = _aware(published)
-        shingle_set = shingles(title, summary)
+        shingle_set, token_count, item_figures = _analyse(title, summary)
         signature = self._hasher.signature(shingle_set)
-        textual = _token_count(title, summary) >= self.min_tokens and bool(shingle_set)
-        item_figures = figures(title, summary)
+        textual = token_count >= self.min_tokens and bool(shingle_set)
         matched = self._find(
             signature, len(shingle_set), textual, url, content_hash, published, source, item_figures
         )
@@ -427,9 +434,11 @@ class StoryIndex:
                 continue
             decoded = _decode_signature(row.signature, self.num_perm) if row.signature else None
             if decoded is None:
-                shingle_set = shingles(row.title, row.summary)
-                textual = _token_count(row.title, row.summary) >= self.min_tokens and bool(shingle_set)
+                shingle_set, token_count, row_figures = _analyse(row.title, row.summary)
+                textual = token_count >= self.min_tokens and bool(shingle_set)
                 decoded = (self._hasher.signature(shingle_set), len(shingle_set), textual)
+            else:
+                row_figures = _figures(clean_title(row.title) + "\n" + clean_summary(row.summary))
             signature, size, textual = decoded
             entry = _Entry(
                 -1,
@@ -441,7 +450,7 @@ class StoryIndex:
                 size,
                 textual,
                 row.source,
-                figures(row.title, row.summary),
+                row_figures,
             )
             self._add(entry, signature)
             loaded += 1
