@@ -8,9 +8,13 @@ its most similar earlier item inside the time window, or opens a new story. In o
 2. the same canonical URL, when that URL names a document (it has a path) and the texts are not unrelated;
 3. MinHash near-duplicates: word-bigram shingles of title and summary (Unicode words, case and accents
    folded; Chinese/Japanese/Thai runs as character bigrams, so every language works without stemming or
-   stop words). An LSH band index finds candidates; a candidate is the same story when the estimated Jaccard
-   similarity reaches `threshold`, or when one text is almost contained in the other (`containment`) and
-   the smaller one is long enough for that to mean something.
+   stop words; markup leftovers, a leading wire dateline and a headline kicker such as "UPDATE 1-" are
+   removed first). An LSH band index finds candidates, and short texts (a headline with one sentence) are
+   also probed by single signature values; a candidate is the same story when the estimated Jaccard
+   similarity reaches `threshold`, or when one text is almost contained in the other (`containment`,
+   `short_containment` for texts of 5-9 shingles) and the smaller one is a tenth of the larger or more.
+   Both texts stating figures that mostly differ vetoes rule 3: one template with other facts (Monday's
+   and Tuesday's market report, two companies' quarterly results) is two stories.
 
 Texts with fewer than `min_tokens` words never cluster by text (rule 1 or 3): "Live updates" twice is no
 evidence. Two stories on the same topic share words but few word *pairs*, which is what keeps them apart.
