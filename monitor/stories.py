@@ -69,15 +69,17 @@ _UNSPACED_RUN = re.compile(rf"[{_UNSPACED}]")
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 
 # A wire dateline or agency credit opening a summary: "KUALA LUMPUR (Reuters) -", "FRANKFURT/MAIN (dpa) -",
-# "PERTH, Australia, April 7, 2025 /PRNewswire/ --", "МУРМАНСК, 7 апреля. /ТАСС/.", "МОСКВА, 7 апр — РИА
-# Новости.", "Hanau, 7. April 2025 –". One copy carries it and the next does not, while unrelated stories of
-# the same agency and day all share it: it is evidence of neither.
+# "(dpa) -", "PERTH, Australia, April 7, 2025 /PRNewswire/ --", "МУРМАНСК, 7 апреля. /ТАСС/.", "МОСКВА, 7 апр —
+# РИА Новости.", "Москва. 7 апреля. INTERFAX.RU -", "Hanau, 7. April 2025 –". One copy carries it and the next
+# does not, while unrelated stories of the same agency and day all share it: it is evidence of neither.
 _DATELINE = re.compile(
     r"""^\s*(?:
-        [^()\n]{1,60}\([^()\n]{1,30}\)\s*[-\u2013\u2014]{1,2}\s*              # CITY (Agency) -
+        [^()\n]{0,60}\([^()\n]{1,30}\)\s*[-\u2013\u2014]{1,2}\s*              # CITY (Agency) -
       | [^/\n]{1,80}/[^\W\d_](?:[^\W\d_]|[ .]){1,27}/\s*(?:[-\u2013\u2014]{1,2}|\.)?\s*  # CITY, date /Agency/ --
       | [^\W\d][^,.\n]{0,40},\s*\d{1,2}\.?\s+[^\W\d]{3,10}\.?(?:\s+\d{4})?\s*[-\u2013\u2014]{1,2}\s*
         (?:(?:[A-ZА-ЯЁ][\w-]*\s+){0,2}[A-ZА-ЯЁ][\w-]*\.\s+)?                # CITY, 7 апр — Agency.
+      | [^\W\d][^,.\n]{0,40}\.\s*\d{1,2}\s+[^\W\d]{3,10}\.\s*[A-ZА-ЯЁ][\w.]{1,20}\s*[-\u2013\u2014]{1,2}\s*
+                                                                            # Город. 7 апреля. INTERFAX.RU -
     )""",
     re.VERBOSE,
 )

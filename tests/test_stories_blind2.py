@@ -126,6 +126,8 @@ BODY = "The central bank kept its key rate at 21 percent and said inflation was 
         "МУРМАНСК, 7 апреля. /ТАСС/. ",
         "МОСКВА, 7 апр \u2014 РИА Новости. ",
         "Hanau, 7. April 2025 \u2013 ",
+        "Москва. 7 апреля. INTERFAX.RU - ",
+        "(dpa) - ",
     ],
 )
 def test_wire_datelines_are_not_shingled(dateline: str) -> None:
