@@ -128,7 +128,7 @@ def shingles(title: str, summary: str) -> set[str]:
 # that tell one day's market report, one company's results or one match from the next, which share the rest
 # of their template. Single digits ("UPDATE 1", "7 April") and years say little and are left out.
 _FIGURE = re.compile(r"\d+(?:[.,]\d+|[ \u00a0\u202f]\d{3}(?!\d))*")
-_YEAR = re.compile(r"(?:19|20)\d\d")
+_SEPARATORS = str.maketrans("", "", ".,  \u00a0\u202f")
 
 
 def figures(title: str, summary: str) -> frozenset[str]:
@@ -138,9 +138,9 @@ def figures(title: str, summary: str) -> frozenset[str]:
 
 def _figures(text: str) -> frozenset[str]:
     found = set()
-    for match in _FIGURE.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if len(digits) >= 2 and not _YEAR.fullmatch(digits):
+    for figure in _FIGURE.findall(text):
+        digits = figure.translate(_SEPARATORS)
+        if len(digits) >= 2 and not (len(digits) == 4 and digits[:2] in ("19", "20")):  # not a year
             found.add(digits.lstrip("0") or "0")
     return frozenset(found)
 
