@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -88,13 +88,15 @@ class Runtime:
     pipeline: Pipeline
     last_report: DeliveryReport | None = field(default=None)
 
-    async def deliver(self, now: datetime | None = None) -> DeliveryReport:
+    async def deliver(self, now: datetime | None = None, *, channel: str | None = None) -> DeliveryReport:
+        """Send what is due: every channel's deliveries, or `channel`'s only."""
         report = await deliver_due(
             self.store,
             self.channels,
             now=now,
             limit=self.config.delivery.batch,
             retry=self.config.delivery.retry_policy(),
+            channel=channel,
         )
         self.last_report = report
         return report
@@ -223,7 +225,7 @@ class Daemon:
         self._reload = asyncio.Event()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._delivering: asyncio.Task[None] | None = None
+        self._delivering: dict[str | None, asyncio.Task[None]] = {}  # per channel; None: all channels
         self._poll_slots = asyncio.Semaphore(8)
         self._last_tick: datetime | None = None
         self._held_until: dict[
@@ -431,26 +433,36 @@ class Daemon:
             await self._deliver(runtime)
 
     async def _deliver(self, runtime: Runtime) -> None:
-        """Drain the outbox once; a run already in progress is not doubled (it will pick up new rows)."""
-        if self._delivering is not None and not self._delivering.done():
-            return
+        """Drain the outbox: one worker per configured channel, so a channel that is slow or down (a send may
+        take its whole timeout) never holds up another channel's deliveries. A worker still running is not
+        doubled: it picks up new rows on its next run. (Deliveries of channels removed from the config are
+        parked by the hourly run over all channels, in housekeeping.)"""
+        self._start_delivery(runtime, runtime.channels)
+
+    def _start_delivery(self, runtime: Runtime, channels: Iterable[str | None]) -> None:
         if self._stop.is_set() or self._reload.is_set():
             return  # draining: no new work that would outlive this runtime
-        self._delivering = self._spawn(self._deliver_once(runtime))
+        for channel in channels:
+            running = self._delivering.get(channel)
+            if running is None or running.done():
+                self._delivering[channel] = self._spawn(self._deliver_once(runtime, channel))
 
-    async def _deliver_once(self, runtime: Runtime) -> None:
+    async def _deliver_once(self, runtime: Runtime, channel: str | None) -> None:
         try:
-            report = await runtime.deliver()
+            report = await runtime.deliver(channel=channel)
         except Exception:
             log.exception("delivery run failed; the outbox keeps every pending delivery")
             return
         if report.sent or report.retried or report.dead:
-            log.info("delivered: %s", report)
+            log.info("delivered%s: %s", f" ({channel})" if channel else "", report)
 
     async def _housekeeping(self, runtime: Runtime) -> None:
         now = utcnow()
         retention = runtime.config.retention
         counts = runtime.store.prune(now, item_max_age=retention.items, key_max_age=retention.identity_keys)
         expired = runtime.pipeline.stories.expire(now - runtime.config.stories.window)
+        self._start_delivery(
+            runtime, [None]
+        )  # every channel: parks deliveries of channels no longer configured
         if any(counts.values()) or expired:
             log.info("housekeeping: pruned %s, expired %d story signatures", counts, expired)

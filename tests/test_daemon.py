@@ -168,3 +168,34 @@ def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None
         with DaemonProcess(config, log_name="third") as third:
             third.wait_for_log("monitor running")
             assert third.terminate() == 0
+
+
+def test_a_hung_channel_does_not_hold_up_another_channel(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("n", range(1))
+    with FeedServer() as server, WebhookReceiver() as fast, WebhookReceiver(hold=True) as stuck:
+        server.set("/wire.xml", feed.rss(), etag='"a"')
+        config = write_config(
+            tmp_path, feed_urls=[server.url("/wire.xml")], hook_url=fast.url, hook_timeout=30
+        )
+        config.write_text(
+            config.read_text() + f"  stuck:\n    type: webhook\n    url: {stuck.url}\n    timeout: 30\n",
+            encoding="utf-8",
+        )
+        with DaemonProcess(config) as daemon:
+            wait_until(
+                lambda: len(fast.requests) >= 2, what="the first item's two alerts on the fast channel"
+            )
+            # A new item while the stuck channel's sends hang (they may take their whole 30 s timeout): the fast
+            # channel's worker is its own, so the new alerts arrive there within a few polls. (With one worker
+            # for all channels they waited for the stuck run to end.)
+            feed.add_headlines("n", range(1, 2))
+            server.set("/wire.xml", feed.rss(), etag='"b"')
+            wait_until(
+                lambda: len(fast.requests) >= 4, timeout=8, what="the new item's alerts on the fast channel"
+            )
+            assert stuck.requests == []  # the receiver records a request only when it answers: still hung
+            stuck.release()
+            wait_until(lambda: len(stuck.requests) >= 4, timeout=15, what="the stuck channel catching up")
+            assert daemon.terminate() == 0
+        assert {r.json()["id"] for r in fast.requests} == {r.json()["id"] for r in stuck.requests}

@@ -60,13 +60,16 @@ class MemoryQueue:
         self.rows[delivery_id] = row
         return row
 
-    def claim_due(self, now: datetime, limit: int) -> list[DeliveryRequest]:
+    def claim_due(self, now: datetime, limit: int, channel: str | None = None) -> list[DeliveryRequest]:
         with self.lock:
             due = sorted(
                 (
                     r
                     for r in self.rows.values()
-                    if r.status == "pending" and not r.leased and r.next_attempt_at <= now
+                    if r.status == "pending"
+                    and not r.leased
+                    and r.next_attempt_at <= now
+                    and channel in (None, r.channel)
                 ),
                 key=lambda r: (r.next_attempt_at, r.created_at),
             )[:limit]

@@ -202,3 +202,11 @@ def test_content_hashes_are_known_per_feed(store: SQLiteStore) -> None:
     store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
     assert store.seen_content_hashes(FEED, ["v1:a", "v1:zzz"]) == {"v1:a"}
     assert store.seen_content_hashes("https://other.example/feed", ["v1:a"]) == set()
+
+
+def test_a_claim_can_be_limited_to_one_channel(store: SQLiteStore) -> None:
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a", ("mail", "hook"))]
+    )
+    assert [d.channel for d in store.claim_due(T0, 10, "hook")] == ["hook"]
+    assert [d.channel for d in store.claim_due(T0, 10)] == ["mail"]  # the hook row is leased already

@@ -53,8 +53,9 @@ _limiters: weakref.WeakKeyDictionary[Channel, RateLimiter] = weakref.WeakKeyDict
 class DeliveryQueue(Protocol):
     """The outbox as the worker sees it (the store implements it)."""
 
-    def claim_due(self, now: datetime, limit: int) -> list[DeliveryRequest]:
-        """Due pending deliveries, oldest first, reserved for this worker for a while."""
+    def claim_due(self, now: datetime, limit: int, channel: str | None = None) -> list[DeliveryRequest]:
+        """Due pending deliveries (of `channel` only, when given), oldest first, reserved for this worker for a
+        while."""
         ...
 
     def mark_sent(self, delivery_id: str, now: datetime) -> None: ...
@@ -274,14 +275,17 @@ async def deliver_due(
     limit: int = 100,
     rng: random.Random | None = None,
     retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+    channel: str | None = None,
 ) -> DeliveryReport:
     """Claim up to `limit` due deliveries, send them (channels concurrently), record each outcome.
 
-    `now` fixes the clock for the whole run (tests); by default each outcome is recorded at the time it
-    happened. Errors of the queue (the store) propagate; errors of channels never do."""
+    With `channel`, only that channel's deliveries are claimed: the daemon runs one such worker per channel, so
+    a channel that is slow or down never holds up another's next run. `now` fixes the clock for the whole run
+    (tests); by default each outcome is recorded at the time it happened. Errors of the queue (the store)
+    propagate; errors of channels never do."""
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     report = DeliveryReport()
-    requests = queue.claim_due(clock(), limit)
+    requests = queue.claim_due(clock(), limit, channel)
     if not requests:
         return report
     by_channel: dict[str, list[DeliveryRequest]] = {}

@@ -519,16 +519,17 @@ class SQLiteStore:
 
     # -- outbox: implements monitor.notify.DeliveryQueue -----------------------------------------------------
 
-    def claim_due(self, now: datetime, limit: int) -> list[DeliveryRequest]:
-        """Reserve due pending deliveries (oldest first) for DELIVERY_LEASE and return them with their alert
-        payloads. Claiming counts as an attempt, so a delivery that kills its worker is still counted."""
+    def claim_due(self, now: datetime, limit: int, channel: str | None = None) -> list[DeliveryRequest]:
+        """Reserve due pending deliveries (oldest first; of `channel` only, when given) for DELIVERY_LEASE and
+        return them with their alert payloads. Claiming counts as an attempt, so a delivery that kills its
+        worker is still counted."""
         lease = _iso(now + DELIVERY_LEASE)
         with self.transaction() as tx:
             rows = tx.execute(
                 "SELECT id, channel, attempts, created_at, digest FROM deliveries "
                 "WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
-                "ORDER BY next_attempt_at, created_at LIMIT ?",
-                (_iso(now), _iso(now), limit),
+                "AND (? IS NULL OR channel = ?) ORDER BY next_attempt_at, created_at LIMIT ?",
+                (_iso(now), _iso(now), channel, channel, limit),
             ).fetchall()
             requests = []
             for delivery_id, channel, attempts, created_at, digest in rows:
