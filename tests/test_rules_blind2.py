@@ -14,6 +14,7 @@ from monitor.config import DEFAULT_RULES
 from monitor.normalize import normalize_entry
 from monitor.rules import RuleSet, load_rules
 from monitor.types import Entry, Item
+from tests.support.scoring import score_rules
 
 BLIND = Path(__file__).parent / "data" / "rules" / "blind2.yaml"
 FEED_URL = "https://news.example/blind2/feed.xml"
@@ -45,17 +46,7 @@ def as_item(entry: dict[str, Any]) -> Item:
 
 def score(ruleset: RuleSet) -> tuple[float, float, list[str]]:
     """Micro precision and recall over (item, rule) pairs, and every error as 'FP|FN guid rule'."""
-    tp = fp = fn = 0
-    errors: list[str] = []
-    for entry in load_items():
-        expected, optional = set(entry["labels"]), set(entry.get("optional", []))
-        got = {match.rule_id for match in ruleset.match(as_item(entry))}
-        tp += len(got & expected)
-        fp += len(got - expected - optional)
-        fn += len(expected - got)
-        errors += [f"FP {entry['guid']} {rule}" for rule in sorted(got - expected - optional)]
-        errors += [f"FN {entry['guid']} {rule}" for rule in sorted(expected - got)]
-    return tp / (tp + fp), tp / (tp + fn), errors
+    return score_rules(ruleset, load_items(), as_item, key="guid")
 
 
 def test_blind_set_is_well_formed(ruleset: RuleSet) -> None:

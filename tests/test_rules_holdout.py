@@ -12,6 +12,7 @@ import yaml
 
 from monitor.rules import RuleSet, load_rules, matcher
 from monitor.types import Item, Match
+from tests.support.scoring import score_rules
 
 REPO = Path(__file__).resolve().parents[1]
 HOLDOUT = Path(__file__).parent / "data" / "rules" / "holdout.yaml"
@@ -56,17 +57,7 @@ def test_holdout_is_well_formed(ruleset: RuleSet) -> None:
 
 
 def test_holdout_precision_and_recall(ruleset: RuleSet) -> None:
-    tp = fp = fn = 0
-    errors: list[str] = []
-    for entry in load_items():
-        expected, optional = set(entry["labels"]), set(entry.get("optional", []))
-        got = {match.rule_id for match in ruleset.match(as_item(entry))}
-        tp += len(got & expected)
-        fp += len(got - expected - optional)
-        fn += len(expected - got)
-        errors += [f"FP {entry['id']} {rule}" for rule in sorted(got - expected - optional)]
-        errors += [f"FN {entry['id']} {rule}" for rule in sorted(expected - got)]
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    precision, recall, errors = score_rules(ruleset, load_items(), as_item, key="id")
     assert precision >= 0.95 and recall >= 0.95, (round(precision, 3), round(recall, 3), errors)
 
 

@@ -8,11 +8,10 @@ Targets (issue 4): pairwise precision >= 0.95, recall >= 0.90.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from monitor.identify import content_hash
 from monitor.stories import (
@@ -29,6 +28,7 @@ from tests.test_stories_syndication import (
     RECALL_TARGET,
     Labelled,
     cluster,
+    load_labelled,
     pairwise_scores,
 )
 
@@ -36,22 +36,7 @@ DATA = Path(__file__).parent / "data" / "syndication" / "blind2.yaml"
 
 
 def load_blind() -> list[Labelled]:
-    data = yaml.safe_load(DATA.read_text(encoding="utf-8"))
-    base = data["base"] if isinstance(data["base"], datetime) else datetime.fromisoformat(data["base"])
-    items = [
-        Labelled(
-            id=raw["id"],
-            story=story["story"],
-            feed=raw["feed"],
-            link=raw.get("link"),
-            title=raw["title"],
-            summary=raw.get("summary") or "",
-            published=base.astimezone(UTC) + timedelta(hours=raw["hours"]),
-        )
-        for story in data["stories"]
-        for raw in story["items"]
-    ]
-    return sorted(items, key=lambda item: item.published)
+    return load_labelled(DATA)
 
 
 def clustering_errors(items: list[Labelled], predicted: list[str]) -> list[str]:

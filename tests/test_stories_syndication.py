@@ -81,8 +81,9 @@ def cluster(items: Sequence[Labelled]) -> list[str]:
     return stories
 
 
-def load_labelled() -> list[Labelled]:
-    data = yaml.safe_load(DATA.read_text(encoding="utf-8"))
+def load_labelled(path: Path = DATA) -> list[Labelled]:
+    """A labelled syndication set (items.yaml by default), in publication order."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     base = data["base"] if isinstance(data["base"], datetime) else datetime.fromisoformat(data["base"])
     items = [
         Labelled(
