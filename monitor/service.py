@@ -35,7 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import systemd
 from monitor.config import MonitorConfig, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchSettings
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
@@ -186,8 +186,11 @@ class DatabaseLock:
 
     def acquire(self) -> None:
         """Take the lock or raise MonitorError naming the process that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create the database lock: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

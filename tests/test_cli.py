@@ -210,6 +210,16 @@ def test_once_with_a_bad_config_exits_1_without_a_traceback(tmp_path: Path, repo
     assert "Traceback" not in result.stderr
 
 
+def test_once_with_an_unusable_database_path_exits_1_naming_it(tmp_path: Path, repo_dir: Path) -> None:
+    (tmp_path / "state").write_text("a file where the database folder should be", encoding="utf-8")
+    config = tmp_path / "monitor.yaml"
+    config.write_text("database: ./state/monitor.db\n", encoding="utf-8")
+    result = run_monitor("once", "--config", str(config), cwd=repo_dir)
+    assert result.returncode == 1
+    assert "state/monitor.db" in result.stderr and "cannot create" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_operator_views_without_a_database_say_what_to_do(tmp_path: Path, repo_dir: Path) -> None:
     config = tmp_path / "monitor.yaml"
     config.write_text("database: ./state/monitor.db\n", encoding="utf-8")

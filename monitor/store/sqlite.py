@@ -69,9 +69,11 @@ class SQLiteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the database folder: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
         self._conn = conn
