@@ -71,3 +71,14 @@ def test_items_keep_their_declared_language(ruleset: RuleSet) -> None:
 def test_blind_precision_and_recall(ruleset: RuleSet) -> None:
     precision, recall, errors = score(ruleset)
     assert precision >= 0.95 and recall >= 0.95, (round(precision, 3), round(recall, 3), errors)
+
+
+def test_probes_for_the_fixed_causes_come_out_as_labelled(ruleset: RuleSet) -> None:
+    probes: list[dict[str, Any]] = yaml.safe_load(BLIND.read_text(encoding="utf-8"))["probes"]
+    assert len(probes) >= 10
+    wrong = {
+        entry["guid"]: sorted(got)
+        for entry in probes
+        if (got := {match.rule_id for match in ruleset.match(as_item(entry))}) != set(entry["labels"])
+    }
+    assert not wrong
