@@ -15,6 +15,7 @@ import pytest
 
 from monitor.identify import content_hash
 from monitor.stories import (
+    _SIGNATURE_VERSION,
     StoredSignature,
     StoryIndex,
     clean_summary,
@@ -259,7 +260,7 @@ def test_version_1_signatures_are_recomputed_on_load() -> None:
     index = StoryIndex()
     _assign(index, "k", "Kremlin envoy Dmitriev arrives in Washington for talks", LONG, "wire")
     blob = bytearray(index.signature("k"))
-    assert blob[2] == 2  # the current version
+    assert blob[2] == _SIGNATURE_VERSION  # the current version
     blob[2] = 1
     restarted = StoryIndex()
     restarted.load(

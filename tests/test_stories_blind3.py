@@ -13,8 +13,6 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from tests.test_stories_blind2 import clustering_errors
 from tests.test_stories_syndication import (
     PRECISION_TARGET,
@@ -72,11 +70,6 @@ def test_blind3_template_twins_stay_apart() -> None:
     assert not merged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a trailing publisher name ('- РИА Новости') adds two foreign word pairs to a headline-only copy; "
-    "stripping it changes signatures (needs signature version 3, see docs/design/stories-blind3.md)",
-)
 def test_a_headline_only_copy_with_a_publisher_suffix_joins() -> None:
     items = {item.id: item for item in load_blind3()}
     original = items["ru-p1"]
