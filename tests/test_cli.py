@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from monitor.cli import build_parser, main
 from monitor.config import MonitorConfig
+from tests.test_rules_default import DEFAULT_IDS
 
 
 def run_monitor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -130,16 +131,7 @@ def test_match_of_an_unreadable_source_names_it_and_exits_1(
 def test_rules_list_and_test(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "list"]) == 0
     listed = capsys.readouterr().out
-    for rule_id in (
-        "rare-earths",
-        "ukraine-peace-talks",
-        "us-russia-cooperation",
-        "actor-putin",
-        "actor-trump",
-        "actor-dmitriev",
-        "actor-manturov",
-        "actor-rdif",
-    ):
+    for rule_id in sorted(DEFAULT_IDS):
         assert re.search(rf"^{re.escape(rule_id)}\s", listed, re.MULTILINE), rule_id
 
     assert main(["rules", "test", "rare-earths", "--text", "China curbs exports of rare earth magnets"]) == 0
