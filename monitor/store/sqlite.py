@@ -48,12 +48,6 @@ def _iso(moment: datetime | None) -> str | None:
     return to_iso(moment)
 
 
-def _req_iso(moment: datetime) -> str:
-    text = to_iso(moment)
-    assert text is not None
-    return text
-
-
 def _dt(text: str | None) -> datetime | None:
     return from_iso(text)
 
@@ -167,10 +161,6 @@ class SQLiteStore:
             (_iso(now), _iso(now), limit),
         ).fetchall()
         return [state for (url,) in rows if (state := self.feed_state(url)) is not None]
-
-    def next_due_at(self) -> datetime | None:
-        row = self._conn.execute("SELECT MIN(next_fetch_at) FROM feeds WHERE active = 1").fetchone()
-        return _dt(row[0])
 
     def feed_state(self, url: str) -> FeedState | None:
         row = self._conn.execute(
@@ -693,12 +683,6 @@ class SQLiteStore:
                 "SELECT status, COUNT(*) FROM deliveries GROUP BY status"
             ).fetchall()
         }
-
-    def next_delivery_at(self) -> datetime | None:
-        row = self._conn.execute(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, ''))) FROM deliveries WHERE status = 'pending'"
-        ).fetchone()
-        return _dt(row[0])
 
     # -- housekeeping ------------------------------------------------------------------------------------------
 
