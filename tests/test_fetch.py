@@ -25,6 +25,7 @@ from monitor.netpolicy import NetworkPolicy
 from monitor.timeutil import parse_retry_after
 from monitor.types import FetchResult
 from tests.support import feedserver
+from tests.support.connects import recorded_connects
 from tests.support.feedserver import FeedServer, Route
 from tests.support.tls import SelfSigned, self_signed
 
@@ -403,6 +404,56 @@ def test_redirect_hop_to_a_refused_address_is_not_followed(
     assert error.message.startswith(f"redirected to {target.split('//')[0]}")
     assert reason in error.message
     assert server.count("/feed") == 1
+
+
+# IPv6 literals that carry a private IPv4 address: not routable here, so the test is that each is refused
+# before any socket connects, both by the up-front check and by the connect-time check.
+CARRIER_URLS = [
+    "http://[2002:7f00:1::]:{port}/feed",  # 6to4 of 127.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 of 169.254.169.254
+    "http://[64:ff9b:1::7f00:1]:{port}/feed",  # NAT64 local-use
+    "http://[::127.0.0.1]:{port}/feed",  # IPv4-compatible
+    "http://[::ffff:0:7f00:1]:{port}/feed",  # IPv4-translated
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/feed",  # Teredo, client 127.0.0.1
+    "http://[fec0::1]/feed",  # site-local
+]
+
+
+@pytest.mark.parametrize("template", CARRIER_URLS)
+def test_feed_url_with_an_ipv6_carrier_of_a_private_address_is_refused_before_connecting(
+    server: FeedServer, template: str
+) -> None:
+    url = template.format(port=server.port)
+    with recorded_connects() as attempts:
+        error = fetch_error(url, policy=NetworkPolicy())
+    assert isinstance(error, NetworkPolicyError), error
+    assert "non-public address" in error.message
+    assert attempts == []
+
+
+@pytest.mark.parametrize("template", CARRIER_URLS)
+def test_connect_time_check_refuses_ipv6_carriers_too(server: FeedServer, template: str) -> None:
+    with recorded_connects() as attempts:
+        error = fetch_error(template.format(port=server.port), policy=CheckThatSawAPublicAnswer())
+    assert isinstance(error, NetworkPolicyError), error
+    assert attempts == []
+
+
+def test_ipv4_mapped_loopback_is_refused_though_it_would_reach_the_server(server: FeedServer) -> None:
+    # [::ffff:127.0.0.1] does reach a server on 127.0.0.1 on a dual-stack host: the policy must stop it.
+    server.set("/feed", RSS)
+    error = fetch_error(f"http://[::ffff:127.0.0.1]:{server.port}/feed", policy=NetworkPolicy())
+    assert isinstance(error, NetworkPolicyError)
+    assert server.count("/feed") == 0
+
+
+def test_metadata_address_is_refused_even_with_allow_private_networks() -> None:
+    with recorded_connects() as attempts:
+        error = fetch_error(
+            "http://169.254.169.254/latest/meta-data/", policy=NetworkPolicy.from_setting(True)
+        )
+    assert isinstance(error, NetworkPolicyError)
+    assert attempts == []
 
 
 class CheckThatSawAPublicAnswer(NetworkPolicy):

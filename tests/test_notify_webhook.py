@@ -10,10 +10,12 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import ValidationError
 from support.alerts import make_payload, make_request
+from support.connects import recorded_connects
 from support.receivers import RecordedRequest, WebhookReceiver
 
 from monitor.errors import DeliveryError, EndpointGoneError
@@ -162,6 +164,36 @@ def test_network_policy_refuses_loopback_by_default(receiver: WebhookReceiver) -
         send({"url": receiver.url}, policy=NetworkPolicy())
     assert not caught.value.retryable
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::]:{port}/hook",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::7f00:1]:{port}/hook",  # NAT64
+        "http://[::127.0.0.1]:{port}/hook",  # IPv4-compatible
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo, client 127.0.0.1
+        "http://[fec0::1]/hook",  # site-local
+        "http://[fd00:ec2::254]/latest/meta-data/",  # AWS metadata over IPv6
+    ],
+)
+def test_webhook_to_an_ipv6_carrier_of_a_private_address_is_refused_before_connecting(
+    receiver: WebhookReceiver, url: str
+) -> None:
+    with recorded_connects() as attempts, pytest.raises(DeliveryError, match="non-public") as caught:
+        send(
+            {"url": url.format(port=urlsplit(receiver.url).port)},
+            policy=NetworkPolicy.from_setting(["127.0.0.2/32"]),
+        )
+    assert not caught.value.retryable
+    assert attempts == []
+    assert receiver.requests == []
+
+
+def test_webhook_to_metadata_is_refused_even_with_allow_private_networks(receiver: WebhookReceiver) -> None:
+    with recorded_connects() as attempts, pytest.raises(DeliveryError, match="non-public"):
+        send({"url": "http://169.254.169.254/hook"}, policy=NetworkPolicy.from_setting(True))
+    assert attempts == []
 
 
 def expected_title_link(body: dict[str, Any]) -> None:
