@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError
+from monitor.netpolicy import NetworkPolicy
 from monitor.notify.email import EmailConfig
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
 from monitor.notify.webhook import WebhookConfig
@@ -41,6 +42,7 @@ __all__ = [
     "MonitorConfig",
     "interpolate_env",
     "load_config",
+    "refused_urls",
 ]
 
 # The bundled rule set: rules/ at the top of a source checkout (recognized by the pyproject.toml beside it), else
@@ -267,6 +269,40 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
             "rules": _resolve(base, config.rules) if "rules" in data else config.rules,
         }
     )
+
+
+def refused_urls(config: MonitorConfig) -> list[ConfigError]:
+    """The feed and webhook URLs the network policy would refuse (judged without DNS, see
+    NetworkPolicy.refusal_without_dns), each as an error located in the config file. The URL is quoted as
+    written in the file, so a ${VAR} in it stays masked."""
+    policy = NetworkPolicy.from_setting(config.allow_private_networks)
+    targets: list[tuple[tuple[str | int, ...], str]] = [
+        (("feeds", index, "url"), feed.url) for index, feed in enumerate(config.feeds)
+    ]
+    targets += [
+        (("channels", name, "url"), channel.url)
+        for name, channel in config.channels.items()
+        if isinstance(channel, WebhookConfig)
+    ]
+    doc: LocatedYaml | None = None
+    problems: list[ConfigError] = []
+    for path, url in targets:
+        reason = policy.refusal_without_dns(url)
+        if reason is None:
+            continue
+        if doc is None:
+            doc = load_yaml_file(Path(config.source))
+        pos = doc.locate(path)
+        problems.append(
+            ConfigError(
+                f"refused by the network policy: {reason}",
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                field=".".join(str(p) for p in path),
+            )
+        )
+    return problems
 
 
 def _resolve(base: Path, value: Path) -> Path:

@@ -292,11 +292,7 @@ def _transport_error(url: str, hop_url: str, exc: BaseException, settings: Fetch
     refused = find_cause(exc, AddressRefused)
     if refused is not None:
         where = "" if hop_url == url else f"redirected to {hop_url}: "
-        return NetworkPolicyError(
-            url,
-            f"{where}host {refused.host!r} resolves to {refused.address}, a non-public address; "
-            "set allow_private_networks in the configuration to allow it",
-        )
+        return NetworkPolicyError(url, f"{where}{refused}")
     if isinstance(exc, httpx.ConnectTimeout):
         return FetchError(url, f"connect timed out after {_seconds(settings.connect_timeout)}")
     if isinstance(exc, httpx.ReadTimeout):

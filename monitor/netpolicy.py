@@ -64,6 +64,21 @@ class NetworkPolicy:
             return False
         return address.is_global and not address.is_multicast
 
+    def describe_refusal(self, host: str, address: IPAddress) -> str:
+        """Why `address` (of `host`) is refused, naming an IPv4 address it carries and how to allow it."""
+        carried = embedded_ipv4(address)
+        shown = f"{address} (carrying {', '.join(map(str, carried))})" if carried else str(address)
+        judged = carried or (address,)
+        if any(inner in network for inner in judged for network in ALWAYS_REFUSED):
+            return (
+                f"host {host!r} resolves to {shown}, a non-public address (link-local or cloud metadata); "
+                "only listing it in allow_private_networks allows it"
+            )
+        return (
+            f"host {host!r} resolves to {shown}, a non-public address; "
+            "set allow_private_networks in the configuration to allow it"
+        )
+
     def check_scheme(self, url: str) -> tuple[str, int]:
         """Validate the URL's scheme and host; return (host, port)."""
         parts = urlsplit(url)
@@ -77,16 +92,33 @@ class NetworkPolicy:
             raise NetworkPolicyError(url, f"invalid port: {exc}") from exc
         return parts.hostname, port
 
+    def refusal_without_dns(self, url: str) -> str | None:
+        """Why the policy would refuse `url`, judged without any DNS lookup (for `monitor check`, which must
+        work offline): its scheme, a literal address, or a name that is loopback by definition (localhost,
+        *.localhost, RFC 6761). None when nothing is refused this way; other names are judged when resolved."""
+        try:
+            host, _port = self.check_scheme(url)
+        except NetworkPolicyError as exc:
+            return exc.message
+        name = host.strip("[]").rstrip(".").lower()
+        if name == "localhost" or name.endswith(".localhost"):
+            candidates = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+        else:
+            try:
+                candidates = [ipaddress.ip_address(name.split("%", 1)[0])]
+            except ValueError:
+                return None
+        for address in candidates:
+            if not self.is_allowed(address):
+                return self.describe_refusal(host, address)
+        return None
+
     async def check_url(self, url: str) -> None:
         """Resolve the URL's host and refuse it unless every address it resolves to is allowed."""
         host, port = self.check_scheme(url)
         for address in await resolve(url, host, port):
             if not self.is_allowed(address):
-                raise NetworkPolicyError(
-                    url,
-                    f"host {host!r} resolves to {address}, a non-public address; "
-                    "set allow_private_networks in the configuration to allow it",
-                )
+                raise NetworkPolicyError(url, self.describe_refusal(host, address))
 
 
 # Refused even with allow_private_networks: true (see the module docstring); allowed only when listed.
@@ -114,6 +146,8 @@ def embedded_ipv4(address: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
     low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if address.ipv4_mapped is not None:
         return (address.ipv4_mapped,)
+    if address in _IPV4_COMPATIBLE and int(address) <= 1:
+        return ()  # :: and ::1 are the IPv6 unspecified and loopback addresses, judged as such
     if address in _IPV4_TRANSLATED or address in _NAT64_WELL_KNOWN or address in _IPV4_COMPATIBLE:
         return (low32,)
     if address in _NAT64_LOCAL:

@@ -32,10 +32,10 @@ E = TypeVar("E", bound=BaseException)
 class AddressRefused(httpcore.ConnectError):
     """Raised inside the connection pool; callers turn it into a policy error naming their URL."""
 
-    def __init__(self, host: str, address: str) -> None:
+    def __init__(self, host: str, address: str, reason: str | None = None) -> None:
         self.host = host
         self.address = address
-        super().__init__(f"host {host!r} resolves to {address}, a non-public address")
+        super().__init__(reason or f"host {host!r} resolves to {address}, a non-public address")
 
 
 class PolicyCheckingBackend(httpcore.AsyncNetworkBackend):
@@ -70,7 +70,7 @@ class PolicyCheckingBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"host {host!r} has no address")
         for address in addresses:
             if not self._policy.is_allowed(address):
-                raise AddressRefused(host, str(address))
+                raise AddressRefused(host, str(address), self._policy.describe_refusal(host, address))
         last_error: httpcore.ConnectError | None = None
         # Distinct addresses in resolver order (getaddrinfo lists one address once per socket type).
         for address in dict.fromkeys(addresses):

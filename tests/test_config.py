@@ -162,3 +162,50 @@ def test_the_example_deployment_config_is_valid(repo_dir: Path, capsys: pytest.C
     assert config.channels["brief"].digest is not None
     assert "hunter2-smtp" not in repr(config.channels["desk"])  # the password stays a secret
     assert "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in repr(config.channels["hook"])
+
+
+def test_check_reports_each_url_the_network_policy_would_refuse_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "rules: rules.yaml\n"
+        "feeds:\n"
+        "  - url: https://example.org/feed.xml\n"
+        "  - url: http://127.0.0.1:8080/feed\n"
+        "  - url: http://[2002:a9fe:a9fe::]/latest/meta-data/\n"
+        "  - url: http://localhost/feed\n"
+        "channels:\n"
+        "  hook:\n"
+        "    type: webhook\n"
+        "    url: http://[64:ff9b::a00:1]/hook\n"
+        "  fine:\n"
+        "    type: webhook\n"
+        "    url: https://hooks.example.org/x\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "rules.yaml").write_text("rules:\n  - id: r\n    any: [word]\n", encoding="utf-8")
+    code = main(["check", "--config", str(config)])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert f"{config}:4:10: feeds.1.url: refused by the network policy" in lines[0]
+    assert "127.0.0.1" in lines[0]
+    assert f"{config}:5:10: feeds.2.url:" in lines[1] and "169.254.169.254" in lines[1]
+    assert f"{config}:6:10: feeds.3.url:" in lines[2]
+    assert f"{config}:10:10: channels.hook.url:" in lines[3] and "10.0.0.1" in lines[3]
+    assert "Traceback" not in captured.err
+
+
+def test_check_accepts_private_urls_when_the_config_allows_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        'rules: rules.yaml\nallow_private_networks: ["127.0.0.1/32"]\nfeeds:\n  - url: http://127.0.0.1:8080/feed\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "rules.yaml").write_text("rules:\n  - id: r\n    any: [word]\n", encoding="utf-8")
+    assert main(["check", "--config", str(config)]) == 0
+    assert "OK: 1 feeds" in capsys.readouterr().out

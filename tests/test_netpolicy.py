@@ -97,3 +97,17 @@ def test_teredo_client_decoding_matches_the_rfc() -> None:
     packed = socket.inet_pton(socket.AF_INET6, "2001:0:4136:e378:8000:63bf:80ff:fffe")
     client = bytes(b ^ 0xFF for b in packed[12:])
     assert socket.inet_ntoa(client) == "127.0.0.1"
+
+
+def test_unspecified_and_loopback_ipv6_are_judged_as_themselves() -> None:
+    for text in ("::", "::1"):
+        address = ipaddress.ip_address(text)
+        assert embedded_ipv4(address) == ()
+        assert not DEFAULT.is_allowed(address)
+
+
+def test_a_refusal_names_the_carried_address_and_how_to_allow_it() -> None:
+    message = DEFAULT.describe_refusal("x", ipaddress.ip_address("2002:7f00:1::"))
+    assert "carrying 127.0.0.1" in message and "allow_private_networks" in message
+    metadata = ALLOW_PRIVATE.describe_refusal("x", ipaddress.ip_address("169.254.169.254"))
+    assert "metadata" in metadata and "only listing it" in metadata

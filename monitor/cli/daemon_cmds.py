@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from typing import TextIO
 
-from monitor.config import MonitorConfig, load_config
+from monitor.config import MonitorConfig, load_config, refused_urls
 from monitor.pipeline import FeedOutcome
 from monitor.service import Daemon, check_config, open_runtime, poll_all
 
@@ -24,6 +25,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
     ruleset = check_config(config)
+    refused = refused_urls(config)
+    for problem in refused:
+        print(f"monitor: configuration error: {problem}", file=sys.stderr)
+    if refused:
+        return 1
     out.write(
         f"{args.config}: OK: {len(config.feeds)} feeds, {len(ruleset.rules)} rules from {config.rules}, "
         f"{len(config.channels)} channels ({', '.join(config.channels) or 'none'}), database {config.database}\n"
