@@ -430,5 +430,6 @@ def backoff_delay(
     jitter = (rng or _JITTER).uniform(0.0, BACKOFF_JITTER)
     delay = delay * (1.0 + jitter)
     if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-        delay = max(delay, min(timedelta(seconds=retry_after), MAX_RETRY_AFTER))
+        # Cap the number before it becomes a timedelta: a huge value would overflow it.
+        delay = max(delay, timedelta(seconds=min(retry_after, MAX_RETRY_AFTER.total_seconds())))
     return delay

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-__all__ = ["format_duration", "from_iso", "parse_duration", "parse_retry_after", "to_iso", "utcnow"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_RETRY_AFTER_SECONDS",
+    "format_duration",
+    "from_iso",
+    "parse_duration",
+    "parse_retry_after",
+    "to_iso",
+    "utcnow",
+]
+
+# No interval, retention or delay a user means is longer than a century; timedelta itself overflows past
+# 999,999,999 days, and `now + delta` past the year 9999. Anything larger is a typo or hostile input.
+MAX_DURATION = timedelta(days=36500)
+# A Retry-After header is capped here before any caller sees it (callers cap it further: 6 h for deliveries,
+# the feed backoff cap for feeds), so no header value can overflow a timedelta or a datetime.
+MAX_RETRY_AFTER_SECONDS = 7 * 86400.0
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -19,12 +36,18 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"not a duration: {value!r} (must be a finite number of seconds)")
         if value < 0:
             raise ValueError(f"duration must not be negative: {value!r}")
-        return timedelta(seconds=value)
+        return _bounded(float(value), value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 1h30m, 2d)")
     text = value.strip().lower().replace(" ", "")
+    if len(text) > 64:
+        raise ValueError(f"not a duration: {value[:40]!r}... is too long (use e.g. 30s, 10m, 1h30m, 2d)")
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return timedelta(seconds=float(text))
+        return _bounded(float(text), value)
     pos = 0
     total = 0.0
     for part in _PART.finditer(text):
@@ -34,7 +57,13 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         pos = part.end()
     if pos != len(text) or not text:
         raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 1h30m, 2d)")
-    return timedelta(seconds=total)
+    return _bounded(total, value)
+
+
+def _bounded(seconds: float, value: object) -> timedelta:
+    if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {value!r} is too long (at most {MAX_DURATION.days}d)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:
@@ -68,16 +97,21 @@ def from_iso(text: str | None) -> datetime | None:
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds an HTTP Retry-After header asks to wait: delta-seconds or an HTTP date (a date in the past
-    means now). None when absent or unreadable. Used for feeds (429/503) and webhook receivers alike."""
+    means now), at most MAX_RETRY_AFTER_SECONDS. None when absent or unreadable. Used for feeds (429/503) and
+    webhook receivers alike."""
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(text)
+    if text.isascii() and text.isdigit():
+        # Compare digit counts first: int() of a 5,000-digit string is refused by Python's int limit.
+        if len(text) > 12:
+            return MAX_RETRY_AFTER_SECONDS
+        return min(float(text), MAX_RETRY_AFTER_SECONDS)
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)

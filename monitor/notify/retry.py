@@ -85,8 +85,10 @@ class RetryPolicy:
         if index >= len(self.schedule):
             return None
         delay = self.schedule[index] * (1.0 + rng.random() * self.jitter)
-        if retry_after is not None and retry_after > 0:
-            delay = max(delay, min(timedelta(seconds=retry_after), self.retry_after_cap))
+        if retry_after is not None and retry_after > 0:  # NaN compares False: ignored
+            # Cap the number before it becomes a timedelta: a huge value would overflow it.
+            capped = min(retry_after, self.retry_after_cap.total_seconds())
+            delay = max(delay, timedelta(seconds=capped))
         delay = max(delay, at_least)
         return now + delay
 
