@@ -322,3 +322,18 @@ def test_a_rejected_secret_is_not_echoed_in_the_error() -> None:
     with pytest.raises(ValidationError) as caught:
         WebhookConfig(url="https://x.example/", secret="whsec_not*base64*secret")
     assert "not*base64*secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", [b"a", b"ab", b"abc", b"a test secret of 25 bytes!"])
+def test_an_unpadded_whsec_secret_signs_like_the_padded_one(receiver: WebhookReceiver, key: bytes) -> None:
+    # The Standard Webhooks libraries accept whsec_ secrets with the trailing "=" left off.
+    padded = "whsec_" + base64.b64encode(key).decode()
+    unpadded = padded.rstrip("=")
+    send({"url": receiver.url, "secret": unpadded}, make_request("msg_unpadded"))
+    (request,) = receiver.requests
+    assert verify_standard_webhook(padded, request)
+
+
+def test_a_whsec_secret_with_a_wrong_length_is_still_refused() -> None:
+    with pytest.raises(ValidationError, match="base64"):
+        WebhookConfig(url="https://x.example/", secret="whsec_abcde")  # 5 chars: no base64 length

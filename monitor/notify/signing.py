@@ -2,8 +2,8 @@
 
 The signed content is ``"{webhook-id}.{webhook-timestamp}.{body}"``; the signature is HMAC-SHA256 over it with
 the secret's bytes, base64-encoded and prefixed with the version: ``v1,<base64>``. A secret written as
-``whsec_<base64>`` (the spec's form, what most receivers generate) is base64-decoded to get the key bytes; any
-other secret is used as its UTF-8 bytes, so a plain shared password works too.
+``whsec_<base64>`` (the spec's form, what most receivers generate; the padding may be left off) is base64-decoded
+to get the key bytes; any other secret is used as its UTF-8 bytes, so a plain shared password works too.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ def secret_key(secret: str) -> bytes:
     """The HMAC key for a configured secret. Raises ValueError when a whsec_ secret is not valid base64."""
     if secret.startswith(SECRET_PREFIX):
         encoded = secret[len(SECRET_PREFIX) :]
+        # Receivers' generators often drop the trailing "="; the Standard Webhooks libraries accept that.
+        # A length of 1 modulo 4 is no base64 at all, padded or not, and stays refused below.
+        if len(encoded) % 4 in (2, 3):
+            encoded += "=" * (4 - len(encoded) % 4)
         try:
             key = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
