@@ -6,7 +6,10 @@ format is chosen by content; the Content-Type only decides when the content does
 What `parse_feed` guarantees:
 
 - It returns a ParsedFeed, or raises ParseError(source, message) for bodies that are no feed (empty,
-  HTML pages, invalid JSON, garbage). It raises nothing else on any input.
+  HTML pages, invalid JSON, garbage). It raises nothing else on any input (tests/test_fuzz.py holds it to
+  that); an unexpected exception inside becomes a ParseError naming it.
+- No text it returns holds a lone surrogate (see `_clean`): every str encodes as UTF-8.
+- One entry that cannot be read is skipped with a warning; the entries beside it are kept.
 - What it recovered from is listed in ParsedFeed.warnings: malformed XML read leniently, a character
   encoding other than the declared one, a gzip body, unreadable dates, unusable links, entries beyond the cap.
 - Entry text fields are plain text (HTML reduced by monitor.htmltext.html_to_text); dates are aware UTC
@@ -22,6 +25,7 @@ from dataclasses import replace
 
 from monitor.errors import ParseError
 from monitor.parse._body import gunzip_if_compressed, sniff_format, strip_leading_whitespace
+from monitor.parse._clean import scrub_surrogates
 from monitor.parse._json import parse_json_feed
 from monitor.parse._xml import parse_xml_feed
 from monitor.types import Entry, ParsedFeed
@@ -50,6 +54,21 @@ def parse_feed(
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"parse_feed takes the document as bytes, not {type(data).__name__}")
+    try:
+        return _parse(
+            bytes(data), source=source, content_type=content_type, base_url=base_url, max_entries=max_entries
+        )
+    except ParseError:
+        raise
+    except RecursionError as exc:
+        raise ParseError(source, "document is nested too deeply to read") from exc
+    except Exception as exc:  # the promise above: a bug or a library's surprise still costs one feed, cleanly
+        raise ParseError(source, f"cannot read this document: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse(
+    data: bytes, *, source: str, content_type: str | None, base_url: str | None, max_entries: int
+) -> ParsedFeed:
     warnings: list[str] = []
     body = gunzip_if_compressed(bytes(data), source=source, warnings=warnings)
     body = strip_leading_whitespace(body, warnings=warnings)
@@ -73,7 +92,7 @@ def parse_feed(
             f"and ignored {len(entries) - max_entries}"
         )
         entries = entries[:max_entries]
-    return replace(feed, entries=entries, warnings=tuple(warnings))
+    return scrub_surrogates(replace(feed, entries=entries, warnings=tuple(warnings)))
 
 
 def _is_empty(entry: Entry) -> bool:

@@ -32,6 +32,7 @@ from monitor.types import Entry, ParsedFeed
 
 __all__ = ["parse_json_feed"]
 
+_MAX_INT_DIGITS = 4300  # Python's default int max_str_digits
 _JSON_FEED_VERSION_PREFIXES = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
 
 
@@ -62,8 +63,24 @@ def _load(data: bytes, *, source: str, warnings: list[str]) -> Any:
         # RFC 8259 requires UTF-8; keep what can be read rather than losing the feed.
         warnings.append(f"JSON is not valid UTF-8 (byte {exc.start}); undecodable bytes were replaced")
         text = data.decode("utf-8", errors="replace")
+    huge: list[int] = []
+
+    def bounded_int(digits: str) -> int | None:
+        # int() refuses more than 4300 digits (CVE-2020-10735) with a ValueError that would cost the whole
+        # feed; no feed field is such a number, so it reads as null and the entry keeps its other fields.
+        if len(digits) > _MAX_INT_DIGITS:
+            huge.append(len(digits))
+            return None
+        return int(digits)
+
     try:
-        return json.loads(text)
+        document = json.loads(text, parse_int=bounded_int)
+        if huge:
+            warnings.append(
+                f"{len(huge)} JSON numbers longer than {_MAX_INT_DIGITS} digits (the longest {max(huge)}) "
+                "were read as null"
+            )
+        return document
     except json.JSONDecodeError as exc:
         ending = text.rstrip()[-1:]
         hint = "" if ending in ("}", "]") else f" (the document looks truncated: it ends with {ending!r})"
@@ -85,14 +102,21 @@ def _json_feed(
     entries: list[Entry] = []
     unusable = Unusable()
     skipped = 0
-    for item in items:
-        if isinstance(item, Mapping):
-            entries.append(_json_feed_item(item, bases=(base_url, feed_url, home), unusable=unusable))
-        else:
+    unreadable: list[str] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
             skipped += 1
+            continue
+        try:
+            entries.append(_json_feed_item(item, bases=(base_url, feed_url, home), unusable=unusable))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            # One item this code cannot read must not cost the items beside it.
+            unreadable.append(f"item {index + 1}: {type(exc).__name__}: {exc}")
     unusable.report(warnings)
     if skipped:
         warnings.append(f"{skipped} JSON Feed items are not objects and were skipped")
+    if unreadable:
+        warnings.append(f"skipped {len(unreadable)} unreadable items ({'; '.join(unreadable[:3])})")
     return ParsedFeed(
         title=single_line(_plain(document.get("title"))) or None,
         link=home,

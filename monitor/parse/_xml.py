@@ -16,6 +16,7 @@ import feedparser
 
 from monitor.errors import ParseError
 from monitor.htmltext import html_to_text, looks_like_html, normalize_plain_text, single_line
+from monitor.parse._clean import replace_surrogate_references
 from monitor.parse._fields import (
     Unusable,
     absolute_http_url,
@@ -45,6 +46,11 @@ def parse_xml_feed(
         headers["content-type"] = "application/xml"
     if content_type:
         headers["content-type"] = content_type
+    data, replaced = replace_surrogate_references(data)
+    if replaced:
+        warnings.append(
+            f"replaced {replaced} character references to no character (surrogates, beyond U+10FFFF) with U+FFFD"
+        )
     try:
         result = feedparser.parse(
             io.BytesIO(data),
@@ -70,13 +76,22 @@ def parse_xml_feed(
     feed_link = absolute_http_url(feed.get("link"), base_url, self_link)
     bases = (base_url, self_link, feed_link)
     unusable = Unusable()
-    entries = tuple(_entry(raw, bases=bases, unusable=unusable) for raw in raw_entries)
+    entries: list[Entry] = []
+    unreadable: list[str] = []
+    for index, raw in enumerate(raw_entries):
+        try:
+            entries.append(_entry(raw, bases=bases, unusable=unusable))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            # One entry this code cannot read must not cost the entries beside it.
+            unreadable.append(f"entry {index + 1}: {type(exc).__name__}: {exc}")
     unusable.report(warnings)
+    if unreadable:
+        warnings.append(f"skipped {len(unreadable)} unreadable entries ({'; '.join(unreadable[:3])})")
     return ParsedFeed(
         title=_text_of(feed, "title", one_line=True) or None,
         link=feed_link,
         language=language_tag(feed.get("language")),
-        entries=entries,
+        entries=tuple(entries),
         warnings=(),  # the caller attaches the warnings of every step
     )
 
