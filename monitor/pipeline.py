@@ -140,7 +140,7 @@ class Pipeline:
             alerts=outcome.alerts,
             folded=outcome.folded,
             next_fetch_at=update.next_fetch_at,
-            warnings=parsed.warnings,
+            warnings=(*parsed.warnings, *outcome.warnings),
         )
 
     def record(self, update: FeedUpdate, items: Sequence[Item]) -> FeedOutcome:
@@ -153,9 +153,19 @@ class Pipeline:
         also_seen: list[tuple[str, str]] = []
         new_items: list[NewItem] = []
         batch_hashes: set[str] = set()
+        skipped: list[str] = []
         for item in fresh:
             if item.content_hash in known_hashes or item.content_hash in batch_hashes:
                 also_seen.append((item.key, item.content_hash))
+                continue
+            try:
+                # Matching is pure and runs first, so a failure leaves the story index untouched.
+                matches = tuple(self.ruleset.match(item))
+            except Exception as exc:
+                # One entry no stage foresaw must not cost the entries beside it. It is not recorded as seen,
+                # so the next fetch tries it again (and logs again): skipped, never lost silently.
+                log.exception("feed %s: entry %s skipped, retried on the next fetch", update.url, item.key)
+                skipped.append(f"entry {item.title[:60]!r} ({item.key}) skipped: {type(exc).__name__}: {exc}")
                 continue
             batch_hashes.add(item.content_hash)
             assignment = self.stories.assign(
@@ -171,7 +181,7 @@ class Pipeline:
             new_items.append(
                 NewItem(
                     item=item,
-                    matches=tuple(self.ruleset.match(item)),
+                    matches=matches,
                     story_id=assignment.story_id,
                     story_is_new=assignment.is_new_story,
                     signature=self.stories.signature(item.key),
@@ -194,6 +204,7 @@ class Pipeline:
             matches=sum(len(n.matches) for n in new_items),
             alerts=len(alerts),
             folded=len(attachments),
+            warnings=tuple(skipped),
         )
 
     def _decide_alerts(
