@@ -3,6 +3,17 @@
 `load_yaml` returns plain Python data (dicts, lists, scalars as YAML's safe loader builds them) together with
 a map from each value's path (("feeds", 0, "url")) to its position. `locate` turns the `loc` of a pydantic
 error, or any path, into the closest known position.
+
+Config and rule files are written by people but may be edited by anyone who can write to them, so hostile
+YAML is refused with a located error before it can hang or crash the daemon (a SIGHUP reload reads it too):
+
+- a file over MAX_YAML_BYTES is refused before parsing;
+- nesting deeper than MAX_YAML_DEPTH is refused while reading the event stream, before PyYAML's recursive
+  composer could exhaust the stack (RecursionError);
+- aliases may be used, but the document may expand to at most MAX_YAML_VALUES values, which stops an alias
+  bomb ("billion laughs": 9 aliases of 9 aliases ... expand to 9**9 values) after a bounded amount of work;
+- explicit tags other than the plain core ones (!!str, !!int, !!float, !!bool, !!null, !!seq, !!map) are
+  refused: !!timestamp, !!binary, !!set, !!python/... and custom tags have no meaning in these files.
 """
 
 from __future__ import annotations
@@ -17,9 +28,27 @@ from pydantic import ValidationError
 
 from monitor.errors import ConfigError
 
-__all__ = ["LocatedYaml", "Position", "load_yaml", "load_yaml_file", "validation_error"]
+__all__ = [
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
+    "LocatedYaml",
+    "Position",
+    "load_yaml",
+    "load_yaml_file",
+    "validation_error",
+]
 
 PathKey = tuple[str | int, ...]
+
+# The bundled rules are 28 KB and 4,000 values, nested 5 deep; a large monitor.yaml is a few hundred lines.
+MAX_YAML_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+_CORE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+)
+_TAG_PREFIX = "tag:yaml.org,2002:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +105,25 @@ class _Builder:
         self.positions: dict[PathKey, Position] = {}
         self.key_positions: dict[PathKey, Position] = {}
         self._constructor = yaml.SafeLoader("")
+        self._built = 0
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         mark = node.start_mark
+        self._built += 1
+        if self._built > MAX_YAML_VALUES:
+            # Only aliases can get here: the event pass already counted every value written in the file.
+            raise ConfigError(
+                f"aliases expand to more than {MAX_YAML_VALUES} values (an alias bomb?); refusing the file",
+                file=self.file,
+                line=mark.line + 1,
+                column=mark.column + 1,
+            )
         self.positions[path] = Position(self.file, mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             self._constructor.flatten_mapping(node)
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
+                key = self._scalar(key_node)
                 if not isinstance(key, str | int | float | bool) and key is not None:
                     raise ConfigError(
                         "mapping keys must be plain scalars",
@@ -108,12 +147,62 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*path, index)) for index, child in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:
+            # An int of over 4,300 digits (Python's int() limit), a float PyYAML cannot build, ...
+            shown = str(node.value)[:20] + ("..." if len(str(node.value)) > 20 else "")
+            raise _error_at(
+                f"cannot read the value {shown!r}: {str(exc)[:120]}", self.file, node.start_mark
+            ) from exc
+
+
+def _error_at(message: str, file: str, mark: Any) -> ConfigError:
+    """A ConfigError at a PyYAML mark (0-based, possibly absent)."""
+    if mark is None:
+        return ConfigError(message, file=file)
+    return ConfigError(message, file=file, line=mark.line + 1, column=mark.column + 1)
+
+
+def _refuse_hostile_structure(text: str, file: str) -> None:
+    """Read the event stream (iteratively: no recursion) and refuse deep nesting, too many values and tags.
+
+    Runs before the composer, which recurses once per nesting level. YAML syntax errors pass through to be
+    reported by the caller as usual."""
+    depth = 0
+    values = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.NodeEvent):
+            values += 1
+            tag = getattr(event, "tag", None)
+            if tag not in (None, "!") and tag not in _CORE_TAGS:
+                shown = "!!" + tag[len(_TAG_PREFIX) :] if tag.startswith(_TAG_PREFIX) else tag
+                raise _error_at(
+                    f"tag {shown} is not allowed (write the plain value: a string, number, list or mapping)",
+                    file,
+                    event.start_mark,
+                )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _error_at(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels; refusing the file", file, event.start_mark
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if values > MAX_YAML_VALUES:
+            raise _error_at(f"more than {MAX_YAML_VALUES} values; refusing the file", file, event.start_mark)
 
 
 def load_yaml(text: str, file: str) -> LocatedYaml:
     """Parse one YAML document; syntax errors become ConfigError with the file, line and column."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"larger than {MAX_YAML_BYTES // 1024} KiB; refusing to read it", file=file)
     try:
+        _refuse_hostile_structure(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -145,8 +234,12 @@ def load_yaml(text: str, file: str) -> LocatedYaml:
 
 
 def load_yaml_file(path: Path) -> LocatedYaml:
-    """Read and parse a YAML file; unreadable or non-UTF-8 files become ConfigError naming the file."""
+    """Read and parse a YAML file; unreadable, oversized or non-UTF-8 files become ConfigError naming it."""
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(
+                f"larger than {MAX_YAML_BYTES // 1024} KiB; refusing to read it", file=str(path)
+            )
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from exc

@@ -158,6 +158,11 @@ def _lex(text: str) -> list[_Token]:
     return tokens
 
 
+# No real rule nests more than a handful of levels; parsing and matching recurse once per level.
+MAX_EXPRESSION_DEPTH = 50
+MAX_NEAR_CHAIN = 20
+
+
 class _Parser:
     def __init__(
         self,
@@ -172,6 +177,14 @@ class _Parser:
         self.fields = fields
         self.vocabularies = vocabularies
         self.actors = actors
+        self.depth = 0  # open parentheses and NOTs: bounded, because parsing and matching recurse on them
+
+    def deeper(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_EXPRESSION_DEPTH:
+            raise ExprSyntaxError(
+                f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels", token.offset
+            )
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -213,14 +226,22 @@ class _Parser:
         token = self.peek()
         if token is not None and token.kind == "NOT":
             self.take()
-            return NotNode(self.parse_not(fields))
+            self.deeper(token)
+            node = NotNode(self.parse_not(fields))
+            self.depth -= 1
+            return node
         return self.parse_near(fields)
 
     def parse_near(self, fields: frozenset[str]) -> Node:
         start = self.peek()
         node = self.parse_scoped(fields)
+        chained = 0
         while (token := self.peek()) is not None and token.kind == "NEAR":
             self.take()
+            chained += 1
+            if chained > MAX_NEAR_CHAIN:
+                # A NEAR chain nests (((a NEAR b) NEAR c) ...): matching recurses once per link.
+                raise ExprSyntaxError(f"too many NEAR in a row (at most {MAX_NEAR_CHAIN})", token.offset)
             operand_start = self.peek()
             right = self.parse_scoped(fields)
             for operand, at in ((node, start), (right, operand_start)):
@@ -249,7 +270,9 @@ class _Parser:
             raise ExprSyntaxError("expression ends where a term or '(' was expected", len(self.text))
         if token.kind == "(":
             self.take()
+            self.deeper(token)
             node = self.parse_or(fields)
+            self.depth -= 1
             closing = self.peek()
             if closing is None or closing.kind != ")":
                 raise ExprSyntaxError("unbalanced parentheses: '(' is never closed", token.offset)

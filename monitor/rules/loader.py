@@ -30,7 +30,7 @@ from monitor.rules.matcher import RuleSet
 from monitor.rules.schema import DEFAULT_FIELDS, Actor, ActorModel, Rule, RuleFileModel, RuleModel
 from monitor.rules.terms import Term, TermSyntaxError, parse_term
 from monitor.timeutil import parse_duration
-from monitor.yamlsource import LocatedYaml, load_yaml, validation_error
+from monitor.yamlsource import MAX_YAML_BYTES, LocatedYaml, load_yaml, validation_error
 
 __all__ = ["load_rules", "rule_files"]
 
@@ -65,6 +65,10 @@ class _SourceFile:
     @classmethod
     def read(cls, path: Path) -> _SourceFile:
         try:
+            if path.stat().st_size > MAX_YAML_BYTES:
+                raise RuleError(
+                    f"larger than {MAX_YAML_BYTES // 1024} KiB; refusing to read it", file=str(path)
+                )
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise RuleError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from exc
