@@ -13,6 +13,9 @@ Semantics of `html_to_text`:
   lines are stripped; inside `<pre>` line breaks are kept. Control characters other than newline are dropped,
   except C1 characters that windows-1252 assigns (text mis-decoded as ISO-8859-1): they get that meaning.
 - Never raises on malformed HTML: unclosed tags end at the end of the input, stray end tags are ignored.
+  Text inside an element that hides it (object, iframe, noscript, ...) but is never closed is kept, since a
+  browser shows it too (an unclosed <object> used to swallow the rest of the article); an unclosed script or
+  style stays hidden. An unclosed comment hides the rest of the input, as in a browser.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ __all__ = ["html_to_text", "looks_like_html", "normalize_plain_text", "single_li
 
 # Elements whose content is never reader-visible article text.
 _HIDDEN = frozenset({"script", "style", "template", "noscript", "svg", "iframe", "object", "head"})
+
+# Hidden elements whose content is code: hidden even when the element is never closed.
+_CODE = frozenset({"script", "style"})
 
 # Elements that start and end a paragraph.
 _BLOCKS = frozenset(
@@ -110,21 +116,37 @@ class _TextCollector(HTMLParser):
         self.parts: list[str] = []
         self._hidden_stack: list[str] = []
         self._pre_depth = 0
+        # Text met while hidden: (index of its placeholder in parts, text, the hidden stack at that point).
+        # close() restores it when the elements hiding it turn out never to be closed.
+        self._held: list[tuple[int, str, tuple[str, ...]]] = []
+
+    def close(self) -> None:
+        super().close()
+        if not self._hidden_stack:
+            return
+        unclosed = tuple(self._hidden_stack)
+        for index, text, stack in self._held:
+            hidden_by_unclosed_only = unclosed[: len(stack)] == stack
+            if hidden_by_unclosed_only and not _CODE.intersection(stack):
+                self.parts[index] = text
+
+    def _hold(self, text: str) -> None:
+        self._held.append((len(self.parts), text, tuple(self._hidden_stack)))
+        self.parts.append("")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _HIDDEN:
             self._hidden_stack.append(tag)
             return
+        self._break_for(tag)
         if self._hidden_stack:
             return
-        self._break_for(tag)
         if tag == "pre":
             self._pre_depth += 1
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         # <br/>, <p/>, <script/>: a self-closed element has no content, so it never opens a hidden scope.
-        if not self._hidden_stack:
-            self._break_for(tag)
+        self._break_for(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if self._hidden_stack:
@@ -132,13 +154,11 @@ class _TextCollector(HTMLParser):
                 # Close the innermost matching hidden element and anything left open inside it.
                 while self._hidden_stack and self._hidden_stack.pop() != tag:
                     pass
+            self._break_for(tag, end=True)
             return
         if tag == "pre" and self._pre_depth:
             self._pre_depth -= 1
-        if tag in _BLOCKS:
-            self.parts.append(_PARAGRAPH)
-        elif tag in _CELLS:
-            self.parts.append(" ")
+        self._break_for(tag, end=True)
 
     def unknown_decl(self, data: str) -> None:
         # A CDATA section inside HTML is a feed that wrapped its HTML twice; its inside is the article.
@@ -149,20 +169,24 @@ class _TextCollector(HTMLParser):
             self.parts.extend(inner.parts)
 
     def handle_data(self, data: str) -> None:
-        if self._hidden_stack:
-            return
         data = _CONTROL.sub(" ", data.translate(_C1_REPAIR).replace("\r\n", "\n").replace("\r", "\n"))
         if self._pre_depth:
             data = data.replace("\n", _LINE)
-        self.parts.append(data)
+        self._emit(data)
 
-    def _break_for(self, tag: str) -> None:
-        if tag == "br":
-            self.parts.append(_LINE)
+    def _emit(self, text: str) -> None:
+        if self._hidden_stack:
+            self._hold(text)
+        else:
+            self.parts.append(text)
+
+    def _break_for(self, tag: str, *, end: bool = False) -> None:
+        if tag == "br" and not end:
+            self._emit(_LINE)
         elif tag in _BLOCKS:
-            self.parts.append(_PARAGRAPH)
+            self._emit(_PARAGRAPH)
         elif tag in _CELLS:
-            self.parts.append(" ")
+            self._emit(" ")
 
 
 def html_to_text(html: str) -> str:
@@ -171,12 +195,20 @@ def html_to_text(html: str) -> str:
         # No markup: all whitespace, newlines included, is one space in HTML.
         return " ".join(_CONTROL.sub(" ", html.translate(_C1_REPAIR)).split())
     collector = _TextCollector()
-    collector.feed(html)
+    collector.feed(_without_unclosed_comment(html))
     collector.close()
     raw = "".join(collector.parts)
     # Source newlines outside <pre> are ordinary whitespace in HTML.
     raw = raw.replace("\n", " ").replace(_LINE, "\n").replace(_PARAGRAPH, "\n\n")
     return _tidy(raw)
+
+
+def _without_unclosed_comment(html: str) -> str:
+    """The input up to a last "<!--" that is never closed: a browser hides the rest, HTMLParser emits it."""
+    start = html.rfind("<!--")
+    if start >= 0 and html.find("-->", start + 4) < 0:
+        return html[:start]
+    return html
 
 
 def looks_like_html(text: str) -> bool:

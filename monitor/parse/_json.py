@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -103,12 +104,15 @@ def _json_feed(
     unusable = Unusable()
     skipped = 0
     unreadable: list[str] = []
+    # JSON Feed 1.1: an item without authors has the feed's (1.0: `author`).
+    feed_author = _json_feed_author(document)
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             skipped += 1
             continue
         try:
-            entries.append(_json_feed_item(item, bases=(base_url, feed_url, home), unusable=unusable))
+            entry = _json_feed_item(item, bases=(base_url, feed_url, home), unusable=unusable)
+            entries.append(entry if entry.author or not feed_author else replace(entry, author=feed_author))
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             # One item this code cannot read must not cost the items beside it.
             unreadable.append(f"item {index + 1}: {type(exc).__name__}: {exc}")

@@ -8,6 +8,7 @@ DOCTYPE (keeping only simple internal entities) and turns off external general e
 from __future__ import annotations
 
 import io
+import re
 import xml.sax
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,8 @@ def parse_xml_feed(
     data: bytes, *, source: str, content_type: str | None, base_url: str | None, warnings: list[str]
 ) -> ParsedFeed:
     """Read an XML feed. Raises ParseError when the document is no RSS, RDF or Atom feed."""
+    data = _hide_entry_images(data)
+    data, content_type = _utf8_declared_as_single_byte(data, content_type, warnings)
     headers: dict[str, str] = {}
     if base_url:
         # feedparser resolves xml:base and relative links against the document's location.
@@ -94,6 +97,64 @@ def parse_xml_feed(
         entries=tuple(entries),
         warnings=(),  # the caller attaches the warnings of every step
     )
+
+
+_FIRST_ENTRY = re.compile(rb"<(?:entry|item)[\s>/]")
+_IMAGE_TAG = re.compile(rb"<(/?)image(?=[\s>/])")
+
+
+def _hide_entry_images(data: bytes) -> bytes:
+    """Rename unprefixed <image> elements from the first entry on, so feedparser ignores them.
+
+    feedparser reads an <image><title> nested in an entry (not standard in RSS or Atom, but common) as the
+    entry's title. The feed-level image before the entries keeps its name; we do not use it either way."""
+    first = _FIRST_ENTRY.search(data)
+    if first is None or b"image" not in data[first.start() :]:
+        return data
+    head, tail = data[: first.start()], data[first.start() :]
+    return head + _IMAGE_TAG.sub(rb"<\1monitor-ignored-image", tail)
+
+
+_DECLARED_ENCODING = re.compile(rb"""^(\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9._-]+)", re.IGNORECASE)
+_SINGLE_BYTE = frozenset(
+    {
+        "windows-1252",
+        "cp1252",
+        "iso-8859-1",
+        "iso8859-1",
+        "latin-1",
+        "latin1",
+        "iso-8859-15",
+        "us-ascii",
+        "ascii",
+    }
+)
+
+
+def _utf8_declared_as_single_byte(
+    data: bytes, content_type: str | None, warnings: list[str]
+) -> tuple[bytes, str | None]:
+    """A document declared windows-1252 or ISO-8859-1 (in its XML declaration or the HTTP charset) whose
+    bytes are valid UTF-8 with non-ASCII characters is UTF-8: text in those encodings almost never forms
+    valid multi-byte UTF-8 sequences, while mislabelled UTF-8 is common. Re-declare it as UTF-8."""
+    declared = _DECLARED_ENCODING.match(data)
+    header = _HEADER_CHARSET.search(content_type or "")
+    labels = [m.group(2).decode("ascii").lower() for m in (declared,) if m]
+    labels += [header.group(1).lower()] if header else []
+    single_byte = [label for label in labels if label in _SINGLE_BYTE]
+    if not single_byte or data.isascii():
+        return data, content_type
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data, content_type
+    if declared:
+        data = data[: declared.start(2)] + b"utf-8" + data[declared.end(2) :]
+    if header and content_type:
+        content_type = content_type[: header.start(1)] + "utf-8" + content_type[header.end(1) :]
+    warnings.append(f"declared as {single_byte[0]} but the bytes are valid UTF-8: read as UTF-8")
+    return data, content_type
 
 
 def _entry(raw: Mapping[str, Any], *, bases: tuple[str | None, ...], unusable: Unusable) -> Entry:
