@@ -230,6 +230,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._delivering: dict[str | None, asyncio.Task[None]] = {}  # per channel; None: all channels
         self._poll_slots = asyncio.Semaphore(8)
+        self._started = False  # the current configuration's runtime opened and is serving
         self._last_tick: datetime | None = None
         self._held_until: dict[
             str, datetime
@@ -251,9 +252,21 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         watchdog = self._start_watchdog()
+        running: tuple[MonitorConfig, RuleSet] | None = None  # the last version that started
         try:
             while not self._stop.is_set():
-                await self._run_with(config, ruleset)
+                self._started = False
+                try:
+                    await self._run_with(config, ruleset)
+                except Exception as exc:
+                    # SIGHUP never kills the daemon: a reloaded version that validated but cannot start (an
+                    # unusable database path, a channel that cannot be built) gives way to the running one.
+                    if self._started or running is None or (config, ruleset) == running:
+                        raise
+                    log.error("reload refused, keeping the running configuration: %s", _describe(exc))
+                    config, ruleset = running
+                    continue
+                running = (config, ruleset)
                 if self._reload.is_set() and not self._stop.is_set():
                     self._reload.clear()
                     systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
@@ -286,8 +299,8 @@ class Daemon:
         try:
             new_config = load_config(self.config_path)
             new_rules = check_config(new_config)
-        except MonitorError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc)
+        except Exception as exc:  # whatever goes wrong, SIGHUP never kills the daemon
+            log.error("reload refused, keeping the running configuration: %s", _describe(exc))
             return config, ruleset
         log.info(
             "reloaded %s: %d feeds, %d rules", self.config_path, len(new_config.feeds), len(new_rules.rules)
@@ -326,6 +339,7 @@ class Daemon:
         systemd.notify(
             "READY=1", f"STATUS=watching {len(config.feeds)} feeds with {len(ruleset.rules)} rules"
         )
+        self._started = True
         log.info(
             "monitor running: %d feeds, %d rules, %d channels, database %s",
             len(config.feeds),
@@ -469,3 +483,8 @@ class Daemon:
         )  # every channel: parks deliveries of channels no longer configured
         if any(counts.values()) or expired:
             log.info("housekeeping: pruned %s, expired %d story signatures", counts, expired)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason: monitor's own errors already name the file and line; anything else names its type."""
+    return str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"

@@ -152,6 +152,49 @@ def test_sighup_reloads_a_new_feed_and_refuses_an_invalid_config(tmp_path: Path)
             assert daemon.terminate() == 0
 
 
+@pytest.mark.slow
+def test_sighup_never_kills_the_daemon(tmp_path: Path) -> None:
+    """Any error while reloading keeps the old config and rules, logged with file and line: hostile YAML, a rule
+    file that breaks, and a new config that validates but cannot start (its database path is unusable)."""
+    with FeedServer() as server:
+        server.set("/a.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url("/a.xml")])
+        good = config.read_text(encoding="utf-8")
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("x", encoding="utf-8")
+        bad_versions = [
+            ("x: " + "[" * 5000 + "]" * 5000 + "\n", f"{config}:1:"),
+            (good + "rules: ./rules-that-break.yaml\n", "rules-that-break.yaml:3:"),
+            (
+                good.replace(
+                    f"database: {tmp_path / 'state' / 'monitor.db'}", f"database: {blocker / 'm.db'}"
+                ),
+                "m.db",
+            ),
+        ]
+        (tmp_path / "rules-that-break.yaml").write_text(
+            "rules:\n  - id: r\n    match: '" + "(" * 3000 + "a" + ")" * 3000 + "'\n", encoding="utf-8"
+        )
+        with DaemonProcess(config) as daemon:
+            daemon.wait_for_log("monitor running", timeout=60)  # a loaded test machine starts slowly
+            for number, (text, where) in enumerate(bad_versions, start=1):
+                config.write_text(text, encoding="utf-8")
+                daemon.send(signal.SIGHUP)
+                wait_until(
+                    lambda n=number: daemon.log().count("reload refused") >= n,
+                    timeout=20,
+                    what=f"refusal {number}",
+                )
+                refusal = daemon.log().split("reload refused")[number].splitlines()[0]
+                assert where in refusal, refusal
+                polls = server.count("/a.xml")
+                wait_until(lambda p=polls: server.count("/a.xml") > p, timeout=15, what="polling goes on")
+                assert daemon.running()
+            config.write_text(good, encoding="utf-8")
+            assert daemon.terminate() == 0
+        assert "Traceback" not in daemon.log()
+
+
 def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None:
     with FeedServer() as server:
         server.set("/wire.xml", FeedBuilder().rss())
