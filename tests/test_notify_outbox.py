@@ -365,3 +365,75 @@ def test_delivery_error_is_not_swallowed_into_a_bool() -> None:
 
         with pytest.raises(DeliveryError):
             asyncio.run(attempt())
+
+
+class UnprintableError(Exception):
+    """An exception whose repr and str raise: the worker must still record the failure."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+class UnprintableChannel:
+    name = "odd"
+    limits = ChannelLimits()
+
+    async def send(self, request: DeliveryRequest) -> None:
+        raise UnprintableError()
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_delivery_failing_for_an_unexpected_reason_gets_an_error_a_retry_and_finally_dead() -> None:
+    queue = MemoryQueue()
+    queue.add("msg_odd", "odd")
+    queue.add("msg_ok", "hook")
+    with WebhookReceiver() as hook:
+
+        async def scenario(channels: dict[str, Channel]) -> None:
+            report = await deliver(queue, {**channels, "odd": UnprintableChannel()})
+            assert report.retried == 1 and report.sent == 1
+            row = queue.rows["msg_odd"]
+            assert row.status == "pending" and "UnprintableError" in (row.last_error or "")
+            assert row.next_attempt_at > NOW
+            now = NOW
+            for _ in range(20):
+                if row.status != "pending":
+                    break
+                now = row.next_attempt_at
+                await deliver(queue, {"odd": UnprintableChannel()}, now)
+            assert row.status == "dead" and "UnprintableError" in (row.last_error or "")
+            assert row.history.count("retry") >= 5  # it went through the schedule, not dead at once
+
+        run_with({"hook": WebhookConfig(url=hook.url)}, scenario)
+    assert queue.status()["msg_ok"] == "sent"
+
+
+def test_a_delivery_goes_dead_only_after_a_real_attempt() -> None:
+    # Three old deliveries (past max_age) to a receiver that is down. The first failure stops the channel for
+    # the run; the others used to go dead "not attempted" without ever being sent.
+    queue = MemoryQueue()
+    for n in range(3):
+        queue.add(f"msg_{n}", "hook", created_at=NOW - timedelta(days=5))
+    with WebhookReceiver([503, 503, 503]) as hook:
+        report = deliver_once({"hook": WebhookConfig(url=hook.url, concurrency=1)}, queue)
+        sent_ids = sorted(r.headers["webhook-id"] for r in hook.requests)
+    assert queue.status() == {"msg_0": "dead", "msg_1": "dead", "msg_2": "dead"}
+    assert sent_ids == ["msg_0", "msg_1", "msg_2"]  # each one really tried once
+    for row in queue.rows.values():
+        assert "HTTP 503" in (row.last_error or "") and "not attempted" not in (row.last_error or "")
+    assert report.dead == 3
+
+
+def test_young_deliveries_are_still_deferred_when_the_channel_is_down() -> None:
+    queue = MemoryQueue()
+    for n in range(3):
+        queue.add(f"msg_{n}", "hook")
+    with WebhookReceiver([503]) as hook:
+        report = deliver_once({"hook": WebhookConfig(url=hook.url, concurrency=1)}, queue)
+    assert len(hook.requests) == 1 and (report.retried, report.deferred) == (1, 2)
+    assert set(queue.status().values()) == {"pending"}

@@ -13,7 +13,10 @@ Semantics (at-least-once):
   deliveries are parked until an operator re-enables it.
 - When a channel fails at the transport level (no answer, 429, 503, SMTP 421) its remaining deliveries of this
   run are not attempted: they are rescheduled as if they had failed the same way. A receiver that is down then
-  costs one timeout per run, not one per delivery.
+  costs one timeout per run, not one per delivery. A delivery the retry policy would give up on is tried for
+  real all the same: a delivery goes dead only after a real attempt, never by ageing behind other failures.
+- A failure nobody foresaw (a channel's bug, an exception whose repr fails, a bug in the worker itself) still
+  gives the delivery a last error and a next attempt on the schedule, and eventually the dead-letter queue.
 - Deliveries the rate limit cannot let through soon are put back until the bucket has room; that is not a
   failure (see retry.py on why this does not advance them towards the dead-letter queue).
 - A delivery for a channel that is disabled, or no longer configured (the config may come back on reload), is
@@ -132,10 +135,32 @@ class _Run:
     async def one(
         self, channel: Channel, state: _ChannelState, limiter: RateLimiter | None, request: DeliveryRequest
     ) -> None:
+        try:
+            await self.attempt(channel, state, limiter, request)
+        except Exception as unexpected:
+            # A bug in the worker's own handling (not the channel's: that is caught below) must still leave
+            # the delivery with a last error and a next attempt, never claimed and silent.
+            log.exception("delivery %s to %r: unexpected error in the worker", request.id, channel.name)
+            try:
+                self.failed(request, DeliveryError(channel.name, f"unexpected {_describe(unexpected)}"))
+            except Exception:
+                log.exception("delivery %s: cannot record the failure; parked", request.id)
+                now = self.clock()
+                self.queue.mark_retry(
+                    request.id, f"unexpected {_describe(unexpected)}", now, now + PARK_INTERVAL
+                )
+
+    async def attempt(
+        self, channel: Channel, state: _ChannelState, limiter: RateLimiter | None, request: DeliveryRequest
+    ) -> None:
         async with state.slots:
-            if state.stopped is not None:
+            if state.stopped is not None and not self.retry.gives_up(
+                now=self.clock(), created_at=request.created_at, attempt=request.attempt
+            ):
                 self.defer_after(request, state.stopped)
                 return
+            # A delivery the policy would give up on is tried for real even when the channel failed earlier in
+            # this run: a delivery goes dead only after a real attempt, never by ageing in the queue.
             if limiter is not None:
                 wait = limiter.reserve(MAX_INLINE_RATE_WAIT)
                 if wait is None:
@@ -158,7 +183,7 @@ class _Run:
                 state.stopped = timeout
             except Exception as unexpected:  # a bug in a channel must not stop the other deliveries
                 log.exception("channel %r raised unexpectedly on delivery %s", channel.name, request.id)
-                self.failed(request, DeliveryError(channel.name, f"unexpected {unexpected!r}"))
+                self.failed(request, DeliveryError(channel.name, f"unexpected {_describe(unexpected)}"))
             else:
                 self.queue.mark_sent(request.id, self.clock())
                 self.report.sent += 1
@@ -259,6 +284,14 @@ class _Run:
         self.queue.mark_retry(request.id, message, now, retry_at)
         self.report.deferred += 1
         self.report.add_error(request.channel, message)
+
+
+def _describe(exc: BaseException) -> str:
+    """repr(exc), or its type's name when even that fails (a third-party exception with a broken repr)."""
+    try:
+        return repr(exc)
+    except Exception:
+        return f"{type(exc).__name__} (its description failed)"
 
 
 @dataclass(slots=True)

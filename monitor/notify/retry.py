@@ -64,6 +64,11 @@ class RetryPolicy:
                 return index
         return len(self.schedule)
 
+    def gives_up(self, *, now: datetime, created_at: datetime | None, attempt: int) -> bool:
+        """Whether a failure at `now` would make the delivery dead (past max_age or past the schedule)."""
+        age = now - created_at if created_at is not None else timedelta(-1)
+        return age >= self.max_age or self.step_index(age, attempt) >= len(self.schedule)
+
     def next_attempt(
         self,
         *,
