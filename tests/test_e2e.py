@@ -435,3 +435,26 @@ def test_a_dead_delivery_is_shown_and_re_driven_and_a_disabled_channel_re_enable
     code = main(["deliveries", "enable", "hook", "--config", str(setup.config)])
     assert code == 1
     assert "not disabled" in capsys.readouterr().err
+
+
+def test_once_delivers_everything_it_decided_not_just_one_batch(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 6 deliveries (4 webhook, 2 mail) with a batch of 1: one delivery run used to send one of them.
+    text = setup.config.read_text(encoding="utf-8")
+    setup.config.write_text(text + "delivery:\n  batch: 1\n", encoding="utf-8")
+    code, out, _ = setup.once(capsys)
+    assert code == 0, out
+    assert len(setup.hook.requests) == 4 and len(setup.smtp.messages) == 2
+    assert "sent 6" in out and "0 pending" in out
+
+
+def test_once_prints_what_is_still_pending_and_why(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    setup.hook.respond_with([503] * 10)
+    code, out, _ = setup.once(capsys)
+    assert code == 0, out
+    assert len(setup.smtp.messages) == 2  # the mail channel is unaffected
+    assert "4 pending" in out
+    pending = [line for line in out.splitlines() if line.startswith("pending")]
+    assert pending, out
+    assert any("hook" in line and "HTTP 503" in line and "next attempt" in line for line in pending), pending

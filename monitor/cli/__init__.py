@@ -60,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     with_config(sub.add_parser("run", help="run the daemon: poll feeds on schedule and deliver alerts"))
-    with_config(sub.add_parser("once", help="poll every feed once, deliver the alerts, exit"))
+    once = with_config(sub.add_parser("once", help="poll every feed once, deliver the alerts, exit"))
+    once.add_argument(
+        "--deadline",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop delivering after this long and list what is still pending (default 300)",
+    )
     with_config(sub.add_parser("check", help="validate the configuration and the rules"))
 
     match = sub.add_parser(

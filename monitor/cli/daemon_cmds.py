@@ -9,8 +9,10 @@ import sys
 from typing import TextIO
 
 from monitor.config import MonitorConfig, load_config, refused_urls
+from monitor.notify import DeliveryReport
 from monitor.pipeline import FeedOutcome
 from monitor.service import Daemon, check_config, open_runtime, poll_all
+from monitor.store.records import DeliveryRow
 
 __all__ = ["cmd_check", "cmd_once", "cmd_run", "format_outcome", "run_once"]
 
@@ -39,7 +41,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_once(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
-    outcomes, delivered = asyncio.run(run_once(config))
+    outcomes, delivered = asyncio.run(run_once(config, deadline=getattr(args, "deadline", 300.0)))
     for outcome in outcomes:
         out.write(format_outcome(outcome) + "\n")
     failed = [o for o in outcomes if o.status == "error"]
@@ -50,15 +52,61 @@ def cmd_once(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def run_once(config: MonitorConfig) -> tuple[list[FeedOutcome], str]:
-    """Poll every configured feed once, then deliver everything that is due. Returns the outcomes and a
-    one-line delivery summary."""
+async def run_once(config: MonitorConfig, *, deadline: float = 300.0) -> tuple[list[FeedOutcome], str]:
+    """Poll every configured feed once, then deliver batch after batch until nothing is due or `deadline`
+    seconds have passed. Returns the outcomes and a delivery summary: one line, then per channel and reason a
+    "pending" line for what is still pending (a later retry, a deferral, or the deadline)."""
     ruleset = check_config(config)
     async with open_runtime(config, ruleset) as runtime:
         outcomes = await poll_all(runtime)
-        report = await runtime.deliver()
-        pending = runtime.store.delivery_counts().get("pending", 0)
-        return outcomes, f"{report}; {pending} pending"
+        total = DeliveryReport()
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + deadline
+        timed_out = False
+        while True:
+            if loop.time() >= stop_at:
+                timed_out = True
+                break
+            try:
+                report = await asyncio.wait_for(runtime.deliver(), timeout=max(stop_at - loop.time(), 0.001))
+            except TimeoutError:
+                timed_out = True
+                break
+            _add(total, report)
+            if report.sent + report.retried + report.dead + report.deferred == 0:
+                break  # nothing was due any more
+        pending = runtime.store.list_deliveries(statuses=("pending",), limit=100_000)
+        summary = f"{total}; {len(pending)} pending"
+        return outcomes, "\n".join([summary, *_pending_lines(pending, timed_out, deadline)])
+
+
+def _add(total: DeliveryReport, report: DeliveryReport) -> None:
+    total.sent += report.sent
+    total.retried += report.retried
+    total.dead += report.dead
+    total.deferred += report.deferred
+    total.disabled.extend(name for name in report.disabled if name not in total.disabled)
+    for channel, messages in report.errors.items():
+        for message in messages:
+            total.add_error(channel, message)
+
+
+def _pending_lines(pending: list[DeliveryRow], timed_out: bool, deadline: float) -> list[str]:
+    """One line per (channel, reason): how many, when the next one is due, and the last error."""
+    groups: dict[tuple[str, str], list[DeliveryRow]] = {}
+    for row in pending:
+        reason = row.last_error or (
+            f"not attempted before the {deadline:g}s deadline" if timed_out else "not attempted yet"
+        )
+        groups.setdefault((row.channel, reason), []).append(row)
+    lines = []
+    for (channel, reason), rows in sorted(groups.items()):
+        soonest = min(row.next_attempt_at for row in rows)
+        lines.append(
+            f"pending {channel}: {len(rows)} deliveries, next attempt at "
+            f"{soonest.isoformat(timespec='seconds')}: {reason}"
+        )
+    return lines
 
 
 def format_outcome(outcome: FeedOutcome) -> str:
