@@ -11,6 +11,7 @@ fields (passwords, webhook secrets) are pydantic SecretStr, so they never appear
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import timedelta
@@ -32,6 +33,7 @@ from monitor.netpolicy import NetworkPolicy
 from monitor.notify.email import EmailConfig
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
 from monitor.notify.webhook import WebhookConfig
+from monitor.redact import register_secret
 from monitor.timeutil import parse_duration
 from monitor.yamlsource import LocatedYaml, load_yaml_file, validation_error
 
@@ -47,6 +49,8 @@ __all__ = [
 
 # The bundled rule set: rules/ at the top of a source checkout (recognized by the pyproject.toml beside it), else
 # the copy a wheel ships inside the package as monitor/default_rules (see pyproject.toml, package-dir).
+log = logging.getLogger("monitor.config")
+
 _CHECKOUT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES = (
     _CHECKOUT / "rules"
@@ -213,13 +217,20 @@ def interpolate_env(doc: LocatedYaml, environ: dict[str, str] | None = None) -> 
     """Replace ${VAR} and ${VAR:-default} in every string of the document; `$${` stays a literal `${`."""
     env = dict(os.environ) if environ is None else environ
 
+    def substitute(match: re.Match[str], path: tuple[str | int, ...]) -> str:
+        result = _substitute(match, env, doc, path)
+        if path and path[-1] == "url" and match.group(1):
+            # A variable inside a feed or webhook URL is a secret (a token): masked wherever it is shown.
+            register_secret(result, match.group(0))
+        return result
+
     def walk(value: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(value, dict):
             return {k: walk(v, (*path, k)) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
         if isinstance(value, str) and "$" in value:
-            return _VAR.sub(lambda m: _substitute(m, env, doc, path), value)
+            return _VAR.sub(lambda m: substitute(m, path), value)
         return value
 
     return walk(doc.data, ())
@@ -262,6 +273,7 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
         config = MonitorConfig.model_validate({**data, "source": str(path)})
     except ValidationError as exc:
         raise validation_error(exc, doc) from exc
+    _warn_if_secrets_are_readable(path, doc)
     base = path.resolve().parent
     return config.model_copy(
         update={
@@ -269,6 +281,44 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
             "rules": _resolve(base, config.rules) if "rules" in data else config.rules,
         }
     )
+
+
+_SECRET_KEYS = frozenset({"password", "secret"})
+
+
+def _warn_if_secrets_are_readable(path: Path, doc: LocatedYaml) -> None:
+    """Log a warning, with file:line, for each secret written literally in a config file that its group or
+    other users can read. A secret taken from the environment (${VAR}) is not in the file."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    channels = doc.data.get("channels") if isinstance(doc.data, dict) else None
+    if not isinstance(channels, dict):
+        return
+    for name, channel in channels.items():
+        if not isinstance(channel, dict):
+            continue
+        for key in sorted(_SECRET_KEYS & channel.keys()):
+            value = channel[key]
+            if isinstance(value, str) and value and "${" not in value:
+                pos = doc.locate(("channels", name, key))
+                log.warning(
+                    "%s:%d: channels.%s.%s: the file holds a secret and is readable by %s (mode %04o); "
+                    "chmod 600 it, or take the secret from the environment with ${VAR}",
+                    pos.file,
+                    pos.line,
+                    name,
+                    key,
+                    "group and others"
+                    if mode & 0o070 and mode & 0o007
+                    else "group"
+                    if mode & 0o070
+                    else "others",
+                    mode,
+                )
 
 
 def refused_urls(config: MonitorConfig) -> list[ConfigError]:

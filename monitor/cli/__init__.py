@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from monitor import __version__
 from monitor.errors import ConfigError, MonitorError
+from monitor.redact import RedactingFilter, RedactingWriter
 
 __all__ = ["build_parser", "emit_json", "main"]
 
@@ -143,6 +144,9 @@ def setup_logging(verbose: bool, level: str = "INFO") -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else getattr(logging, level), format=fmt, stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     for noisy in ("httpx", "httpcore", "apscheduler", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -180,7 +184,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     }
     if getattr(args, "config", "unset") is None:
         args.config = _default_config()
-    return handlers[args.command](args, sys.stdout)
+    # Everything the CLI prints passes the redactor: a ${VAR} inside a URL shows as written, not as its value.
+    return handlers[args.command](args, RedactingWriter(sys.stdout))  # type: ignore[arg-type]
 
 
 def emit_json(out: TextIO, obj: Any) -> None:

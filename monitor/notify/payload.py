@@ -21,6 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from monitor.redact import redact
 from monitor.timeutil import to_iso
 from monitor.types import Hit, Item, Match
 
@@ -75,7 +76,7 @@ def _story_item(item: Item) -> dict[str, Any]:
         "key": item.key,
         "title": item.title,
         "link": item.link,
-        "feed": {"url": item.feed_url, "title": item.feed_title},
+        "feed": {"url": redact(item.feed_url), "title": item.feed_title},
         "published": to_iso(item.published),
     }
 
@@ -100,7 +101,7 @@ def alert_payload(
             "title": item.title,
             "link": item.link,
             "url": item.url,
-            "feed": {"url": item.feed_url, "title": item.feed_title},
+            "feed": {"url": redact(item.feed_url), "title": item.feed_title},
             "published": to_iso(item.published),
             "language": item.language,
             "categories": list(item.categories),
