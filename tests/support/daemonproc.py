@@ -115,6 +115,9 @@ def write_config(
     return path
 
 
+STARTUP_TIMEOUT = 120.0  # seconds; see DaemonProcess.__enter__
+
+
 class DaemonProcess:
     """`python -m monitor run --config PATH` in a subprocess; stderr goes to a file (never a full pipe)."""
 
@@ -169,6 +172,12 @@ class DaemonProcess:
         assert text in self.log(), f"daemon exited before logging {text!r}; log:\n{self.log()}"
 
     def __enter__(self) -> Self:
+        # Give the daemon its start-up time before the test's own (short) waits begin: on a loaded test machine
+        # importing and loading the rules alone took 15 s, and every daemon test then timed out. Not an
+        # assertion: a daemon that is meant to fail at start simply exits, and the test checks that.
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline and self.running() and "monitor running" not in self.log():
+            time.sleep(0.05)
         return self
 
     def __exit__(
@@ -211,6 +220,12 @@ class NotifySocket:
         Path(self._dir).rmdir()
 
     def __enter__(self) -> Self:
+        # Give the daemon its start-up time before the test's own (short) waits begin: on a loaded test machine
+        # importing and loading the rules alone took 15 s, and every daemon test then timed out. Not an
+        # assertion: a daemon that is meant to fail at start simply exits, and the test checks that.
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline and self.running() and "monitor running" not in self.log():
+            time.sleep(0.05)
         return self
 
     def __exit__(
