@@ -94,6 +94,7 @@ class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]  # lower-cased names
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one TCP connection per distinct peer
 
 
 class FeedServer:
@@ -228,7 +229,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         feeds = self.server.feeds
         feeds.record(
-            RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+            RecordedRequest(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                (str(self.client_address[0]), int(self.client_address[1])),
+            )
         )
         route = feeds.lookup(self.path)
         if route is None:
