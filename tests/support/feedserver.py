@@ -201,6 +201,9 @@ def feed_server() -> Iterator[FeedServer]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = True
+    # socketserver's default backlog is 5: with eight fetches at once and the accept thread starved of CPU on a
+    # loaded machine, further SYNs were dropped and the client's connect timed out after 10 s.
+    request_queue_size = 128
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], feeds: FeedServer

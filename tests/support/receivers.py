@@ -68,6 +68,7 @@ class RecordedRequest:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's backlog of 5 drops connections on a loaded machine
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (timeout tests) leaves a broken pipe behind: expected, not worth a traceback.
