@@ -25,6 +25,7 @@ TLS handshake succeeded: smtplib raises before sending anything else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -43,6 +44,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor.errors import DeliveryError
 from monitor.notify.limits import ChannelLimits, ChannelOptions
+from monitor.notify.payload import shrunk_alerts
 from monitor.notify.templates import DEFAULT_SUBJECT, compile_template, oneline, render, render_subject
 from monitor.types import DeliveryRequest
 
@@ -265,9 +267,25 @@ class EmailChannel:
         return f"EmailChannel({self.name!r}, host={self.config.host!r})"
 
     def message(self, request: DeliveryRequest, now: datetime | None = None) -> EmailMessage:
+        """The message, with the alerts cut (see payload.cap_payload) until it is at most max_body_bytes."""
+        limit = self.config.max_body_bytes
         try:
-            return build_message(
+            message = build_message(
                 request, self.config, subject_template=self._subject, now=now or datetime.now(UTC)
+            )
+            for tightness in (2, 4, 8, 16, 32):  # two bodies (text and HTML) share the budget
+                if len(message.as_bytes()) <= limit:
+                    return message
+                cut = dataclasses.replace(request, alerts=shrunk_alerts(request.alerts, limit, tightness))
+                message = build_message(
+                    cut, self.config, subject_template=self._subject, now=now or datetime.now(UTC)
+                )
+            if len(message.as_bytes()) <= limit:
+                return message
+            raise DeliveryError(
+                self.name,
+                f"the message is {len(message.as_bytes())} bytes with every alert cut, over max_body_bytes ({limit})",
+                retryable=False,
             )
         except (TemplateError, KeyError, TypeError, ValueError) as exc:
             raise DeliveryError(self.name, f"cannot build the message: {exc!r}", retryable=False) from exc

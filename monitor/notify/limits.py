@@ -76,6 +76,12 @@ class ChannelOptions(BaseModel):
         "group_interval); the period starts with the first alert after the previous digest",
     )
 
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        description="a webhook body or an e-mail is at most this large: alerts are cut to fit (see 'truncated')",
+    )
+
     def limits(self) -> ChannelLimits:
         return ChannelLimits(concurrency=self.concurrency, rate=self.rate, deadline=2 * self.timeout + 5)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -26,19 +26,31 @@ from monitor.timeutil import to_iso
 from monitor.types import Hit, Item, Match
 
 __all__ = [
+    "MAX_HITS",
+    "MAX_PAYLOAD_BYTES",
     "MAX_STORY_ITEMS",
     "PAYLOAD_VERSION",
     "SUMMARY_EXCERPT_CHARS",
     "alert_payload",
     "attach_item",
+    "cap_payload",
     "digest_payload",
     "explain",
     "payload_schema",
+    "shrunk_alerts",
 ]
 
 PAYLOAD_VERSION = 1
 SUMMARY_EXCERPT_CHARS = 500
 MAX_STORY_ITEMS = 20  # later items listed in story.items; story.item_count keeps counting past it
+# A feed decides how long a title is, how many categories an item has and (through its text) how many hits a
+# rule finds. What we store and send is capped: a 1 MB title must not become a 1 MB webhook body per channel.
+MAX_PAYLOAD_BYTES = 256 * 1024  # an alert payload as JSON; webhook bodies and e-mails default to the same
+MAX_TITLE_CHARS = 1000
+MAX_HITS = 50
+MAX_CATEGORIES = 50
+MAX_SHORT_TEXT_CHARS = 200  # a hit's text, a category, a feed title
+MAX_URL_CHARS = 4096
 
 
 def excerpt(text: str, limit: int = SUMMARY_EXCERPT_CHARS) -> str:
@@ -119,7 +131,84 @@ def alert_payload(
             "sources": [item.feed_title] if item.feed_title else [],
             "items": [],
         }
-    return payload
+    return cap_payload(payload)
+
+
+def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """A copy of an alert payload within the field caps above and within `max_bytes` as JSON.
+
+    Titles and summaries are cut at a word ('…'), hits and categories are capped, over-long URLs are dropped
+    (a cut URL would point elsewhere); if the payload is still too large the summary, the story's item list
+    and the hits shrink further. Every cut is named in `truncated` (e.g. "hits: 50 of 20000"), so a receiver
+    can tell a short title from a cut one. A payload that needs no cut is returned unchanged (no `truncated`)."""
+    result = copy.deepcopy(dict(payload))
+    cuts: list[str] = list(result.get("truncated") or [])
+    item: dict[str, Any] = result["item"] if isinstance(result.get("item"), dict) else {}
+
+    def cut_text(node: dict[str, Any], key: str, limit: int, name: str) -> None:
+        value = node.get(key)
+        if isinstance(value, str) and len(value) > limit:
+            node[key] = excerpt(value, limit)
+            cuts.append(f"{name}: {limit} of {len(value)} characters")
+
+    def cut_list(node: dict[str, Any], key: str, limit: int, name: str) -> None:
+        value = node.get(key)
+        if isinstance(value, list) and len(value) > limit:
+            node[key] = value[:limit]
+            cuts.append(f"{name}: {limit} of {len(value)}")
+
+    cut_text(item, "title", MAX_TITLE_CHARS, "item.title")
+    cut_text(item, "summary", SUMMARY_EXCERPT_CHARS, "item.summary")
+    for key in ("link", "url"):
+        value = item.get(key)
+        if isinstance(value, str) and len(value) > MAX_URL_CHARS:
+            item[key] = None
+            cuts.append(f"item.{key}: dropped, {len(value)} characters")
+    cut_list(item, "categories", MAX_CATEGORIES, "item.categories")
+    if isinstance(item.get("categories"), list):
+        item["categories"] = [
+            excerpt(c, MAX_SHORT_TEXT_CHARS) if isinstance(c, str) else c for c in item["categories"]
+        ]
+    cut_list(result, "hits", MAX_HITS, "hits")
+    for hit in result.get("hits") or []:
+        if (
+            isinstance(hit, dict)
+            and isinstance(hit.get("text"), str)
+            and len(hit["text"]) > MAX_SHORT_TEXT_CHARS
+        ):
+            hit["text"] = excerpt(hit["text"], MAX_SHORT_TEXT_CHARS)
+            if "hits.text" not in cuts:
+                cuts.append("hits.text")
+    cut_text(result, "explanation", MAX_TITLE_CHARS, "explanation")
+    # Still too large (a tight max_bytes, or many story items): shrink in steps, biggest savings first.
+    story: dict[str, Any] = result["story"] if isinstance(result.get("story"), dict) else {}
+    steps: list[Callable[[], None]] = [
+        lambda: cut_text(item, "summary", 100, "item.summary"),
+        lambda: cut_list(story, "items", 3, "story.items"),
+        lambda: cut_list(result, "hits", 5, "hits"),
+        lambda: cut_text(item, "title", 200, "item.title"),
+        lambda: cut_list(item, "categories", 5, "item.categories"),
+    ]
+    for step in steps:
+        if _json_size(result, cuts) <= max_bytes:
+            break
+        step()
+    if cuts:
+        result["truncated"] = cuts
+    return result
+
+
+def shrunk_alerts(
+    alerts: Sequence[Mapping[str, Any]], max_bytes: int, tightness: int
+) -> tuple[dict[str, Any], ...]:
+    """The alerts of one delivery cut to share `max_bytes` / `tightness` (a channel whose rendered message is
+    still too large tries again with a higher tightness)."""
+    share = max(max_bytes // (tightness * max(len(alerts), 1)), 1024)
+    return tuple(cap_payload(alert, share) for alert in alerts)
+
+
+def _json_size(payload: Mapping[str, Any], cuts: list[str]) -> int:
+    return len(json.dumps({**payload, "truncated": cuts}, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def attach_item(payload: dict[str, Any], item: Item) -> dict[str, Any]:
@@ -137,7 +226,7 @@ def attach_item(payload: dict[str, Any], item: Item) -> dict[str, Any]:
         story["sources"].append(item.feed_title)
     if len(story["items"]) < MAX_STORY_ITEMS:
         story["items"].append(_story_item(item))
-    return updated
+    return cap_payload(updated)
 
 
 def digest_payload(delivery_id: str, alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

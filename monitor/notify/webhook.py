@@ -14,6 +14,7 @@ How answers are classified (DeliveryError.retryable):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from monitor import __version__
 from monitor.errors import DeliveryError, EndpointGoneError, NetworkPolicyError
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify.limits import ChannelLimits, ChannelOptions
+from monitor.notify.payload import shrunk_alerts
 from monitor.notify.presets import Preset, ntfy_target, preset_body
 from monitor.notify.signing import secret_key, sign
 from monitor.notify.templates import TemplateError, compile_template, template_context
@@ -192,9 +194,26 @@ class WebhookChannel:
             headers["webhook-signature"] = sign(self._key, request.id, timestamp, body)
         return headers
 
+    def fitted_body(self, request: DeliveryRequest) -> tuple[bytes, str]:
+        """`body`, with the alerts cut (see payload.cap_payload) until it is at most max_body_bytes."""
+        limit = self.config.max_body_bytes
+        body, content_type = self.body(request)
+        for tightness in (1, 2, 4, 8, 16):
+            if len(body) <= limit:
+                return body, content_type
+            alerts = shrunk_alerts(request.alerts, limit, tightness)
+            body, content_type = self.body(dataclasses.replace(request, alerts=alerts))
+        if len(body) <= limit:
+            return body, content_type
+        raise DeliveryError(
+            self.name,
+            f"the body is {len(body)} bytes with every alert cut, over max_body_bytes ({limit})",
+            retryable=False,
+        )
+
     async def send(self, request: DeliveryRequest) -> None:
         """POST the delivery; return when the receiver accepted it (2xx). Raises DeliveryError otherwise."""
-        body, content_type = self.body(request)
+        body, content_type = self.fitted_body(request)
         try:
             await self._policy.check_url(self._post_url)
         except NetworkPolicyError as exc:
