@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
 from monitor.fetch import Fetcher, backoff_delay
+from monitor.metrics import Metrics
 from monitor.normalize import normalize_entries
 from monitor.notify import alert_payload
 from monitor.parse import parse_feed
@@ -47,6 +49,7 @@ class FeedOutcome:
     error: str | None = None
     next_fetch_at: datetime | None = None
     warnings: tuple[str, ...] = ()
+    fetch_seconds: float | None = None  # how long the fetch took; None when it did not get that far
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Pipeline:
     stories: StoryIndex
     clock: Callable[[], datetime] = utcnow
     channel_names: Sequence[str] = field(default_factory=tuple)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -79,23 +83,30 @@ class Pipeline:
         interval = self.config.feed_interval(feed)
         state = self.store.feed_state(url)
         error_count = state.error_count if state else 0
+        due = state.next_fetch_at if state else None
+        lag = (self.clock() - due).total_seconds() if due is not None else None
         try:
-            return await self._poll(feed, state, interval)
+            outcome = await self._poll(feed, state, interval)
         except Exception as exc:
-            log.exception("feed %s: unexpected error while processing it", url)
-            return self._failed(
+            log.exception("feed %s: unexpected error while processing it", url, extra={"feed": url})
+            outcome = self._failed(
                 url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
             )
+        self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
+        return outcome
 
     async def _poll(self, feed: FeedConfig, state: FeedState | None, interval: timedelta) -> FeedOutcome:
         url = feed.url
         etag = state.etag if state else None
         last_modified = state.last_modified if state else None
         error_count = state.error_count if state else 0
+        started = time.monotonic()
         try:
             result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
-            return self._failed(url, exc.message, error_count, interval, exc.retry_after)
+            failed = self._failed(url, exc.message, error_count, interval, exc.retry_after)
+            return replace(failed, fetch_seconds=time.monotonic() - started)
+        fetch_seconds = time.monotonic() - started
         now = self.clock()
         if result.not_modified or result.content is None:
             update = FeedUpdate(
@@ -106,13 +117,16 @@ class Pipeline:
                 last_modified=result.last_modified or last_modified,
             )
             self.store.commit_fetch(update)
-            return FeedOutcome(url, "not-modified", next_fetch_at=update.next_fetch_at)
+            return FeedOutcome(
+                url, "not-modified", next_fetch_at=update.next_fetch_at, fetch_seconds=fetch_seconds
+            )
         try:
             parsed = parse_feed(
                 result.content, source=url, content_type=result.content_type, base_url=result.final_url
             )
         except ParseError as exc:
-            return self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None)
+            failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None)
+            return replace(failed, fetch_seconds=fetch_seconds)
         items = normalize_entries(
             parsed,
             feed_url=url,
@@ -130,7 +144,7 @@ class Pipeline:
         )
         outcome = self.record(update, items)
         for warning in parsed.warnings:
-            log.info("feed %s: %s", url, warning)
+            log.info("feed %s: %s", url, warning, extra={"feed": url})
         return FeedOutcome(
             url,
             "ok",
@@ -141,6 +155,7 @@ class Pipeline:
             folded=outcome.folded,
             next_fetch_at=update.next_fetch_at,
             warnings=parsed.warnings,
+            fetch_seconds=fetch_seconds,
         )
 
     def record(self, update: FeedUpdate, items: Sequence[Item]) -> FeedOutcome:
@@ -187,6 +202,12 @@ class Pipeline:
             digests=self._digests,
         )
         self.store.touch_seen((item.key for item in items if item.key not in unseen), now)
+        self.metrics.recorded(
+            new_items=len(new_items),
+            matches=(m.rule_id for n in new_items for m in n.matches),
+            alerts=(a.rule_id for a in alerts),
+            notifications=(channel for a in alerts for channel in a.channels),
+        )
         return FeedOutcome(
             update.url,
             "ok",
@@ -256,7 +277,12 @@ class Pipeline:
         next_fetch_at = now + backoff_delay(error_count + 1, interval, retry_after)
         self.store.record_fetch_failure(url, error, now, next_fetch_at)
         log.warning(
-            "feed %s failed (%d in a row): %s; next try %s", url, error_count + 1, error, next_fetch_at
+            "feed %s failed (%d in a row): %s; next try %s",
+            url,
+            error_count + 1,
+            error,
+            next_fetch_at,
+            extra={"feed": url},
         )
         return FeedOutcome(url, "error", error=error, next_fetch_at=next_fetch_at)
 

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import prometheus_client
+from prometheus_client import CollectorRegistry
+
+from monitor.metrics import CONTENT_TYPE, Metrics, StoreCollector
 from monitor.store import SQLiteStore
 from monitor.timeutil import to_iso
 
@@ -65,34 +71,12 @@ def health(last_tick: datetime | None, now: datetime, tick_seconds: float) -> tu
     return True, "ok"
 
 
-def prometheus_text(snap: dict[str, Any]) -> str:
-    """The snapshot as Prometheus exposition text (gauges; totals are gauges of the current table sizes)."""
-    lines: list[str] = []
-
-    def gauge(name: str, help_text: str, value: float, labels: str = "") -> None:
-        if not any(line.startswith(f"# HELP {name} ") for line in lines):
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-        lines.append(f"{name}{labels} {value:g}")
-
-    gauge("monitor_feeds_active", "Feeds in the configuration.", snap["feeds"]["active"])
-    gauge("monitor_feeds_failing", "Feeds whose last poll failed.", snap["feeds"]["failing"])
-    for status in ("pending", "dead", "sent"):
-        gauge(
-            "monitor_deliveries",
-            "Deliveries by status.",
-            snap["deliveries"][status],
-            f'{{status="{status}"}}',
-        )
-    gauge(
-        "monitor_oldest_pending_delivery_seconds",
-        "Age of the oldest delivery not yet accepted by its receiver.",
-        snap["deliveries"]["oldest_pending_seconds"],
-    )
-    gauge("monitor_channels_disabled", "Channels disabled after HTTP 410.", len(snap["disabled_channels"]))
-    for table, count in sorted(snap["totals"].items()):
-        gauge("monitor_rows", "Rows per store table.", count, f'{{table="{table}"}}')
-    return "\n".join(lines) + "\n"
+def prometheus_text(store: SQLiteStore, now: datetime, metrics: Metrics | None = None) -> bytes:
+    """`/metrics`: the daemon's counters and histograms, then the gauges of the state of record (read now)."""
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(lambda: snapshot(store, now), store.list_feeds))
+    counters = metrics.exposition() if metrics is not None else b""
+    return counters + prometheus_client.generate_latest(registry)
 
 
 @dataclass
@@ -103,6 +87,8 @@ class StatusServer:
     clock: Callable[[], datetime]
     last_tick: Callable[[], datetime | None]
     tick_seconds: float
+    metrics: Metrics | None = None
+    token: str | None = None  # when set, every request but /healthz must carry it
     host: str = "127.0.0.1"
     port: int = 9464
     _server: asyncio.Server | None = None
@@ -138,6 +124,20 @@ class StatusServer:
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
 
+    def _authorized(self, head: bytes, query: dict[str, list[str]]) -> bool:
+        """The configured token, as `Authorization: Bearer TOKEN` or `?token=TOKEN` (for a feed reader that
+        cannot send headers), compared in constant time."""
+        assert self.token is not None
+        offered = query.get("token", [])
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "authorization":
+                scheme, _, credential = value.strip().partition(" ")
+                if scheme.lower() == "bearer":
+                    offered.append(credential.strip())
+        expected = self.token.encode()
+        return any(hmac.compare_digest(candidate.encode(), expected) for candidate in offered)
+
     def respond(self, head: bytes) -> tuple[str, str, bytes]:
         """(status line, content type, body) for one request head. Pure apart from reading the store."""
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -145,15 +145,18 @@ class StatusServer:
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             return "400 Bad Request", "text/plain", b"bad request\n"
         method, target = parts[0], parts[1].split("?", 1)[0]
+        query = urllib.parse.parse_qs(parts[1].partition("?")[2])
         if method != "GET":
             return "405 Method Not Allowed", "text/plain", b"only GET\n"
         now = self.clock()
         if target == "/healthz":
             ok, reason = health(self.last_tick(), now, self.tick_seconds)
             return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", f"{reason}\n".encode()
+        if self.token is not None and not self._authorized(head, query):
+            return "401 Unauthorized", "text/plain", b"a token is required (Authorization: Bearer TOKEN)\n"
         if target == "/status":
             body = json.dumps(snapshot(self.store, now), indent=2).encode() + b"\n"
             return "200 OK", "application/json", body
         if target == "/metrics":
-            return "200 OK", "text/plain; version=0.0.4", prometheus_text(snapshot(self.store, now)).encode()
+            return "200 OK", CONTENT_TYPE, prometheus_text(self.store, now, self.metrics)
         return "404 Not Found", "text/plain", b"not found: try /healthz, /status, /metrics\n"

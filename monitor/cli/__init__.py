@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor import __version__
+from monitor import __version__, logs
 from monitor.errors import ConfigError, MonitorError
 
 __all__ = ["build_parser", "emit_json", "main"]
@@ -127,17 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbose: bool, level: str = "INFO") -> None:
-    # Under systemd the journal adds timestamps; elsewhere we do.
-    fmt = (
-        "%(levelname)s %(name)s: %(message)s"
-        if os.environ.get("JOURNAL_STREAM")
-        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, level), format=fmt, stream=sys.stderr
-    )
-    for noisy in ("httpx", "httpcore", "apscheduler", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(logging.DEBUG if verbose else getattr(logging, level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

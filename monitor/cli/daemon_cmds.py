@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import TextIO
 
+from monitor import logs
 from monitor.config import MonitorConfig, load_config
 from monitor.pipeline import FeedOutcome
 from monitor.service import Daemon, check_config, open_runtime, poll_all
@@ -16,7 +17,7 @@ __all__ = ["cmd_check", "cmd_once", "cmd_run", "format_outcome", "run_once"]
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
-    logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.log_level)
+    logs.configure(logging.DEBUG if args.verbose else config.log_level, config.log_format)
     asyncio.run(Daemon(args.config, drain_timeout=config.drain_timeout.total_seconds()).run())
     return 0
 
