@@ -28,6 +28,7 @@ __all__ = ["JsonFormatter", "TextFormatter", "configure", "journal_owns_stderr",
 
 LogFormat = Literal["text", "json"]
 
+HANDLER_NAME = "monitor"
 NOISY_LOGGERS = ("httpx", "httpcore", "apscheduler", "mail.log")
 CONTEXT_FIELDS = ("feed", "channel", "delivery")
 MIN_SECRET_CHARS = 4  # shorter values would redact ordinary words; config validation asks for longer secrets
@@ -99,19 +100,39 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(line, ensure_ascii=False))
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever `sys.stderr` is at the time of each line (as logging's last-resort handler does), so
+    a handler made while stderr was temporarily replaced never writes to a closed stream later."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(
     level: int | str = logging.INFO, log_format: LogFormat = "text", stream: TextIO | None = None
 ) -> None:
-    """(Re)configure the root logger: one stderr handler in the given format."""
-    stream = stream or sys.stderr
+    """(Re)configure logging: one handler of ours on the root logger, in the given format, on `stream` (default:
+    the current stderr). A handler someone else installed (a test runner's) is left alone."""
+    handler: logging.StreamHandler[TextIO] = (
+        _StderrHandler() if stream is None else logging.StreamHandler(stream)
+    )
     timestamps = not journal_owns_stderr(stream)
-    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         JsonFormatter(timestamps=timestamps) if log_format == "json" else TextFormatter(timestamps=timestamps)
     )
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == HANDLER_NAME:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in NOISY_LOGGERS:
