@@ -31,6 +31,7 @@ from pydantic import (
 
 from monitor import logs
 from monitor.errors import ConfigError
+from monitor.health import HealthPolicy
 from monitor.notify.email import EmailConfig
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
 from monitor.notify.webhook import WebhookConfig
@@ -180,6 +181,38 @@ class StatusOptions(_Model):
         return parse_listen(self.listen) if self.listen else None
 
 
+def _silent_for(value: Any) -> Any:
+    if value is None or value == "auto":
+        return value
+    return parse_duration(value)
+
+
+class HealthOptions(_Model):
+    """Feed health notices (monitor.health): to which channels, and when a feed counts as failing or silent."""
+
+    notify: tuple[str, ...] = Field(default=(), description="channels that get feed health notices")
+    failing_for: Duration = Field(
+        default=timedelta(hours=1), description="a feed failing this long is notified (0s: at once)"
+    )
+    silent_for: Annotated[timedelta | Literal["auto"] | None, BeforeValidator(_silent_for)] = Field(
+        default=None, description="a feed without new items this long is notified; auto: from its usual gaps"
+    )
+    park_after: Duration | None = Field(
+        default=timedelta(days=7), description="a feed failing this long is parked (no longer polled)"
+    )
+    max_per_hour: int = Field(
+        default=20, ge=1, description="notices queued per hour at most, over all feeds (a network outage)"
+    )
+
+    def policy(self) -> HealthPolicy:
+        return HealthPolicy(
+            notify=self.notify,
+            failing_for=self.failing_for,
+            silent_for=self.silent_for,
+            park_after=self.park_after,
+        )
+
+
 class StoryOptions(_Model):
     window: Duration = timedelta(hours=72)
 
@@ -197,6 +230,7 @@ class MonitorConfig(_Model):
     retention: RetentionOptions = RetentionOptions()
     stories: StoryOptions = StoryOptions()
     status: StatusOptions = StatusOptions()
+    health: HealthOptions = HealthOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text", description="text lines, or one JSON object per line"
@@ -312,6 +346,17 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
     except ValidationError as exc:
         raise validation_error(exc, doc) from exc
     logs.set_secrets(config.secret_values())  # before anything can log a line that holds one
+    for index, name in enumerate(config.health.notify):
+        if name not in config.channels:
+            pos = doc.locate(("health", "notify", index))
+            known = ", ".join(sorted(config.channels)) or "none configured"
+            raise ConfigError(
+                f"unknown channel {name!r} (channels: {known})",
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                field=f"health.notify.{index}",
+            )
     base = path.resolve().parent
     return config.model_copy(
         update={

@@ -83,6 +83,12 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.health_notices = Counter(
+            "monitor_feed_health_notices",
+            "Feed health notices by condition and outcome (queued, or suppressed by the rate limit).",
+            ["condition", "outcome"],
+            registry=r,
+        )
         for outcome in ("ok", "not_modified", "error"):
             self.polls.labels(outcome)  # present at 0 from the start, so rate() works on the first failure
 
@@ -111,6 +117,11 @@ class Metrics:
             self.alerts.labels(rule).inc()
         for channel in notifications:
             self.notifications.labels(channel, kind).inc()
+
+    def health_notice(self, condition: str, outcome: str, channels: Iterable[str]) -> None:
+        self.health_notices.labels(condition, outcome).inc()
+        for channel in channels:
+            self.notifications.labels(channel, "feed_health").inc()
 
     def delivered(self, channel: str, outcome: str, latency_seconds: float | None = None) -> None:
         self.delivery_outcomes.labels(channel, outcome).inc()

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
 from monitor.fetch import Fetcher, backoff_delay
+from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
 from monitor.normalize import normalize_entries
 from monitor.notify import alert_payload
@@ -50,6 +51,9 @@ class FeedOutcome:
     next_fetch_at: datetime | None = None
     warnings: tuple[str, ...] = ()
     fetch_seconds: float | None = None  # how long the fetch took; None when it did not get that far
+    gone: bool = False  # the server answered 410 Gone
+    churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
+    notices: int = 0  # feed health notices queued after this poll
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Pipeline:
         if not self.channel_names:
             self.channel_names = tuple(self.config.channels)
         self._feeds: Mapping[str, FeedConfig] = {feed.url: feed for feed in self.config.feeds}
+        self.health_policy = self.config.health.policy()
         self._digests: Mapping[str, timedelta] = {
             name: channel.digest
             for name, channel in self.config.channels.items()
@@ -93,7 +98,56 @@ class Pipeline:
                 url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
             )
         self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
-        return outcome
+        try:
+            queued = self._check_health(outcome, interval)
+        except Exception:
+            # Health notices are about the feed, not the feed itself: a failure here must not undo the poll.
+            log.exception("feed %s: cannot assess its health", url, extra={"feed": url})
+            queued = 0
+        return replace(outcome, notices=queued) if queued else outcome
+
+    def _check_health(self, outcome: FeedOutcome, interval: timedelta) -> int:
+        """Assess the feed's health after this poll (monitor.health), queue the notices it calls for and park
+        the feed when it is gone. Returns the number of notices queued."""
+        url = outcome.url
+        now = self.clock()
+        health = self.store.feed_health(url, interval)
+        if health is None:
+            return 0
+        seen = PollSeen(
+            ok=outcome.status != "error",
+            gone=outcome.gone,
+            new_items=outcome.new_items,
+            churned=outcome.churned,
+        )
+        decision = assess(health, seen, self.health_policy, now)
+        if not decision.notices and decision.notified == health.notified and decision.park_reason is None:
+            return 0
+        channels = [name for name in self.health_policy.notify if name in self.channel_names]
+        room = self.config.health.max_per_hour - self.store.notices_since(now - timedelta(hours=1))
+        queued: list[tuple[dict[str, object], list[str]]] = []
+        for notice in decision.notices:
+            if channels and room > 0:
+                queued.append((notice.payload(now), channels))
+                room -= 1
+                log.warning("feed %s: health: %s", url, notice.detail, extra={"feed": url})
+                self.metrics.health_notice(notice.condition, "queued", channels)
+            else:
+                why = (
+                    "no health.notify channels"
+                    if not channels
+                    else (f"over health.max_per_hour ({self.config.health.max_per_hour})")
+                )
+                log.warning(
+                    "feed %s: health: %s (not sent: %s)", url, notice.detail, why, extra={"feed": url}
+                )
+                self.metrics.health_notice(notice.condition, "suppressed", ())
+        self.store.record_health(url, decision, queued, now)
+        if decision.park_reason is not None and health.parked_at is None:
+            log.error(
+                "feed %s is parked, no longer polled: %s", url, decision.park_reason, extra={"feed": url}
+            )
+        return len(queued)
 
     async def _poll(self, feed: FeedConfig, state: FeedState | None, interval: timedelta) -> FeedOutcome:
         url = feed.url
@@ -105,7 +159,7 @@ class Pipeline:
             result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
             failed = self._failed(url, exc.message, error_count, interval, exc.retry_after)
-            return replace(failed, fetch_seconds=time.monotonic() - started)
+            return replace(failed, fetch_seconds=time.monotonic() - started, gone=exc.status == 410)
         fetch_seconds = time.monotonic() - started
         now = self.clock()
         if result.not_modified or result.content is None:
@@ -153,6 +207,7 @@ class Pipeline:
             matches=outcome.matches,
             alerts=outcome.alerts,
             folded=outcome.folded,
+            churned=outcome.churned,
             next_fetch_at=update.next_fetch_at,
             warnings=parsed.warnings,
             fetch_seconds=fetch_seconds,
@@ -215,6 +270,7 @@ class Pipeline:
             matches=sum(len(n.matches) for n in new_items),
             alerts=len(alerts),
             folded=len(attachments),
+            churned=len(also_seen),
         )
 
     def _decide_alerts(

@@ -176,8 +176,9 @@ async def open_runtime(
 
 
 async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[FeedOutcome]:
-    """Poll the given feeds (default: every configured feed) with bounded concurrency."""
-    targets = urls if urls is not None else [f.url for f in runtime.config.feeds]
+    """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency."""
+    parked = {f.url for f in runtime.store.list_feeds() if f.parked_at is not None}
+    targets = urls if urls is not None else [f.url for f in runtime.config.feeds if f.url not in parked]
     limit = asyncio.Semaphore(runtime.config.fetch.concurrency)
 
     async def one(url: str) -> FeedOutcome:
@@ -455,7 +456,7 @@ class Daemon:
                 outcome.folded,
                 extra={"feed": outcome.url},
             )
-        if outcome.alerts and not self._stop.is_set():
+        if (outcome.alerts or outcome.notices) and not self._stop.is_set():
             await self._deliver(runtime)
 
     async def _deliver(self, runtime: Runtime) -> None:

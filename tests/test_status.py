@@ -42,6 +42,7 @@ def test_snapshot_and_metrics_report_failing_feeds_and_the_outbox(tmp_path: Path
     assert snap["feeds"] == {
         "active": 2,
         "failing": 1,
+        "parked": 0,
         "never_succeeded": 1,
         "last_success": "2026-02-01T09:00:00.000000Z",
     }

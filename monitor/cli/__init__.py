@@ -6,7 +6,7 @@
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
     monitor demo                        offline demo on bundled feeds
-    monitor feeds | alerts [show ID] | stories | deliveries [retry ID|--dead | enable CHANNEL]   operator views
+    monitor feeds [unpark URL] | alerts [show ID] | stories | deliveries [retry ID|--dead | enable CHANNEL]   operator views
 
 Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
 sources that could not be read), 2 usage errors (argparse).
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep", type=Path, default=None, help="keep the demo's state in this folder")
 
-    with_config(sub.add_parser("feeds", help="list feeds with their schedule and errors"))
+    feeds = with_config(sub.add_parser("feeds", help="list feeds with their schedule, errors and parking"))
+    feeds.add_argument("action", nargs="?", choices=["unpark"], help="unpark: poll a parked feed again")
+    feeds.add_argument("urls", nargs="*", metavar="URL", help="feed URLs (with unpark)")
     alerts = with_config(sub.add_parser("alerts", help="list recent alerts, or show one"))
     alerts.add_argument("action", nargs="?", choices=["show"], help="show one alert with its deliveries")
     alerts.add_argument("alert_id", nargs="?", help="alert id (with show)")
