@@ -11,6 +11,7 @@ fields (passwords, webhook secrets) are pydantic SecretStr, so they never appear
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -23,12 +24,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from monitor import logs
 from monitor.errors import ConfigError
+from monitor.health import HealthPolicy
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify.email import EmailConfig
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
@@ -128,6 +132,16 @@ class RetentionOptions(_Model):
         return self
 
 
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 and "localhost" are loopback; every other host (0.0.0.0, a LAN address) is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """ "127.0.0.1:9464" → ("127.0.0.1", 9464); "[::1]:9464" → ("::1", 9464)."""
     host, sep, port = value.rpartition(":")
@@ -138,7 +152,11 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 class StatusOptions(_Model):
     listen: str | None = Field(
-        default=None, description="HOST:PORT for /healthz, /status and /metrics; off when unset"
+        default=None, description="HOST:PORT for the status page, API, /healthz and /metrics; off when unset"
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="required of every request (Authorization: Bearer, or ?token=) when listen is not loopback",
     )
 
     @field_validator("listen")
@@ -148,8 +166,57 @@ class StatusOptions(_Model):
             parse_listen(value)
         return value
 
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("status.token must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _wider_than_loopback_needs_a_token(self) -> StatusOptions:
+        address = self.address()
+        if address is not None and not is_loopback_host(address[0]) and self.token is None:
+            raise ValueError(
+                f"status.listen {self.listen!r} is reachable beyond this machine: set status.token "
+                "(or listen on 127.0.0.1)"
+            )
+        return self
+
     def address(self) -> tuple[str, int] | None:
         return parse_listen(self.listen) if self.listen else None
+
+
+def _silent_for(value: Any) -> Any:
+    if value is None or value == "auto":
+        return value
+    return parse_duration(value)
+
+
+class HealthOptions(_Model):
+    """Feed health notices (monitor.health): to which channels, and when a feed counts as failing or silent."""
+
+    notify: tuple[str, ...] = Field(default=(), description="channels that get feed health notices")
+    failing_for: Duration = Field(
+        default=timedelta(hours=1), description="a feed failing this long is notified (0s: at once)"
+    )
+    silent_for: Annotated[timedelta | Literal["auto"] | None, BeforeValidator(_silent_for)] = Field(
+        default=None, description="a feed without new items this long is notified; auto: from its usual gaps"
+    )
+    park_after: Duration | None = Field(
+        default=timedelta(days=7), description="a feed failing this long is parked (no longer polled)"
+    )
+    max_per_hour: int = Field(
+        default=20, ge=1, description="notices queued per hour at most, over all feeds (a network outage)"
+    )
+
+    def policy(self) -> HealthPolicy:
+        return HealthPolicy(
+            notify=self.notify,
+            failing_for=self.failing_for,
+            silent_for=self.silent_for,
+            park_after=self.park_after,
+        )
 
 
 class StoryOptions(_Model):
@@ -169,7 +236,11 @@ class MonitorConfig(_Model):
     retention: RetentionOptions = RetentionOptions()
     stories: StoryOptions = StoryOptions()
     status: StatusOptions = StatusOptions()
+    health: HealthOptions = HealthOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text lines, or one JSON object per line"
+    )
     drain_timeout: Duration = Field(
         default=timedelta(seconds=20),
         description="on SIGTERM, how long polls and deliveries in flight may take to finish",
@@ -208,6 +279,20 @@ class MonitorConfig(_Model):
 
     def feed_interval(self, feed: FeedConfig) -> timedelta:
         return feed.interval or self.interval
+
+    def secret_values(self) -> list[str]:
+        """Every configured value that must never appear in a log line: channel passwords and secrets, extra
+        header values (they carry tokens), the status page token."""
+        values: list[str] = []
+        for channel in self.channels.values():
+            for name in ("password", "secret"):
+                secret = getattr(channel, name, None)
+                if secret is not None:
+                    values.append(secret.get_secret_value())
+            values.extend(getattr(channel, "headers", {}).values())
+        if self.status.token is not None:
+            values.append(self.status.token.get_secret_value())
+        return values
 
 
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -274,6 +359,18 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
     except ValidationError as exc:
         raise validation_error(exc, doc) from exc
     _warn_if_secrets_are_readable(path, doc)
+    logs.set_secrets(config.secret_values())  # before anything can log a line that holds one
+    for index, name in enumerate(config.health.notify):
+        if name not in config.channels:
+            pos = doc.locate(("health", "notify", index))
+            known = ", ".join(sorted(config.channels)) or "none configured"
+            raise ConfigError(
+                f"unknown channel {name!r} (channels: {known})",
+                file=pos.file,
+                line=pos.line,
+                column=pos.column,
+                field=f"health.notify.{index}",
+            )
     base = path.resolve().parent
     return config.model_copy(
         update={

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.alerting import alert_decision
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
 from monitor.fetch import Fetcher, backoff_delay
+from monitor.health import PollSeen, assess
+from monitor.metrics import Metrics
 from monitor.normalize import normalize_entries
 from monitor.notify import alert_payload
 from monitor.parse import parse_feed
@@ -48,6 +51,10 @@ class FeedOutcome:
     error: str | None = None
     next_fetch_at: datetime | None = None
     warnings: tuple[str, ...] = ()
+    fetch_seconds: float | None = None  # how long the fetch took; None when it did not get that far
+    gone: bool = False  # the server answered 410 Gone
+    churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
+    notices: int = 0  # feed health notices queued after this poll
 
 
 @dataclass
@@ -59,11 +66,13 @@ class Pipeline:
     stories: StoryIndex
     clock: Callable[[], datetime] = utcnow
     channel_names: Sequence[str] = field(default_factory=tuple)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
             self.channel_names = tuple(self.config.channels)
         self._feeds: Mapping[str, FeedConfig] = {feed.url: feed for feed in self.config.feeds}
+        self.health_policy = self.config.health.policy()
         self._digests: Mapping[str, timedelta] = {
             name: channel.digest
             for name, channel in self.config.channels.items()
@@ -80,23 +89,79 @@ class Pipeline:
         interval = self.config.feed_interval(feed)
         state = self.store.feed_state(url)
         error_count = state.error_count if state else 0
+        due = state.next_fetch_at if state else None
+        lag = (self.clock() - due).total_seconds() if due is not None else None
         try:
-            return await self._poll(feed, state, interval)
+            outcome = await self._poll(feed, state, interval)
         except Exception as exc:
-            log.exception("feed %s: unexpected error while processing it", url)
-            return self._failed(
+            log.exception("feed %s: unexpected error while processing it", url, extra={"feed": url})
+            outcome = self._failed(
                 url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
             )
+        self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
+        try:
+            queued = self._check_health(outcome, interval)
+        except Exception:
+            # Health notices are about the feed, not the feed itself: a failure here must not undo the poll.
+            log.exception("feed %s: cannot assess its health", url, extra={"feed": url})
+            queued = 0
+        return replace(outcome, notices=queued) if queued else outcome
+
+    def _check_health(self, outcome: FeedOutcome, interval: timedelta) -> int:
+        """Assess the feed's health after this poll (monitor.health), queue the notices it calls for and park
+        the feed when it is gone. Returns the number of notices queued."""
+        url = outcome.url
+        now = self.clock()
+        health = self.store.feed_health(url, interval)
+        if health is None:
+            return 0
+        seen = PollSeen(
+            ok=outcome.status != "error",
+            gone=outcome.gone,
+            new_items=outcome.new_items,
+            churned=outcome.churned,
+        )
+        decision = assess(health, seen, self.health_policy, now)
+        if not decision.notices and decision.notified == health.notified and decision.park_reason is None:
+            return 0
+        channels = [name for name in self.health_policy.notify if name in self.channel_names]
+        room = self.config.health.max_per_hour - self.store.notices_since(now - timedelta(hours=1))
+        queued: list[tuple[dict[str, object], list[str]]] = []
+        for notice in decision.notices:
+            if channels and room > 0:
+                queued.append((notice.payload(now), channels))
+                room -= 1
+                log.warning("feed %s: health: %s", url, notice.detail, extra={"feed": url})
+                self.metrics.health_notice(notice.condition, "queued", channels)
+            else:
+                why = (
+                    "no health.notify channels"
+                    if not channels
+                    else (f"over health.max_per_hour ({self.config.health.max_per_hour})")
+                )
+                log.warning(
+                    "feed %s: health: %s (not sent: %s)", url, notice.detail, why, extra={"feed": url}
+                )
+                self.metrics.health_notice(notice.condition, "suppressed", ())
+        self.store.record_health(url, decision, queued, now)
+        if decision.park_reason is not None and health.parked_at is None:
+            log.error(
+                "feed %s is parked, no longer polled: %s", url, decision.park_reason, extra={"feed": url}
+            )
+        return len(queued)
 
     async def _poll(self, feed: FeedConfig, state: FeedState | None, interval: timedelta) -> FeedOutcome:
         url = feed.url
         etag = state.etag if state else None
         last_modified = state.last_modified if state else None
         error_count = state.error_count if state else 0
+        started = time.monotonic()
         try:
             result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
-            return self._failed(url, exc.message, error_count, interval, exc.retry_after)
+            failed = self._failed(url, exc.message, error_count, interval, exc.retry_after)
+            return replace(failed, fetch_seconds=time.monotonic() - started, gone=exc.status == 410)
+        fetch_seconds = time.monotonic() - started
         now = self.clock()
         if result.not_modified or result.content is None:
             update = FeedUpdate(
@@ -107,13 +172,16 @@ class Pipeline:
                 last_modified=result.last_modified or last_modified,
             )
             self.store.commit_fetch(update)
-            return FeedOutcome(url, "not-modified", next_fetch_at=update.next_fetch_at)
+            return FeedOutcome(
+                url, "not-modified", next_fetch_at=update.next_fetch_at, fetch_seconds=fetch_seconds
+            )
         try:
             parsed = parse_feed(
                 result.content, source=url, content_type=result.content_type, base_url=result.final_url
             )
         except ParseError as exc:
-            return self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None)
+            failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None)
+            return replace(failed, fetch_seconds=fetch_seconds)
         items = normalize_entries(
             parsed,
             feed_url=url,
@@ -131,7 +199,7 @@ class Pipeline:
         )
         outcome = self.record(update, items)
         for warning in parsed.warnings:
-            log.info("feed %s: %s", url, warning)
+            log.info("feed %s: %s", url, warning, extra={"feed": url})
         return FeedOutcome(
             url,
             "ok",
@@ -140,8 +208,10 @@ class Pipeline:
             matches=outcome.matches,
             alerts=outcome.alerts,
             folded=outcome.folded,
+            churned=outcome.churned,
             next_fetch_at=update.next_fetch_at,
             warnings=(*parsed.warnings, *outcome.warnings),
+            fetch_seconds=fetch_seconds,
         )
 
     def record(self, update: FeedUpdate, items: Sequence[Item]) -> FeedOutcome:
@@ -198,6 +268,12 @@ class Pipeline:
             digests=self._digests,
         )
         self.store.touch_seen((item.key for item in items if item.key not in unseen), now)
+        self.metrics.recorded(
+            new_items=len(new_items),
+            matches=(m.rule_id for n in new_items for m in n.matches),
+            alerts=(a.rule_id for a in alerts),
+            notifications=(channel for a in alerts for channel in a.channels),
+        )
         return FeedOutcome(
             update.url,
             "ok",
@@ -206,6 +282,7 @@ class Pipeline:
             alerts=len(alerts),
             folded=len(attachments),
             warnings=tuple(skipped),
+            churned=len(also_seen),
         )
 
     def _decide_alerts(
@@ -268,7 +345,12 @@ class Pipeline:
         next_fetch_at = now + backoff_delay(error_count + 1, interval, retry_after)
         self.store.record_fetch_failure(url, error, now, next_fetch_at)
         log.warning(
-            "feed %s failed (%d in a row): %s; next try %s", url, error_count + 1, error, next_fetch_at
+            "feed %s failed (%d in a row): %s; next try %s",
+            url,
+            error_count + 1,
+            error,
+            next_fetch_at,
+            extra={"feed": url},
         )
         return FeedOutcome(url, "error", error=error, next_fetch_at=next_fetch_at)
 

@@ -37,6 +37,7 @@ from monitor import systemd
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchSettings
+from monitor.metrics import MeteredQueue, Metrics
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
@@ -86,12 +87,13 @@ class Runtime:
     fetcher: Fetcher
     channels: dict[str, Channel]
     pipeline: Pipeline
+    metrics: Metrics
     last_report: DeliveryReport | None = field(default=None)
 
     async def deliver(self, now: datetime | None = None, *, channel: str | None = None) -> DeliveryReport:
         """Send what is due: every channel's deliveries, or `channel`'s only."""
         report = await deliver_due(
-            self.store,
+            MeteredQueue(self.store, self.metrics),
             self.channels,
             now=now,
             limit=self.config.delivery.batch,
@@ -121,13 +123,19 @@ def load_story_index(config: MonitorConfig, store: SQLiteStore, now: datetime) -
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    config: MonitorConfig, ruleset: RuleSet, *, clock: Callable[[], datetime] = utcnow
+    config: MonitorConfig,
+    ruleset: RuleSet,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the store, channels and HTTP client for `config`; `clock` is the time every stage reads.
 
     Holds the database's process lock while open: one writing process (daemon, `once`, demo) per SQLite
-    database. Deliveries a dead process left claimed are released on open (sent again, same ids)."""
+    database. Deliveries a dead process left claimed are released on open (sent again, same ids). `metrics`
+    outlives a runtime (the daemon keeps its counters across reloads); by default a fresh set."""
     now = clock()
+    metrics = metrics if metrics is not None else Metrics()
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
     lock = DatabaseLock(config.database)
     lock.acquire()
@@ -150,9 +158,15 @@ async def open_runtime(
         try:
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
-                    config=config, store=store, fetcher=fetcher, ruleset=ruleset, stories=stories, clock=clock
+                    config=config,
+                    store=store,
+                    fetcher=fetcher,
+                    ruleset=ruleset,
+                    stories=stories,
+                    clock=clock,
+                    metrics=metrics,
                 )
-                yield Runtime(config, store, fetcher, channels, pipeline)
+                yield Runtime(config, store, fetcher, channels, pipeline, metrics)
         finally:
             for channel in channels.values():
                 await channel.aclose()
@@ -162,8 +176,9 @@ async def open_runtime(
 
 
 async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[FeedOutcome]:
-    """Poll the given feeds (default: every configured feed) with bounded concurrency."""
-    targets = urls if urls is not None else [f.url for f in runtime.config.feeds]
+    """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency."""
+    parked = {f.url for f in runtime.store.list_feeds() if f.parked_at is not None}
+    targets = urls if urls is not None else [f.url for f in runtime.config.feeds if f.url not in parked]
     limit = asyncio.Semaphore(runtime.config.fetch.concurrency)
 
     async def one(url: str) -> FeedOutcome:
@@ -232,6 +247,7 @@ class Daemon:
         self._poll_slots = asyncio.Semaphore(8)
         self._started = False  # the current configuration's runtime opened and is serving
         self._last_tick: datetime | None = None
+        self.metrics = Metrics()  # one set for the daemon's life: counters survive reloads
         self._held_until: dict[
             str, datetime
         ] = {}  # feeds whose poll failed outside the pipeline's own handling
@@ -308,7 +324,7 @@ class Daemon:
         return new_config, new_rules
 
     async def _run_with(self, config: MonitorConfig, ruleset: RuleSet) -> None:
-        async with open_runtime(config, ruleset) as runtime:
+        async with open_runtime(config, ruleset, metrics=self.metrics) as runtime:
             await self._serve(config, ruleset, runtime)
 
     async def _serve(self, config: MonitorConfig, ruleset: RuleSet, runtime: Runtime) -> None:
@@ -366,7 +382,14 @@ class Daemon:
         if address is None:
             return None
         server = StatusServer(
-            runtime.store, utcnow, lambda: self._last_tick, tick, host=address[0], port=address[1]
+            runtime.store,
+            utcnow,
+            lambda: self._last_tick,
+            tick,
+            metrics=self.metrics,
+            token=config.status.token.get_secret_value() if config.status.token else None,
+            host=address[0],
+            port=address[1],
         )
         try:
             await server.start()
@@ -430,7 +453,7 @@ class Daemon:
             # Pipeline.poll records a feed's own failures; what reaches here failed around it (the store could
             # not record the failure either). It must not kill the daemon, nor hammer the feed on every tick
             # while the store is broken: hold the feed back in memory for one interval.
-            log.exception("feed %s: unexpected error while polling", url)
+            log.exception("feed %s: unexpected error while polling", url, extra={"feed": url})
             feed = next((f for f in runtime.config.feeds if f.url == url), None)
             interval = runtime.config.feed_interval(feed) if feed else runtime.config.interval
             self._held_until[url] = utcnow() + interval
@@ -445,8 +468,9 @@ class Daemon:
                 outcome.matches,
                 outcome.alerts,
                 outcome.folded,
+                extra={"feed": outcome.url},
             )
-        if outcome.alerts and not self._stop.is_set():
+        if (outcome.alerts or outcome.notices) and not self._stop.is_set():
             await self._deliver(runtime)
 
     async def _deliver(self, runtime: Runtime) -> None:
@@ -468,10 +492,19 @@ class Daemon:
         try:
             report = await runtime.deliver(channel=channel)
         except Exception:
-            log.exception("delivery run failed; the outbox keeps every pending delivery")
+            log.exception(
+                "delivery run%s failed; the outbox keeps every pending delivery",
+                f" for channel {channel!r}" if channel else "",
+                extra={"channel": channel},
+            )
             return
         if report.sent or report.retried or report.dead:
-            log.info("delivered%s: %s", f" ({channel})" if channel else "", report)
+            log.info(
+                "delivered%s: %s",
+                f" (channel {channel!r})" if channel else "",
+                report,
+                extra={"channel": channel},
+            )
 
     async def _housekeeping(self, runtime: Runtime) -> None:
         now = utcnow()

@@ -12,26 +12,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import prometheus_client
+from prometheus_client import CollectorRegistry
+
+from monitor import web
+from monitor.metrics import CONTENT_TYPE, Metrics, StoreCollector
 from monitor.store import SQLiteStore
 from monitor.timeutil import to_iso
+from monitor.web.page import CONTENT_SECURITY_POLICY
 
 __all__ = ["StatusServer", "health", "prometheus_text", "snapshot"]
 
 log = logging.getLogger("monitor.status")
 
 MAX_REQUEST_BYTES = 8192
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+PAGE_ALERTS = 30
+PAGE_STORIES = 30
+JSON_TYPE = "application/json; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
+PAGES = frozenset({"/", "/alerts.atom", "/api/feeds", "/api/alerts", "/api/stories", "/api/openapi.json"})
 
 
 def snapshot(store: SQLiteStore, now: datetime) -> dict[str, Any]:
     """What an operator asks first: are feeds failing, is anything stuck in the outbox, are channels off."""
     feeds = [f for f in store.list_feeds() if f.active]
+    parked = [f for f in feeds if f.parked_at is not None]
+    polled = [f for f in feeds if f.parked_at is None]
     deliveries = store.delivery_counts()
     pending = store.list_deliveries(statuses=("pending",), limit=1)
     successes = [f.last_success_at for f in feeds if f.last_success_at is not None]
@@ -39,7 +56,8 @@ def snapshot(store: SQLiteStore, now: datetime) -> dict[str, Any]:
         "time": to_iso(now),
         "feeds": {
             "active": len(feeds),
-            "failing": sum(1 for f in feeds if f.error_count > 0),
+            "failing": sum(1 for f in polled if f.error_count > 0),
+            "parked": len(parked),
             "never_succeeded": sum(1 for f in feeds if f.last_success_at is None),
             "last_success": to_iso(max(successes)) if successes else None,
         },
@@ -65,34 +83,12 @@ def health(last_tick: datetime | None, now: datetime, tick_seconds: float) -> tu
     return True, "ok"
 
 
-def prometheus_text(snap: dict[str, Any]) -> str:
-    """The snapshot as Prometheus exposition text (gauges; totals are gauges of the current table sizes)."""
-    lines: list[str] = []
-
-    def gauge(name: str, help_text: str, value: float, labels: str = "") -> None:
-        if not any(line.startswith(f"# HELP {name} ") for line in lines):
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-        lines.append(f"{name}{labels} {value:g}")
-
-    gauge("monitor_feeds_active", "Feeds in the configuration.", snap["feeds"]["active"])
-    gauge("monitor_feeds_failing", "Feeds whose last poll failed.", snap["feeds"]["failing"])
-    for status in ("pending", "dead", "sent"):
-        gauge(
-            "monitor_deliveries",
-            "Deliveries by status.",
-            snap["deliveries"][status],
-            f'{{status="{status}"}}',
-        )
-    gauge(
-        "monitor_oldest_pending_delivery_seconds",
-        "Age of the oldest delivery not yet accepted by its receiver.",
-        snap["deliveries"]["oldest_pending_seconds"],
-    )
-    gauge("monitor_channels_disabled", "Channels disabled after HTTP 410.", len(snap["disabled_channels"]))
-    for table, count in sorted(snap["totals"].items()):
-        gauge("monitor_rows", "Rows per store table.", count, f'{{table="{table}"}}')
-    return "\n".join(lines) + "\n"
+def prometheus_text(store: SQLiteStore, now: datetime, metrics: Metrics | None = None) -> bytes:
+    """`/metrics`: the daemon's counters and histograms, then the gauges of the state of record (read now)."""
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(lambda: snapshot(store, now), store.list_feeds))
+    counters = metrics.exposition() if metrics is not None else b""
+    return counters + prometheus_client.generate_latest(registry)
 
 
 @dataclass
@@ -103,6 +99,8 @@ class StatusServer:
     clock: Callable[[], datetime]
     last_tick: Callable[[], datetime | None]
     tick_seconds: float
+    metrics: Metrics | None = None
+    token: str | None = None  # when set, every request but /healthz must carry it
     host: str = "127.0.0.1"
     port: int = 9464
     _server: asyncio.Server | None = None
@@ -127,9 +125,14 @@ class StatusServer:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             writer.close()
             return
+        extra = "Allow: GET\r\n" if status.startswith("405") else ""
+        if content_type.startswith("text/html"):
+            extra += (
+                f"Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\n"
+            )
         writer.write(
             f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode()
+            f"Cache-Control: no-store\r\n{extra}Connection: close\r\n\r\n".encode()
             + body
         )
         with contextlib.suppress(ConnectionError):
@@ -138,6 +141,20 @@ class StatusServer:
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
 
+    def _authorized(self, head: bytes, query: dict[str, list[str]]) -> bool:
+        """The configured token, as `Authorization: Bearer TOKEN` or `?token=TOKEN` (for a feed reader that
+        cannot send headers), compared in constant time."""
+        assert self.token is not None
+        offered = query.get("token", [])
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "authorization":
+                scheme, _, credential = value.strip().partition(" ")
+                if scheme.lower() == "bearer":
+                    offered.append(credential.strip())
+        expected = self.token.encode()
+        return any(hmac.compare_digest(candidate.encode(), expected) for candidate in offered)
+
     def respond(self, head: bytes) -> tuple[str, str, bytes]:
         """(status line, content type, body) for one request head. Pure apart from reading the store."""
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -145,15 +162,79 @@ class StatusServer:
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             return "400 Bad Request", "text/plain", b"bad request\n"
         method, target = parts[0], parts[1].split("?", 1)[0]
+        query = urllib.parse.parse_qs(parts[1].partition("?")[2])
         if method != "GET":
             return "405 Method Not Allowed", "text/plain", b"only GET\n"
         now = self.clock()
         if target == "/healthz":
             ok, reason = health(self.last_tick(), now, self.tick_seconds)
             return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", f"{reason}\n".encode()
+        if self.token is not None and not self._authorized(head, query):
+            return "401 Unauthorized", "text/plain", b"a token is required (Authorization: Bearer TOKEN)\n"
+        if target in PAGES:
+            return self._page(target, query, head, now)
         if target == "/status":
             body = json.dumps(snapshot(self.store, now), indent=2).encode() + b"\n"
             return "200 OK", "application/json", body
         if target == "/metrics":
-            return "200 OK", "text/plain; version=0.0.4", prometheus_text(snapshot(self.store, now)).encode()
-        return "404 Not Found", "text/plain", b"not found: try /healthz, /status, /metrics\n"
+            return "200 OK", CONTENT_TYPE, prometheus_text(self.store, now, self.metrics)
+        return (
+            "404 Not Found",
+            "text/plain",
+            b"not found: try /, /alerts.atom, /api/..., /healthz, /status, /metrics\n",
+        )
+
+    def _page(
+        self, target: str, query: dict[str, list[str]], head: bytes, now: datetime
+    ) -> tuple[str, str, bytes]:
+        """The page, the Atom feed and the JSON API (monitor.web)."""
+        if target == "/api/openapi.json":
+            return "200 OK", JSON_TYPE, json.dumps(web.openapi_document(), indent=2).encode()
+        if target == "/api/feeds":
+            return "200 OK", JSON_TYPE, _json(web.feeds_view(self.store, now))
+        try:
+            limit = _limit(query)
+        except ValueError as exc:
+            return "400 Bad Request", JSON_TYPE, _json({"error": str(exc)})
+        if target == "/api/alerts":
+            return "200 OK", JSON_TYPE, _json(web.alerts_view(self.store, limit))
+        if target == "/api/stories":
+            return "200 OK", JSON_TYPE, _json(web.stories_view(self.store, limit))
+        if target == "/alerts.atom":
+            host = _header(head, "host") or f"{self.host}:{self.port}"
+            feed = web.alerts_atom(
+                web.alerts_view(self.store, limit), now=now, self_url=f"http://{host}/alerts.atom"
+            )
+            return "200 OK", web.ATOM_TYPE, feed
+        page = web.render_page(
+            now=now,
+            feeds=web.feeds_view(self.store, now),
+            alerts=web.alerts_view(self.store, min(limit, PAGE_ALERTS)),
+            stories=web.stories_view(self.store, PAGE_STORIES),
+            summary=snapshot(self.store, now),
+        )
+        return "200 OK", HTML_TYPE, page.encode("utf-8")
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _limit(query: dict[str, list[str]]) -> int:
+    values = query.get("limit")
+    if not values:
+        return DEFAULT_LIMIT
+    text = values[-1].strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {values[-1]!r}")
+    return int(text)
+
+
+def _header(head: bytes, wanted: str) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == wanted:
+            # A Host header goes into a URL: keep it to what a host:port can hold.
+            cleaned = value.strip()
+            return cleaned if cleaned and all(c.isalnum() or c in ".-:[]" for c in cleaned) else None
+    return None

@@ -139,3 +139,5 @@ class DeliveryRequest:
     created_at: datetime | None = None
     digest: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # A notice instead of alerts (feed health: monitor.health): its JSON payload; `alerts` is empty then.
+    notice: dict[str, Any] | None = None

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
-from monitor.config import parse_listen
-from monitor.status import health, prometheus_text, snapshot
+from monitor.config import StatusOptions, parse_listen
+from monitor.status import StatusServer, health, prometheus_text, snapshot
 from monitor.store import FeedUpdate, SQLiteStore
 from tests.support.daemonproc import DaemonProcess, FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
@@ -37,17 +38,24 @@ def test_snapshot_and_metrics_report_failing_feeds_and_the_outbox(tmp_path: Path
         store.record_fetch_failure("https://b.example/f", "HTTP 503", T0, T0 + timedelta(minutes=5))
         store.disable_channel("hook", "HTTP 410", T0)
         snap = snapshot(store, T0)
+        text = prometheus_text(store, T0).decode()
     assert snap["feeds"] == {
         "active": 2,
         "failing": 1,
+        "parked": 0,
         "never_succeeded": 1,
         "last_success": "2026-02-01T09:00:00.000000Z",
     }
     assert snap["disabled_channels"] == ["hook"]
-    text = prometheus_text(snap)
-    assert "monitor_feeds_failing 1\n" in text
-    assert 'monitor_deliveries{status="pending"} 0\n' in text
-    assert "monitor_channels_disabled 1\n" in text
+    assert "monitor_feeds_failing 1.0\n" in text
+    assert 'monitor_deliveries{status="pending"} 0.0\n' in text
+    assert "monitor_channels_disabled 1.0\n" in text
+    # the feed that never succeeded is in /metrics too, with 0 for "never"
+    assert 'monitor_feed_last_success_timestamp_seconds{feed="https://b.example/f"} 0.0\n' in text
+    assert (
+        f'monitor_feed_last_success_timestamp_seconds{{feed="https://a.example/f"}} {floatToGoString(T0.timestamp())}'
+        in text
+    )
     assert text.count("# TYPE monitor_deliveries gauge") == 1
 
 
@@ -99,7 +107,36 @@ def test_a_running_daemon_serves_health_status_and_metrics(tmp_path: Path) -> No
                 lambda: json.loads(_get(f"{base}/status")[1])["deliveries"]["sent"] == 4, what="sent count"
             )
             status, metrics = _get(f"{base}/metrics")
-            assert status == 200 and 'monitor_deliveries{status="sent"} 4' in metrics
+            assert status == 200 and 'monitor_deliveries{status="sent"} 4.0' in metrics
             assert _get(f"{base}/nope")[0] == 404
             assert daemon.terminate() == 0
         assert "status endpoint on http://127.0.0.1:" in daemon.log()
+
+
+TOKEN = "s3cret-status-token-0123"
+
+
+def test_listening_beyond_loopback_needs_a_token() -> None:
+    with pytest.raises(ValueError, match=r"status.token"):
+        StatusOptions(listen="0.0.0.0:9464")
+    with pytest.raises(ValueError, match="at least 16"):
+        StatusOptions(listen="0.0.0.0:9464", token="short")  # type: ignore[arg-type]
+    assert StatusOptions(listen="0.0.0.0:9464", token=TOKEN).token is not None  # type: ignore[arg-type]
+    assert StatusOptions(listen="127.0.0.2:9464").token is None
+    assert StatusOptions(listen="localhost:9464").token is None
+
+
+def test_with_a_token_every_route_but_healthz_asks_for_it(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "m.db") as store:
+        server = StatusServer(store, lambda: T0, lambda: T0, 2.0, token=TOKEN)
+
+        def status_of(head: str) -> str:
+            return server.respond(head.encode())[0]
+
+        assert status_of("GET /healthz HTTP/1.1\r\n\r\n") == "200 OK"
+        assert status_of("GET /status HTTP/1.1\r\n\r\n") == "401 Unauthorized"
+        assert status_of("GET /metrics HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n") == "401 Unauthorized"
+        assert status_of(f"GET /status HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n") == "200 OK"
+        assert status_of(f"GET /metrics?token={TOKEN} HTTP/1.1\r\n\r\n") == "200 OK"
+        open_server = StatusServer(store, lambda: T0, lambda: T0, 2.0)
+        assert open_server.respond(b"GET /status HTTP/1.1\r\n\r\n")[0] == "200 OK"

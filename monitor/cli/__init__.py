@@ -6,7 +6,7 @@
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
     monitor demo                        offline demo on bundled feeds
-    monitor feeds | alerts [show ID] | stories | deliveries [retry ID|--dead | enable CHANNEL]   operator views
+    monitor feeds [unpark URL] | alerts [show ID] | stories | deliveries [retry ID|--dead | enable CHANNEL]   operator views
 
 Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
 sources that could not be read), 2 usage errors (argparse).
@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor import __version__
+from monitor import __version__, logs
 from monitor.errors import ConfigError, MonitorError
-from monitor.redact import RedactingFilter, RedactingWriter
+from monitor.redact import RedactingWriter
 
 __all__ = ["build_parser", "emit_json", "main"]
 
@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep", type=Path, default=None, help="keep the demo's state in this folder")
 
-    with_config(sub.add_parser("feeds", help="list feeds with their schedule and errors"))
+    feeds = with_config(sub.add_parser("feeds", help="list feeds with their schedule, errors and parking"))
+    feeds.add_argument("action", nargs="?", choices=["unpark"], help="unpark: poll a parked feed again")
+    feeds.add_argument("urls", nargs="*", metavar="URL", help="feed URLs (with unpark)")
     alerts = with_config(sub.add_parser("alerts", help="list recent alerts, or show one"))
     alerts.add_argument("action", nargs="?", choices=["show"], help="show one alert with its deliveries")
     alerts.add_argument("alert_id", nargs="?", help="alert id (with show)")
@@ -135,20 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbose: bool, level: str = "INFO") -> None:
-    # Under systemd the journal adds timestamps; elsewhere we do.
-    fmt = (
-        "%(levelname)s %(name)s: %(message)s"
-        if os.environ.get("JOURNAL_STREAM")
-        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, level), format=fmt, stream=sys.stderr
-    )
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
-    for noisy in ("httpx", "httpcore", "apscheduler", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(logging.DEBUG if verbose else getattr(logging, level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

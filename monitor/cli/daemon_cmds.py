@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import TextIO
 
+from monitor import logs
 from monitor.config import MonitorConfig, load_config, refused_urls
 from monitor.notify import DeliveryReport
 from monitor.pipeline import FeedOutcome
@@ -19,7 +20,7 @@ __all__ = ["cmd_check", "cmd_once", "cmd_run", "format_outcome", "run_once"]
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
-    logging.getLogger().setLevel(logging.DEBUG if args.verbose else config.log_level)
+    logs.configure(logging.DEBUG if args.verbose else config.log_level, config.log_format)
     asyncio.run(Daemon(args.config, drain_timeout=config.drain_timeout.total_seconds()).run())
     return 0
 

@@ -31,11 +31,22 @@ def _open_store(args: argparse.Namespace) -> Iterator[SQLiteStore]:
 
 def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
     with _open_store(args) as store:
+        if args.action == "unpark":
+            if not args.urls:
+                raise MonitorError("feeds unpark needs the URL of a parked feed")
+            for url in args.urls:
+                if not store.unpark_feed(url, utcnow()):
+                    raise MonitorError(f"{url} is not a parked feed (see `monitor feeds`)")
+                out.write(f"unparked {url}: it is polled again at once\n")
+            return 0
         for feed in store.list_feeds():
             state = "active" if feed.active else "removed"
+            if feed.parked_at is not None:
+                state = f"PARKED since {to_iso(feed.parked_at)} ({feed.parked_reason}), not polled"
             errors = f"  errors: {feed.error_count} ({feed.last_error})" if feed.error_count else ""
+            next_poll = "never (unpark it)" if feed.parked_at is not None else to_iso(feed.next_fetch_at)
             out.write(
-                f"{feed.url}\n  {state}, every {int(feed.interval_seconds)}s, next {to_iso(feed.next_fetch_at)}, "
+                f"{feed.url}\n  {state}, every {int(feed.interval_seconds)}s, next {next_poll}, "
                 f"last success {to_iso(feed.last_success_at) or 'never'}{errors}\n"
             )
     return 0

@@ -44,6 +44,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor.errors import DeliveryError
 from monitor.notify.limits import ChannelLimits, ChannelOptions
+from monitor.notify.notice import notice_message_text, notice_subject
 from monitor.notify.payload import shrunk_alerts
 from monitor.notify.templates import DEFAULT_SUBJECT, compile_template, oneline, render, render_subject
 from monitor.types import DeliveryRequest
@@ -186,6 +187,8 @@ def build_message(
     request: DeliveryRequest, config: EmailConfig, *, subject_template: Template, now: datetime
 ) -> EmailMessage:
     """The message for one delivery: subject and both bodies name rule, title, source and link. Pure."""
+    if request.notice is not None:
+        return notice_message(request, config, now=now)
     alerts = request.alerts
     message = EmailMessage(policy=default_policy)
     message["Subject"] = header_text(render_subject(subject_template, alerts, digest=request.digest))
@@ -200,6 +203,22 @@ def build_message(
     kind = "digest" if request.digest else "alert"
     message.set_content(render(f"{kind}.txt", alerts, digest=request.digest))
     message.add_alternative(render(f"{kind}.html", alerts, digest=request.digest), subtype="html")
+    return message
+
+
+def notice_message(request: DeliveryRequest, config: EmailConfig, *, now: datetime) -> EmailMessage:
+    """A notice (feed health) as a plain-text message, with the same Message-ID scheme as alerts."""
+    assert request.notice is not None
+    message = EmailMessage(policy=default_policy)
+    message["Subject"] = header_text(notice_subject(request.notice))
+    message["From"] = config.sender
+    message["To"] = ", ".join(config.to)
+    message["Date"] = format_datetime((request.created_at or now).astimezone(UTC))
+    message["Message-ID"] = message_id(request.id, config.sender_domain())
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Monitor-Notice"] = header_text(str(request.notice.get("type", "notice")))
+    message["X-Monitor-Delivery"] = header_text(request.id)
+    message.set_content(notice_message_text(request.notice))
     return message
 
 

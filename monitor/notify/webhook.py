@@ -29,6 +29,7 @@ from monitor import __version__
 from monitor.errors import DeliveryError, EndpointGoneError, NetworkPolicyError
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify.limits import ChannelLimits, ChannelOptions
+from monitor.notify.notice import notice_webhook_body
 from monitor.notify.payload import shrunk_alerts
 from monitor.notify.presets import Preset, ntfy_target, preset_body
 from monitor.notify.signing import secret_key, sign
@@ -159,6 +160,15 @@ class WebhookChannel:
     def body(self, request: DeliveryRequest) -> tuple[bytes, str]:
         """The request body and its content type for this delivery. Raises DeliveryError (not retryable) when a
         custom template fails or yields invalid JSON."""
+        if request.notice is not None:
+            # A notice (feed health) has a shape of its own; a body_template is written for alerts.
+            preset = "generic" if self._template is not None else self.config.preset
+            data = notice_webhook_body(preset, request.notice)
+            if self._ntfy_topic:
+                data["topic"] = self._ntfy_topic
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8"
+            ), "application/json"
         if self._template is not None:
             try:
                 text = self._template.render(template_context(request.alerts, digest=request.digest))

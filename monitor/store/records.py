@@ -92,6 +92,8 @@ class FeedRow:
     last_error: str | None
     etag: str | None
     last_modified: str | None
+    parked_at: datetime | None = None  # 410 Gone or failing too long: not polled until unparked
+    parked_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,4 +133,17 @@ MIGRATIONS: tuple[str, ...] = (
         disabled_at TEXT NOT NULL
     );
     """,
+    # 2: feed health: when the current failure streak began, when the feed last brought a new item, which
+    #    conditions have been notified (so a recovery is told once), parking; notices (not alerts) in the outbox.
+    """
+    ALTER TABLE feeds ADD COLUMN failing_since TEXT;
+    ALTER TABLE feeds ADD COLUMN last_new_item_at TEXT;
+    ALTER TABLE feeds ADD COLUMN health_notified TEXT NOT NULL DEFAULT '';   -- comma list: failing,silent
+    ALTER TABLE feeds ADD COLUMN churn_notified_at TEXT;
+    ALTER TABLE feeds ADD COLUMN parked_at TEXT;
+    ALTER TABLE feeds ADD COLUMN parked_reason TEXT;
+    -- A delivery carries alerts (delivery_alerts) or one notice: a JSON payload of its own (feed health).
+    ALTER TABLE deliveries ADD COLUMN notice TEXT;
+    CREATE INDEX deliveries_notice_created ON deliveries (created_at) WHERE notice IS NOT NULL;
+    """,
 )

@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from monitor.errors import StoreError
+from monitor.health import FeedHealth, HealthDecision, gaps_between
 from monitor.store.records import (
     AlertAttachment,
     AlertState,
@@ -156,7 +157,7 @@ class SQLiteStore:
 
     def due_feeds(self, now: datetime, limit: int = 1000) -> list[FeedState]:
         rows = self._conn.execute(
-            "SELECT url FROM feeds WHERE active = 1 AND next_fetch_at <= ? "
+            "SELECT url FROM feeds WHERE active = 1 AND parked_at IS NULL AND next_fetch_at <= ? "
             "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_fetch_at LIMIT ?",
             (_iso(now), _iso(now), limit),
         ).fetchall()
@@ -184,7 +185,7 @@ class SQLiteStore:
     def list_feeds(self) -> list[FeedRow]:
         rows = self._conn.execute(
             "SELECT url, title, active, interval_seconds, next_fetch_at, last_fetched_at, last_success_at, "
-            "error_count, last_error, etag, last_modified FROM feeds ORDER BY url"
+            "error_count, last_error, etag, last_modified, parked_at, parked_reason FROM feeds ORDER BY url"
         ).fetchall()
         return [
             FeedRow(
@@ -199,6 +200,8 @@ class SQLiteStore:
                 last_error=r[8],
                 etag=r[9],
                 last_modified=r[10],
+                parked_at=_dt(r[11]),
+                parked_reason=r[12],
             )
             for r in rows
         ]
@@ -207,9 +210,114 @@ class SQLiteStore:
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE feeds SET error_count = error_count + 1, last_error = ?, last_fetched_at = ?, "
-                "next_fetch_at = ? WHERE url = ?",
-                (error, _iso(now), _iso(next_fetch_at), url),
+                "next_fetch_at = ?, failing_since = COALESCE(failing_since, ?) WHERE url = ?",
+                (error, _iso(now), _iso(next_fetch_at), _iso(now), url),
             )
+
+    # -- feed health (monitor.health) ------------------------------------------------------------------------
+
+    def feed_health(self, url: str, interval: timedelta, history: int = 20) -> FeedHealth | None:
+        """The feed's health state, with the gaps between its last `history` fetches that brought new items."""
+        row = self._conn.execute(
+            "SELECT url, title, error_count, last_error, failing_since, last_success_at, last_new_item_at, "
+            "health_notified, churn_notified_at, parked_at FROM feeds WHERE url = ?",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        moments = [
+            _req_dt(r[0])
+            for r in self._conn.execute(
+                "SELECT DISTINCT fetched_at FROM items WHERE feed_url = ? ORDER BY fetched_at DESC LIMIT ?",
+                (url, history + 1),
+            )
+        ]
+        return FeedHealth(
+            url=row[0],
+            title=row[1],
+            interval=interval,
+            error_count=row[2],
+            last_error=row[3],
+            failing_since=_dt(row[4]),
+            last_success_at=_dt(row[5]),
+            last_new_item_at=_dt(row[6]),
+            notified=frozenset(filter(None, row[7].split(","))),
+            churn_notified_at=_dt(row[8]),
+            parked_at=_dt(row[9]),
+            new_item_gaps=gaps_between(moments),
+        )
+
+    def record_health(
+        self,
+        url: str,
+        decision: HealthDecision,
+        notices: Sequence[tuple[dict[str, Any], Sequence[str]]],
+        now: datetime,
+    ) -> None:
+        """Write a health decision and queue its notices (payload, channels) in the outbox, in one transaction:
+        a notice is queued exactly when the state that says it was told is written."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE feeds SET health_notified = ?, "
+                "churn_notified_at = CASE WHEN ? THEN ? ELSE churn_notified_at END, "
+                "parked_at = CASE WHEN ? IS NOT NULL THEN COALESCE(parked_at, ?) ELSE parked_at END, "
+                "parked_reason = COALESCE(?, parked_reason) WHERE url = ?",
+                (
+                    ",".join(sorted(decision.notified)),
+                    decision.churn_notified,
+                    _iso(now),
+                    decision.park_reason,
+                    _iso(now),
+                    decision.park_reason,
+                    url,
+                ),
+            )
+            for payload, channels in notices:
+                for channel in channels:
+                    tx.execute(
+                        "INSERT OR IGNORE INTO deliveries "
+                        "(id, channel, status, digest, created_at, next_attempt_at, notice) "
+                        "VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+                        (
+                            delivery_id_for(payload["id"], channel),
+                            channel,
+                            _iso(now),
+                            _iso(now),
+                            _json(payload),
+                        ),
+                    )
+
+    def notices_since(self, since: datetime) -> int:
+        """Notices queued since then (each counted once, however many channels it went to)."""
+        row = self._conn.execute(
+            "SELECT COUNT(DISTINCT json_extract(notice, '$.id')) FROM deliveries "
+            "WHERE notice IS NOT NULL AND created_at >= ?",
+            (_iso(since),),
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def unpark_feed(self, url: str, now: datetime) -> bool:
+        """Poll a parked feed again, at once, with a fresh failure streak. False when it was not parked."""
+        with self.transaction() as tx:
+            changed = tx.execute(
+                "UPDATE feeds SET parked_at = NULL, parked_reason = NULL, failing_since = NULL, error_count = 0, "
+                "health_notified = '', next_fetch_at = ? WHERE url = ? AND parked_at IS NOT NULL",
+                (_iso(now), url),
+            ).rowcount
+        return bool(changed)
+
+    def feed_item_counts(self, since: datetime) -> tuple[dict[str, int], dict[str, datetime]]:
+        """Per feed: items fetched since then, and when its first stored item was fetched."""
+        counts: dict[str, int] = {}
+        first: dict[str, datetime] = {}
+        for url, count, earliest in self._conn.execute(
+            "SELECT feed_url, SUM(CASE WHEN fetched_at >= ? THEN 1 ELSE 0 END), MIN(fetched_at) FROM items "
+            "GROUP BY feed_url",
+            (_iso(since),),
+        ):
+            counts[url] = int(count or 0)
+            first[url] = _req_dt(earliest)
+        return counts, first
 
     # -- items -------------------------------------------------------------------------------------------------
 
@@ -284,7 +392,8 @@ class SQLiteStore:
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE feeds SET title = COALESCE(?, title), etag = ?, last_modified = ?, last_fetched_at = ?, "
-                "last_success_at = ?, next_fetch_at = ?, error_count = 0, last_error = NULL WHERE url = ?",
+                "last_success_at = ?, next_fetch_at = ?, error_count = 0, last_error = NULL, failing_since = NULL, "
+                "last_new_item_at = CASE WHEN ? THEN ? ELSE last_new_item_at END WHERE url = ?",
                 (
                     update.title,
                     update.etag,
@@ -292,6 +401,8 @@ class SQLiteStore:
                     now,
                     now,
                     _iso(update.next_fetch_at),
+                    bool(new_items),
+                    now,
                     update.url,
                 ),
             )
@@ -518,13 +629,13 @@ class SQLiteStore:
         lease = _iso(now + DELIVERY_LEASE)
         with self.transaction() as tx:
             rows = tx.execute(
-                "SELECT id, channel, attempts, created_at, digest FROM deliveries "
+                "SELECT id, channel, attempts, created_at, digest, notice FROM deliveries "
                 "WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
                 "AND (? IS NULL OR channel = ?) ORDER BY next_attempt_at, created_at LIMIT ?",
                 (_iso(now), _iso(now), channel, channel, limit),
             ).fetchall()
             requests = []
-            for delivery_id, channel, attempts, created_at, digest in rows:
+            for delivery_id, channel, attempts, created_at, digest, notice in rows:
                 tx.execute(
                     "UPDATE deliveries SET lease_until = ?, attempts = attempts + 1, last_attempt_at = ? "
                     "WHERE id = ?",
@@ -546,6 +657,7 @@ class SQLiteStore:
                         attempt=attempts + 1,
                         created_at=_dt(created_at),
                         digest=bool(digest),
+                        notice=json.loads(notice) if notice is not None else None,
                     )
                 )
         return requests
