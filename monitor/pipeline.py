@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
+from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, backoff_delay
 from monitor.normalize import normalize_entries
 from monitor.notify import alert_payload
@@ -58,6 +59,8 @@ class Pipeline:
     stories: StoryIndex
     clock: Callable[[], datetime] = utcnow
     channel_names: Sequence[str] = field(default_factory=tuple)
+    # Languages of undeclared items, steadied per feed across polls (monitor.feedlanguage).
+    feed_languages: FeedLanguages = field(default_factory=FeedLanguages)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -119,6 +122,7 @@ class Pipeline:
             feed_title=feed.title,
             feed_tags=feed.tags,
             language_override=feed.language,
+            feed_languages=self.feed_languages,
         )
         update = FeedUpdate(
             url=url,
