@@ -428,7 +428,7 @@ def language_evidence(text: str) -> tuple[str | None, float]:
     if counts["latin"] < 3:
         return None, 0.0
     # The model walks the text byte by byte in Python: a headline and the start of its summary are enough.
-    return _latin_language(sample[:400])
+    return _latin_language(sample[:250])
 
 
 def _latin_language(sample: str) -> tuple[str, float]:

@@ -72,10 +72,12 @@ def test_a_repolled_item_keeps_its_language_and_counts_once() -> None:
 def test_normalization_uses_the_memory_across_polls() -> None:
     memory = FeedLanguages()
     first = ParsedFeed(
-        title="Zeitung", entries=[Entry(guid=f"g{i}", title=t) for i, t in enumerate(GERMAN)]
+        title="Zeitung", entries=tuple(Entry(guid=f"g{i}", title=t) for i, t in enumerate(GERMAN))
     )
-    second = ParsedFeed(title="Zeitung", entries=[Entry(guid="weak", title=WEAK_GERMAN[0])])
-    assert {item.language for item in normalize_entries(first, feed_url=FEED, feed_languages=memory)} == {"de"}
+    second = ParsedFeed(title="Zeitung", entries=(Entry(guid="weak", title=WEAK_GERMAN[0]),))
+    assert {item.language for item in normalize_entries(first, feed_url=FEED, feed_languages=memory)} == {
+        "de"
+    }
     (item,) = normalize_entries(second, feed_url=FEED, feed_languages=memory)
     assert item.language == "de"
     # Without the memory the same entry is detected on its own, and the declared language always wins.
