@@ -1,4 +1,4 @@
-"""Story clustering and per-(rule, story) alert suppression. Pure: no I/O, no clock (time comes in as data).
+"""Story clustering. Pure: no I/O, no clock (time comes in as data).
 
 A *story* is a set of items that report the same text: copies under other URLs, with tracking parameters,
 rewritten headlines, an added or a dropped sentence. `StoryIndex.assign` puts each new item into the story of
@@ -36,18 +36,15 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "AlertDecision",
-    "AlertStateView",
     "StoredSignature",
     "StoryAssignment",
     "StoryIndex",
-    "alert_decision",
     "shingles",
     "story_id_for",
 ]
@@ -647,39 +644,3 @@ class StoryIndex:
             self._probe = grown_probe
         self._next_row += 1
         return self._next_row - 1
-
-
-# -- alert suppression ---------------------------------------------------------------------------------------
-
-AlertDecision = Literal["new", "attach", "realert"]
-
-
-class AlertStateView(Protocol):
-    """What the suppression decision reads of the newest alert of a (rule, story)."""
-
-    @property
-    def created_at(self) -> datetime: ...
-
-    @property
-    def pending(self) -> bool: ...
-
-
-def alert_decision(
-    existing: AlertStateView | None, *, now: datetime, realert: timedelta | None
-) -> AlertDecision:
-    """What a new matching item of a story does to the (rule, story) alert.
-
-    * no alert yet → ``"new"``;
-    * the alert is still pending (held by group_wait or not yet tried) → ``"attach"``: it goes out with the
-      item in it;
-    * `realert` is set and at least that long has passed since the newest alert → ``"realert"``: the story
-      kept growing, so a fresh alert is sent;
-    * otherwise → ``"attach"``: the item is folded into the alert ("also reported by ...").
-    """
-    if existing is None:
-        return "new"
-    if existing.pending:
-        return "attach"
-    if realert is not None and now - existing.created_at >= realert:
-        return "realert"
-    return "attach"
