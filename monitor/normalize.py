@@ -1,12 +1,14 @@
 """normalize + identify: turn a parsed entry into an Item placed in its feed. Pure.
 
 The item's language is, in order: the language the operator configured for the feed, the entry's declared
-language, the feed's declared language, and else the one detected from the text. Languages are reduced to
-their primary subtag ("de-DE" → "de"), which is what stemmers and rules scope on.
+language, the feed's declared language, and else the one detected from the text — steadied by the feed's recent
+items when a FeedLanguages memory is passed (monitor.feedlanguage). Languages are reduced to their primary subtag
+("de-DE" → "de"), which is what stemmers and rules scope on.
 """
 
 from __future__ import annotations
 
+from monitor.feedlanguage import FeedLanguages
 from monitor.identify import canonical_url, content_hash, item_key
 from monitor.text import detect_language
 from monitor.types import Entry, Item, ParsedFeed
@@ -30,17 +32,22 @@ def normalize_entry(
     feed_language: str | None = None,
     feed_tags: tuple[str, ...] = (),
     language_override: str | None = None,
+    feed_languages: FeedLanguages | None = None,
 ) -> Item:
+    key = item_key(feed_url, entry.guid, entry.link, entry.title, entry.summary or entry.content)
     language = (
         primary_language(language_override)
         or primary_language(entry.language)
         or primary_language(feed_language)
-        or detect_language(
-            " ".join(part for part in (entry.title, entry.summary, entry.content[:2000]) if part)
-        )
     )
+    if language is None:
+        text = " ".join(part for part in (entry.title, entry.summary, entry.content[:2000]) if part)
+        if feed_languages is not None:
+            language = feed_languages.language_of(feed_url, key, text)
+        else:
+            language = detect_language(text)
     return Item(
-        key=item_key(feed_url, entry.guid, entry.link, entry.title, entry.summary or entry.content),
+        key=key,
         feed_url=feed_url,
         feed_title=feed_title,
         guid=entry.guid,
@@ -64,6 +71,7 @@ def normalize_entries(
     feed_title: str | None = None,
     feed_tags: tuple[str, ...] = (),
     language_override: str | None = None,
+    feed_languages: FeedLanguages | None = None,
 ) -> list[Item]:
     """All entries of a parsed feed as Items, first occurrence kept when a feed repeats an identity key."""
     title = feed_title or feed.title or feed_url
@@ -76,6 +84,7 @@ def normalize_entries(
             feed_language=feed.language,
             feed_tags=feed_tags,
             language_override=language_override,
+            feed_languages=feed_languages,
         )
         items.setdefault(item.key, item)
     return list(items.values())

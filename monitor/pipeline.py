@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from monitor.alerting import alert_decision
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
+from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
@@ -67,6 +68,8 @@ class Pipeline:
     clock: Callable[[], datetime] = utcnow
     channel_names: Sequence[str] = field(default_factory=tuple)
     metrics: Metrics = field(default_factory=Metrics)
+    # Languages of undeclared items, steadied per feed across polls (monitor.feedlanguage).
+    feed_languages: FeedLanguages = field(default_factory=FeedLanguages)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -188,6 +191,7 @@ class Pipeline:
             feed_title=feed.title,
             feed_tags=feed.tags,
             language_override=feed.language,
+            feed_languages=self.feed_languages,
         )
         update = FeedUpdate(
             url=url,

@@ -39,12 +39,14 @@ from monitor.errors import ConfigError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchSettings
 from monitor.metrics import MeteredQueue, Metrics
 from monitor.netpolicy import NetworkPolicy
+from monitor.normalize import primary_language
 from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
 from monitor.status import StatusServer
 from monitor.store import SQLiteStore
 from monitor.stories import StoryIndex
+from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "DatabaseLock",
     "Runtime",
     "check_config",
+    "detection_languages",
     "open_runtime",
     "poll_all",
 ]
@@ -121,6 +124,14 @@ def load_story_index(config: MonitorConfig, store: SQLiteStore, now: datetime) -
     return index
 
 
+def detection_languages(config: MonitorConfig, ruleset: RuleSet) -> list[str]:
+    """Languages language detection prefers besides the default ones: the rules' language scopes and the
+    languages configured for feeds (an item in them must not be taken for a near neighbour)."""
+    found = [language for rule in ruleset.rules for language in rule.languages]
+    found += [code for feed in config.feeds if (code := primary_language(feed.language))]
+    return sorted(set(found))
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     config: MonitorConfig,
@@ -136,6 +147,7 @@ async def open_runtime(
     outlives a runtime (the daemon keeps its counters across reloads); by default a fresh set."""
     now = clock()
     metrics = metrics if metrics is not None else Metrics()
+    prefer_languages(detection_languages(config, ruleset))
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
     lock = DatabaseLock(config.database)
     lock.acquire()

@@ -11,12 +11,14 @@ from typing import Any, TextIO
 from monitor.cli import emit_json
 from monitor.config import DEFAULT_RULES
 from monitor.errors import FetchError, MonitorError, ParseError
+from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, FetchSettings
 from monitor.netpolicy import NetworkPolicy
 from monitor.normalize import normalize_entries
 from monitor.parse import parse_feed
 from monitor.rules import RuleSet, load_rules
 from monitor.rules.explain import format_explanation
+from monitor.text import prefer_languages
 from monitor.types import Item, Match
 
 __all__ = ["cmd_match", "cmd_rules", "match_record"]
@@ -24,6 +26,8 @@ __all__ = ["cmd_match", "cmd_rules", "match_record"]
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
     ruleset = load_rules(args.rules or DEFAULT_RULES)
+    prefer_languages(language for rule in ruleset.rules for language in rule.languages)
+    feed_languages = FeedLanguages()
     policy = NetworkPolicy.from_setting(bool(args.allow_private_networks))
     failures = 0
     for source in args.sources:
@@ -36,7 +40,7 @@ def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
             continue
         for warning in parsed.warnings:
             print(f"monitor match: {source}: warning: {warning}", file=sys.stderr)
-        for item in normalize_entries(parsed, feed_url=source):
+        for item in normalize_entries(parsed, feed_url=source, feed_languages=feed_languages):
             matches = ruleset.match(item)
             if args.json:
                 emit_json(out, match_record(item, matches, source))

@@ -59,6 +59,9 @@ class FeedBuilder:
 
     title: str = "Test wire"
     items: list[tuple[str, str, str]] = field(default_factory=list)  # guid, title, summary
+    # Declared, as a wire's feed is: these tests are about polling and delivery, and an undeclared feed would make
+    # the daemon's first poll wait for the language model (seconds of wall time on a loaded machine).
+    language: str | None = "en"
 
     def add(self, guid: str, title: str, summary: str) -> None:
         self.items.append((guid, title, summary))
@@ -73,6 +76,8 @@ class FeedBuilder:
             '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>',
             f"<title>{escape(self.title)}</title><link>http://127.0.0.1/</link><description>tests</description>",
         ]
+        if self.language:
+            parts.append(f"<language>{escape(self.language)}</language>")
         for guid, title, summary in self.items:
             parts.append(
                 f"<item><guid isPermaLink='false'>{escape(guid)}</guid><title>{escape(title)}</title>"
