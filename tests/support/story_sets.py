@@ -15,8 +15,11 @@ from typing import Any
 
 import yaml
 
+from monitor.analysis import NO_ACTORS, analyse_item
 from monitor.identify import canonical_url, content_hash, item_key
-from monitor.stories import StoryIndex
+from monitor.rules import RuleSet
+from monitor.stories import StoryAssignment, StoryIndex
+from monitor.types import Item
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -32,6 +35,7 @@ class LabelledItem:
     published: datetime
     kind: str = "original"  # original | copy | rewrite (stories sets only)
     holdout: bool = False  # the story is kept blind: scored, its errors not looked at while tuning
+    event: str = ""  # the event-level label (see `events:` in the syndication sets); the story's by default
 
     @property
     def language(self) -> str:
@@ -64,6 +68,7 @@ def load_set(path: Path) -> list[LabelledItem]:
     """A labelled set, in publication order (the order the daemon sees the items in)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     base = data["base"] if isinstance(data["base"], datetime) else datetime.fromisoformat(data["base"])
+    event_of = {story: group[0] for group in data.get("events") or () for story in group}
     items = [
         LabelledItem(
             id=raw["id"],
@@ -75,6 +80,7 @@ def load_set(path: Path) -> list[LabelledItem]:
             published=base.astimezone(UTC) + timedelta(hours=raw["hours"]),
             kind=raw.get("kind", "original"),
             holdout=bool(story.get("holdout", False)),
+            event=event_of.get(story["story"], story["story"]),
         )
         for story in data["stories"]
         for raw in story["items"]
@@ -107,29 +113,68 @@ def score(truth: Sequence[str], predicted: Sequence[str]) -> SetScores:
     )
 
 
+def score_events(items: Sequence[LabelledItem], predicted: Sequence[str]) -> SetScores:
+    """Scores against the event-level labels."""
+    return score([item.event for item in items], predicted)
+
+
 def score_subset(items: Sequence[LabelledItem], predicted: Sequence[str], *, holdout: bool) -> SetScores:
-    """Scores over the items of fitted (holdout=False) or blind (holdout=True) stories only."""
-    chosen = [(item.story, p) for item, p in zip(items, predicted, strict=True) if item.holdout == holdout]
+    """Event-level scores over the items of fitted (holdout=False) or blind (holdout=True) stories only."""
+    chosen = [(item.event, p) for item, p in zip(items, predicted, strict=True) if item.holdout == holdout]
     return score([t for t, _ in chosen], [p for _, p in chosen])
 
 
-def replay(items: Sequence[LabelledItem], index: StoryIndex | None = None) -> list[str]:
-    """The story id of each item after assigning them in order, as the pipeline does."""
-    index = index or StoryIndex()
-    stories = []
-    for item in items:
-        feed_url = f"https://{item.feed}.example/feed.xml"
-        assignment = index.assign(
-            item_key=item_key(feed_url, item.id, item.link, item.title, item.summary),
-            title=item.title,
-            summary=item.summary,
-            url=canonical_url(item.link),
-            content_hash=content_hash(item.title, item.summary),
-            published=item.published,
-            source=feed_url,
+def as_item(item: LabelledItem) -> Item:
+    feed_url = f"https://{item.feed}.example/feed.xml"
+    return Item(
+        key=item_key(feed_url, item.id, item.link, item.title, item.summary),
+        feed_url=feed_url,
+        feed_title=item.feed,
+        guid=item.id,
+        link=item.link,
+        url=canonical_url(item.link),
+        title=item.title,
+        summary=item.summary,
+        content="",
+        categories=(),
+        language=None,
+        published=item.published,
+        content_hash=content_hash(item.title, item.summary),
+    )
+
+
+def replay_assignments(
+    items: Sequence[LabelledItem], index: StoryIndex | None = None, ruleset: RuleSet | None = None
+) -> list[StoryAssignment]:
+    """Each item's assignment after assigning them in order as the pipeline does: one analysis per item, the
+    rule set's actor ids (when `ruleset` is given), the feed as the source."""
+    index = StoryIndex() if index is None else index
+    found = []
+    for labelled in items:
+        item = as_item(labelled)
+        analysis = analyse_item(item)
+        actors = ruleset.match_with_actors(item, analysis)[1] if ruleset is not None else NO_ACTORS
+        found.append(
+            index.assign(
+                item_key=item.key,
+                title=item.title,
+                summary=item.summary,
+                url=item.url,
+                content_hash=item.content_hash,
+                published=labelled.published,
+                source=item.feed_url,
+                analysis=analysis,
+                actors=actors,
+            )
         )
-        stories.append(assignment.story_id)
-    return stories
+    return found
+
+
+def replay(
+    items: Sequence[LabelledItem], index: StoryIndex | None = None, ruleset: RuleSet | None = None
+) -> list[str]:
+    """The story id of each item after assigning them in order (see `replay_assignments`)."""
+    return [assignment.story_id for assignment in replay_assignments(items, index, ruleset)]
 
 
 def errors(items: Sequence[LabelledItem], predicted: Sequence[str]) -> list[str]:
@@ -138,8 +183,8 @@ def errors(items: Sequence[LabelledItem], predicted: Sequence[str]) -> list[str]
     by_cluster: dict[str, set[str]] = defaultdict(set)
     members: dict[str, list[str]] = defaultdict(list)
     for item, cluster_id in zip(items, predicted, strict=True):
-        by_story[item.story].add(cluster_id)
-        by_cluster[cluster_id].add(item.story)
+        by_story[item.event].add(cluster_id)
+        by_cluster[cluster_id].add(item.event)
         members[cluster_id].append(item.id)
     found = [
         f"split {story}: {sorted(members[c] for c in clusters)}"
