@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from monitor.alerting import alert_decision
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
 from monitor.fetch import Fetcher, backoff_delay
@@ -24,7 +25,7 @@ from monitor.notify import alert_payload
 from monitor.parse import parse_feed
 from monitor.rules import RuleSet
 from monitor.store import AlertAttachment, AlertState, FeedUpdate, NewAlert, NewItem, SQLiteStore
-from monitor.stories import StoryIndex, alert_decision
+from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
 from monitor.types import FeedState, Item, Match
 

@@ -1,5 +1,9 @@
-"""Per-(rule, story) alert suppression: kept importable from monitor.stories until it moves to a module of its
-own (monitor.alerting)."""
+"""Per-(rule, story) alert suppression: what a new matching item does to the alert of its story.
+
+Pure: no I/O, no clock (time comes in as data). Kept apart from story clustering (`monitor.stories`) because
+the two change for different reasons: clustering decides which items are one story, this decides when a story
+is worth telling the analyst about again.
+"""
 
 from __future__ import annotations
 
