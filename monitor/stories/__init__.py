@@ -14,7 +14,6 @@ tied together by `monitor.stories.index`. What the tiers read of the text comes 
 docs/design/stories.md.
 """
 
-from monitor.stories.alerts import AlertDecision, AlertStateView, alert_decision
 from monitor.stories.cleaning import clean_summary, clean_title, figures, figures_conflict
 from monitor.stories.event import EventIndex, EventMatch
 from monitor.stories.features import EventFeatures, event_features, name_skeleton
@@ -36,15 +35,12 @@ __all__ = [
     "EVENT_FEATURES_VERSION",
     "SIGNATURE_VERSION",
     "TIERS",
-    "AlertDecision",
-    "AlertStateView",
     "EventFeatures",
     "EventIndex",
     "EventMatch",
     "StoredSignature",
     "StoryAssignment",
     "StoryIndex",
-    "alert_decision",
     "clean_summary",
     "clean_title",
     "event_features",

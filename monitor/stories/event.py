@@ -21,6 +21,7 @@ joins the best one whose similarity passes the tier's thresholds; else it opens 
 
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from collections import Counter
@@ -28,15 +29,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitor.stories.features import FIGURE, KIND_MASK, NAME, EventFeatures
+from monitor.stories.features import FIGURE, KIND_MASK, NAME, EventFeatures, label_of
 
-__all__ = ["EventIndex", "EventMatch"]
+__all__ = ["EventIndex", "EventMatch", "Weighed"]
 
 # Posting lists keep this many of their newest sub-clusters (twice as many before they are trimmed): a feature
 # shared by more sub-clusters than this is too common to find an event by.
-_POSTING_KEEP = 48
+_POSTING_KEEP = 32
+# log(df + 0.5) for small document frequencies, the common case of the IDF.
+_LOG_TABLE = 4096
+_LOG_DF = [math.log(count + 0.5) for count in range(_LOG_TABLE)]
 # The item's features probed in the inverted index (the weightiest), and the candidates scored in full.
 _PROBE_FEATURES = 10
+# The content words of an item entered in the inverted index (all its language-independent features are).
+_INDEXED_TERMS = 20
 _PROBE_SHARED = 8
 _SCORED_CANDIDATES = 10
 # An item with fewer content words than this (a headline without a summary) joins by the event tier only when
@@ -64,6 +70,16 @@ class _Cluster:
     norm_terms: float = 0.0
     norm_shared: float = 0.0
     norm_items: int = 0  # the stream's size when the norms were computed
+
+
+@dataclass(frozen=True, slots=True)
+class Weighed:
+    """An item's features with their weights (IDF) and the norms of both kinds."""
+
+    terms: dict[int, float]
+    shared: dict[int, float]
+    norm_terms: float
+    norm_shared: float
 
 
 @dataclass(slots=True)
@@ -134,17 +150,42 @@ class EventIndex:
         return max(0.0, math.log((self._items + 1) / (self._df.get(feature, 0) + 0.5)))
 
     def _weights(self, features: Iterable[int]) -> dict[int, float]:
-        return {f: self.idf(f) for f in features}
+        # The hot loop of the tier: log(df + 0.5) from a table, features of weight 0 (in every item) left out.
+        log_n = math.log(self._items + 1)
+        df = self._df.get
+        weights = {}
+        for feature in features:
+            count = df(feature, 0)
+            weight = log_n - (_LOG_DF[count] if count < _LOG_TABLE else math.log(count + 0.5))
+            if weight > 0:
+                weights[feature] = weight
+        return weights
+
+    def weigh(self, features: EventFeatures) -> Weighed:
+        """An item's features weighted by the stream's IDF of now, with their norms."""
+        terms = self._weights(features.terms)
+        shared = self._weights(features.shared)
+        return Weighed(
+            terms,
+            shared,
+            math.sqrt(sum(w * w for w in terms.values())),
+            math.sqrt(sum(w * w for w in shared.values())),
+        )
 
     # -- finding ---------------------------------------------------------------------------------------------
 
     def find(
-        self, features: EventFeatures, published: datetime, source: str | None = None
+        self,
+        features: EventFeatures,
+        published: datetime,
+        source: str | None = None,
+        weighed: Weighed | None = None,
     ) -> EventMatch | None:
         """The best sub-cluster for an item: of its own language first, else of another language. A sub-cluster
         of `source`'s items only is no candidate: one feed's items share its boilerplate, not an event."""
-        terms = self._weights(features.terms)
-        shared = self._weights(features.shared)
+        if weighed is None:
+            weighed = self.weigh(features)
+        terms, shared = weighed.terms, weighed.shared
         # Probe with the weightiest features that some sub-cluster has (a feature no earlier item had is the
         # weightiest of all and finds nothing), content words and language-independent ones apart, so that an
         # item in another language, which shares none of the words, still finds its event by names and figures.
@@ -156,13 +197,14 @@ class EventIndex:
                 hits.update(postings[feature])
         if not hits:
             return None
-        norm_terms = math.sqrt(sum(w * w for w in terms.values()))
-        norm_shared = math.sqrt(sum(w * w for w in shared.values()))
+        norm_terms, norm_shared = weighed.norm_terms, weighed.norm_shared
         figures = [f for f in shared if f & KIND_MASK == FIGURE]
         names = [f for f in shared if f & KIND_MASK == NAME]
         best: EventMatch | None = None
         cross: EventMatch | None = None
-        for cluster, _ in hits.most_common(_SCORED_CANDIDATES):
+        for cluster, shared_count in hits.most_common(_SCORED_CANDIDATES):
+            if shared_count < 2:
+                break  # one probed feature in common is no event (and the rest have no more)
             if not cluster.alive or not self._in_time(cluster, published):
                 continue
             if source is not None and cluster.sources == (source,):
@@ -178,7 +220,7 @@ class EventIndex:
             ):
                 continue  # the same words about other people, places and figures (the ECB's decision, the BoE's)
             if abs(cluster.norm_items - self._items) * 20 > self._items:
-                self._renorm(cluster)  # the IDF moved by more than a few percent since
+                self._renorm(cluster)  # the stream grew or shrank by a quarter since: its IDF moved
             if same_language:
                 found = self._within(cluster, terms, shared, norm_terms, norm_shared, features)
                 if found is not None and (best is None or found.score > best.score):
@@ -250,7 +292,7 @@ class EventIndex:
         features: EventFeatures,
     ) -> EventMatch:
         strongest = sorted(parts, reverse=True)[:8]
-        evidence = tuple(features.labels.get(f, f"#{f:08x}") for _, f in strongest)
+        evidence = tuple(features.labels.get(f) or label_of(f) for _, f in strongest)
         return EventMatch(
             cluster.story_id, cluster.first_item_key, score, content, entities, cross_language, evidence
         )
@@ -258,7 +300,7 @@ class EventIndex:
     # -- remembering -----------------------------------------------------------------------------------------
 
     def add(self, item_key: str, story_id: str, language: str, terms: Iterable[int], shared: Iterable[int],
-            published: datetime, source: str | None = None) -> None:  # fmt: skip
+            published: datetime, source: str | None = None, weighed: Weighed | None = None) -> None:  # fmt: skip
         """Count an item's features in the stream and add it to its story's sub-cluster of its language."""
         if item_key in self._members:
             return
@@ -273,27 +315,39 @@ class EventIndex:
         cluster.size += 1
         if source is not None and source not in cluster.sources:
             cluster.sources = (*cluster.sources, source)
+        # The hot path of every item: counting and indexing stay in C calls where they can.
+        self._df.update(term_ids)
+        self._df.update(shared_ids)
         counts = cluster.counts
-        for ids in (term_ids, shared_ids):
-            for feature in ids:
-                self._df[feature] += 1
-                if feature in counts:
-                    counts[feature] += 1
-                else:
-                    counts[feature] = 1
-                    kind = feature & KIND_MASK
-                    if kind == FIGURE:
-                        cluster.figures += 1
-                    elif kind == NAME:
-                        cluster.names += 1
-                    posting = self._postings.get(feature)
-                    if posting is None:
-                        self._postings[feature] = [cluster]
-                    else:
-                        posting.append(cluster)
-                        if len(posting) > 2 * _POSTING_KEEP:
-                            kept = [c for c in posting[-_POSTING_KEEP:] if c.alive]
-                            posting[:] = kept
+        if counts:
+            new = [f for f in itertools.chain(term_ids, shared_ids) if f not in counts]
+            for feature in itertools.chain(term_ids, shared_ids):
+                counts[feature] = counts.get(feature, 0) + 1
+        else:  # a new sub-cluster: every feature is new to it
+            new = [*term_ids, *shared_ids]
+            counts.update(dict.fromkeys(new, 1))
+        for feature in new:
+            if feature & 1:
+                kind = feature & KIND_MASK
+                if kind == FIGURE:
+                    cluster.figures += 1
+                elif kind == NAME:
+                    cluster.names += 1
+        if len(term_ids) > _INDEXED_TERMS:
+            # Only the weightiest content words are indexed: a probe asks for the weightiest ones too, and a
+            # common word's posting list would only be trimmed.
+            weights = weighed.terms if weighed is not None else self._weights(term_ids)
+            indexed = set(sorted(term_ids, key=lambda f: weights.get(f, 0.0), reverse=True)[:_INDEXED_TERMS])
+            new = [f for f in new if f & 1 or f in indexed]
+        postings = self._postings
+        for feature in new:
+            posting = postings.get(feature)
+            if posting is None:
+                postings[feature] = [cluster]
+            else:
+                posting.append(cluster)
+                if len(posting) > 2 * _POSTING_KEEP:
+                    posting[:] = [c for c in posting[-_POSTING_KEEP:] if c.alive]
         self._items += 1
         self._members[item_key] = _Member(cluster, term_ids, shared_ids)
         self._renorm(cluster)
@@ -302,14 +356,18 @@ class EventIndex:
         # Norms use the IDF of the moment the cluster last changed: recomputing them at every comparison would
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
         size = cluster.size
-        terms_sq = shared_sq = 0.0
-        for feature, count in cluster.counts.items():
-            weight = self.idf(feature) * count / size
-            if feature & 1:  # see features.feature_id: language-independent features have odd ids
-                shared_sq += weight * weight
-            else:
-                terms_sq += weight * weight
-        cluster.norm_terms = math.sqrt(terms_sq)
+        log_n = math.log(self._items + 1)
+        df = self._df
+        counts = cluster.counts
+        features = list(counts)
+        seen = list(map(df.__getitem__, features))
+        idf = [log_n - (_LOG_DF[n] if n < _LOG_TABLE else math.log(n + 0.5)) for n in seen]
+        if size == 1:
+            squares = [w * w if w > 0 else 0.0 for w in idf]
+        else:
+            squares = [(w * counts[f] / size) ** 2 if w > 0 else 0.0 for w, f in zip(idf, features, strict=True)]
+        shared_sq = sum(q for q, f in zip(squares, features, strict=True) if f & 1)
+        cluster.norm_terms = math.sqrt(max(0.0, sum(squares) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)
         cluster.norm_items = self._items
 

@@ -30,6 +30,7 @@ from monitor.stories.cleaning import cleaned_words
 from monitor.text import SNOWBALL_LANGUAGES, stem_words, stemmer_language
 
 __all__ = [
+    "label_of",
     "ACTOR",
     "CONTENT_WORD",
     "FIGURE",
@@ -55,6 +56,10 @@ YEAR = 0b111  # f:...:year
 
 def feature_id(feature: str) -> int:
     """Stable 32-bit id of a feature string, its low three bits its kind (see `KIND_MASK`)."""
+    return _feature_id(feature)
+
+
+def _feature_id(feature: str) -> int:
     crc = zlib.crc32(feature.encode("utf-8")) & ~KIND_MASK
     kind = feature[:2]
     if kind == "t:":
@@ -74,7 +79,7 @@ class EventFeatures:
     language: str
     terms: frozenset[int]
     shared: frozenset[int]
-    labels: dict[int, str]
+    labels: dict[int, str]  # of the language-independent features (content words: `label_of`)
     results: list[int]  # the ids of the figures that are results ("2:1")
 
     @property
@@ -241,6 +246,40 @@ def _figure_features(text: str) -> Iterable[str]:
         yield f"f:{value:g}:{unit}" if unit else f"f:{value:g}"
 
 
+# -- content words, remembered --------------------------------------------------------------------------------
+
+# The feature id of each folded word seen before, per (stemmer, item language): a stream's words repeat, and the
+# stem, the label and its hash are then one dict lookup. Dropped wholesale past _WORD_CACHE words (a few MB),
+# as PyStemmer drops its own cache.
+_WORD_CACHE = 200_000
+_word_ids: dict[tuple[str | None, str], dict[str, int]] = {}
+# The readable label of every id made, for the evidence `stories show` prints.
+_label_of: dict[int, str] = {}
+
+
+def label_of(feature: int) -> str:
+    """The readable form of a feature id made in this process (``#`` and hex digits when unknown)."""
+    return _label_of.get(feature) or f"#{feature:08x}"
+
+
+def _term_ids(words: list[str], stemmer: str | None, language: str) -> Iterable[int]:
+    cache = _word_ids.get((stemmer, language))
+    if cache is None:
+        cache = _word_ids[(stemmer, language)] = {}
+    missing = [word for word in words if word not in cache]
+    if missing:
+        if len(cache) > _WORD_CACHE:
+            cache.clear()
+        if len(_label_of) > 4 * _WORD_CACHE:
+            _label_of.clear()
+        stems = stem_words(missing, stemmer) if stemmer in SNOWBALL_LANGUAGES else missing
+        for word, stem in zip(missing, stems, strict=True):
+            label = f"t:{language}:{stem}"
+            cache[word] = found = _feature_id(label)
+            _label_of[found] = label
+    return map(cache.__getitem__, words)
+
+
 # -- all together --------------------------------------------------------------------------------------------
 
 _SENTENCE_END = frozenset(".!?:;")
@@ -248,7 +287,10 @@ _SENTENCE_END = frozenset(".!?:;")
 
 def _acronym(text: str, start: int, end: int) -> bool:
     """An acronym (ECB, BoE, ЦСКА, НАТО): two capitals or more, wherever it stands."""
-    return end - start >= 2 and sum(1 for char in text[start:end] if char.isupper()) >= 2
+    surface = text[start:end]
+    if len(surface) < 2 or surface.islower() or surface.istitle():
+        return False  # the common cases, decided in C
+    return sum(1 for char in surface if char.isupper()) >= 2
 
 
 def fold_acronym(norm: str) -> str:
@@ -283,9 +325,10 @@ def event_features(
     shared: set[int] = set()
 
     def add(into: set[int], label: str) -> None:
-        fid = feature_id(label)
+        fid = _feature_id(label)
         into.add(fid)
         labels.setdefault(fid, label)
+        _label_of[fid] = label
 
     for actor in actors.ids:
         add(shared, f"a:{actor}")
@@ -302,22 +345,25 @@ def event_features(
                 if spans and any(s < ends[position] and start < e for s, e in spans):
                     continue  # part of an actor's name or role: counted once, as the actor
                 kept.append(word)
-                end = ends[position]
-                if _acronym(text, start, end):
+                if not text[start].isupper():
+                    continue
+                if _acronym(text, start, ends[position]):
                     add(shared, f"n:{fold_acronym(word)}")
                 elif len(word) >= 3 and word not in _STOP and _capitalised(text, start, position):
                     skeleton = name_skeleton(word)
                     if skeleton is not None:
                         add(shared, f"n:{skeleton}")
             words = tuple(kept)  # the words of the field without the actors' names
-        for word in words:
-            if len(word) >= 3 and word not in _STOP and not word.isdigit():
+        content = [w for w in words if len(w) >= 3 and w not in _STOP and not w.isdigit()]
+        if content and cleaned.isascii():
+            # One script: one stemmer for all of them (the per-word choice is for mixed scripts).
+            by_stemmer.setdefault(stemmer_language(content[0], analysis.language), []).extend(content)
+        else:
+            for word in content:
                 by_stemmer.setdefault(stemmer_language(word, analysis.language), []).append(word)
         for figure in _figure_features(cleaned):
             add(shared, figure)
     for stemmer, group in by_stemmer.items():
-        stems = stem_words(group, stemmer) if stemmer in SNOWBALL_LANGUAGES else group
-        for stem in stems:
-            add(terms, f"t:{language}:{stem}")
+        terms.update(_term_ids(group, stemmer, language))
     results = [fid for fid, label in labels.items() if label.endswith(":result")]
     return EventFeatures(language, frozenset(terms), frozenset(shared), labels, results)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from monitor.analysis import NO_ACTORS, ActorMentions, Analysis, analyse
 from monitor.stories.cleaning import clean_summary, clean_title, cleaned_words, figures_conflict, figures_of
-from monitor.stories.event import EventIndex, EventMatch
+from monitor.stories.event import EventIndex, EventMatch, Weighed
 from monitor.stories.exact import ExactIndex
 from monitor.stories.features import EventFeatures, event_features
 from monitor.stories.near_duplicate import (
@@ -290,12 +290,14 @@ class StoryIndex:
         textual = text.token_count >= self.min_tokens and bool(text.shingles)
         assignment = self._find_copy(signature, text, textual, url, content_hash, published, source)
         features: EventFeatures | None = None
+        weighed: Weighed | None = None
         if self._events is not None and textual:
             features = event_features(
                 text.analysis, (("title", text.title), ("summary", text.summary)), actors
             )
+            weighed = self._events.weigh(features)
             if assignment is None:
-                found = self._events.find(features, published, source)
+                found = self._events.find(features, published, source, weighed)
                 if found is not None:
                     assignment = self._event_assignment(found, features.language)
         if assignment is None:
@@ -314,6 +316,7 @@ class StoryIndex:
                 features.shared,
                 published,
                 source,
+                weighed,
             )
         language_of = features.language if features is not None else text.analysis.language
         return StoryAssignment(
