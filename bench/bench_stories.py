@@ -146,7 +146,9 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"stored items:           {args.stored}")
-    print(f"assign while building:  {args.stored / build_seconds:,.0f} items/s (index growing 0 → {args.stored})")
+    print(
+        f"assign while building:  {args.stored / build_seconds:,.0f} items/s (index growing 0 → {args.stored})"
+    )
     print(f"load (restart):         {load_seconds:.2f} s for {args.stored} rows")
     print(f"memory per stored item: {held / args.stored:,.0f} bytes (tracemalloc, the index after load)")
     print(

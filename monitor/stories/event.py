@@ -365,7 +365,9 @@ class EventIndex:
         if size == 1:
             squares = [w * w if w > 0 else 0.0 for w in idf]
         else:
-            squares = [(w * counts[f] / size) ** 2 if w > 0 else 0.0 for w, f in zip(idf, features, strict=True)]
+            squares = [
+                (w * counts[f] / size) ** 2 if w > 0 else 0.0 for w, f in zip(idf, features, strict=True)
+            ]
         shared_sq = sum(q for q, f in zip(squares, features, strict=True) if f & 1)
         cluster.norm_terms = math.sqrt(max(0.0, sum(squares) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)

@@ -30,7 +30,6 @@ from monitor.stories.cleaning import cleaned_words
 from monitor.text import SNOWBALL_LANGUAGES, stem_words, stemmer_language
 
 __all__ = [
-    "label_of",
     "ACTOR",
     "CONTENT_WORD",
     "FIGURE",
@@ -40,6 +39,7 @@ __all__ = [
     "EventFeatures",
     "event_features",
     "feature_id",
+    "label_of",
     "name_skeleton",
 ]
 

@@ -454,7 +454,10 @@ class StoryIndex:
     @staticmethod
     def _event_assignment(found: EventMatch, language: str) -> StoryAssignment:
         reason: Reason = "cross-language" if found.cross_language else "event"
-        detail = (f"content {found.content:.2f}", f"entities {found.entities:.2f}")
+        if found.cross_language:
+            detail: tuple[str, ...] = (f"shared evidence {found.score:.2f}",)
+        else:
+            detail = (f"content {found.content:.2f}", f"entities {found.entities:.2f}")
         return StoryAssignment(
             found.story_id,
             False,
