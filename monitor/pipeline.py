@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.alerting import alert_decision
+from monitor.analysis import analyse_item
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError
 from monitor.feedlanguage import FeedLanguages
@@ -28,7 +29,15 @@ from monitor.normalize import normalize_entries
 from monitor.notify import alert_payload
 from monitor.parse import parse_feed
 from monitor.rules import RuleSet
-from monitor.store import AlertAttachment, AlertState, FeedUpdate, NewAlert, NewItem, SQLiteStore
+from monitor.store import (
+    AlertAttachment,
+    AlertState,
+    FeedUpdate,
+    NewAlert,
+    NewItem,
+    SQLiteStore,
+    StoryMembership,
+)
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
 from monitor.types import FeedState, Item, Match
@@ -234,8 +243,10 @@ class Pipeline:
                 also_seen.append((item.key, item.content_hash))
                 continue
             try:
-                # Matching is pure and runs first, so a failure leaves the story index untouched.
-                matches = tuple(self.ruleset.match(item))
+                # Analysis and matching are pure and run first, so a failure leaves the story index untouched.
+                # One analysis per item: tokens and language, shared by the rule matcher and the story index.
+                analysis = analyse_item(item)
+                matches, actors = self.ruleset.match_with_actors(item, analysis)
             except Exception as exc:
                 # One entry no stage foresaw must not cost the entries beside it. It is not recorded as seen,
                 # so the next fetch tries it again (and logs again): skipped, never lost silently.
@@ -252,14 +263,25 @@ class Pipeline:
                 # A future date would pin the item in the index until then; clamp to the fetch time.
                 published=min(item.published or now, now),
                 source=item.feed_url,
+                analysis=analysis,
+                actors=actors,
             )
             new_items.append(
                 NewItem(
                     item=item,
-                    matches=matches,
+                    matches=tuple(matches),
                     story_id=assignment.story_id,
                     story_is_new=assignment.is_new_story,
                     signature=self.stories.signature(item.key),
+                    membership=StoryMembership(
+                        tier=assignment.tier,
+                        reason=assignment.reason,
+                        score=assignment.similarity,
+                        matched_item_key=assignment.matched_item_key,
+                        evidence=assignment.evidence,
+                        language=assignment.language,
+                        event_features=self.stories.event_features(item.key),
+                    ),
                 )
             )
         alerts, attachments = self._decide_alerts(new_items, now)

@@ -271,3 +271,36 @@ def test_every_config_key_is_in_the_readme(repo_dir: Path) -> None:
     assert {"MonitorConfig", "FeedConfig", "FetchOptions", "RetentionOptions", "StoryOptions"} <= nested
     missing = [f"{model.__name__}.{name}" for name, model in keys if not re.search(rf"\b{name}:", readme)]
     assert not missing, f"config keys not documented in README.md: {missing}"
+
+
+def test_stories_show_languages_outlets_and_why_each_item_joined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "demo"
+    assert main(["demo", "--keep", str(state)]) == 0
+    capsys.readouterr()
+    config = str(state / "monitor.yaml")
+    assert main(["stories", "--json", "--config", config, "--limit", "1000"]) == 0
+    stories = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    grown = [s for s in stories if len(s["items"]) >= 2]
+    assert grown and all(s["languages"] and s["outlets"] for s in grown)
+    assert any(len(s["languages"]) >= 2 for s in grown)  # the demo has one event in several languages
+    assert main(["stories", "--config", config, "--limit", "1000"]) == 0
+    assert re.search(r"\d+ items from \d+ outlets in \d+ languages \(", capsys.readouterr().out)
+
+    story = max(grown, key=lambda s: len(s["languages"]))
+    assert main(["stories", "show", story["id"], "--json", "--config", config]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    joined = [item for item in shown["items"] if item["reason"] != "new"]
+    assert joined and all(
+        item["tier"] in ("exact", "near-duplicate", "event", "event (cross-language)") for item in joined
+    )
+    assert all(item["matched"] for item in joined)
+    event = [item for item in joined if item["tier"].startswith("event")]
+    assert event and all(item["evidence"] and item["score"] > 0 for item in event)
+    assert main(["stories", "show", story["id"], "--config", config]) == 0
+    text = capsys.readouterr().out
+    assert "opened the story" in text and "joined by the" in text and "evidence:" in text
+
+    assert main(["stories", "show", "st_nope", "--config", config]) == 1
+    assert "no story with id 'st_nope'" in capsys.readouterr().err

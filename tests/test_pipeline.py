@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.analysis import ActorMentions, Analysis
 from monitor.config import DEFAULT_RULES, MonitorConfig
 from monitor.errors import MonitorError
 from monitor.rules import RuleSet, load_rules
@@ -30,10 +31,15 @@ class ExplodingRules:
         self._real = real
         self.rules = real.rules
 
-    def match(self, item: Item) -> list[Match]:
+    def match(self, item: Item, analysis: Analysis | None = None) -> list[Match]:
+        return self.match_with_actors(item, analysis)[0]
+
+    def match_with_actors(
+        self, item: Item, analysis: Analysis | None = None
+    ) -> tuple[list[Match], ActorMentions]:
         if item.title == "boom":
             raise RuntimeError("matcher bug")
-        return self._real.match(item)
+        return self._real.match_with_actors(item, analysis)
 
     def get(self, rule_id: str) -> object:
         return self._real.get(rule_id)

@@ -6,7 +6,7 @@
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
     monitor demo                        offline demo on bundled feeds
-    monitor feeds [unpark URL] | alerts [show ID] | stories | deliveries [retry ID|--dead | enable CHANNEL]   operator views
+    monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
 
 Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
 sources that could not be read), 2 usage errors (argparse).
@@ -112,7 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("alert_id", nargs="?", help="alert id (with show)")
     alerts.add_argument("--json", action="store_true", help="one JSON object per alert per line")
     alerts.add_argument("--limit", type=int, default=50)
-    stories = with_config(sub.add_parser("stories", help="list recent stories"))
+    stories = with_config(sub.add_parser("stories", help="list recent stories, or show how one was formed"))
+    stories.add_argument(
+        "action",
+        nargs="?",
+        choices=["show"],
+        help="show one story: each item, how it joined, on what evidence",
+    )
+    stories.add_argument("story_id", nargs="?", help="story id (with show)")
     stories.add_argument("--json", action="store_true", help="one JSON object per story per line")
     stories.add_argument("--limit", type=int, default=50)
     deliveries = with_config(

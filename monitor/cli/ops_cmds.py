@@ -1,4 +1,4 @@
-"""Operator views of the store: `monitor feeds`, `alerts [show ID]`, `stories`, `deliveries [retry]`."""
+"""Operator views of the store: `monitor feeds`, `alerts [show ID]`, `stories [show ID]`, `deliveries [retry]`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TextIO
 from monitor.cli import emit_json
 from monitor.config import load_config
 from monitor.errors import MonitorError
-from monitor.store import DeliveryRow, SQLiteStore
+from monitor.store import DeliveryRow, SQLiteStore, StoryRow
 from monitor.timeutil import to_iso, utcnow
 
 __all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_stories"]
@@ -96,24 +96,85 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_stories(args: argparse.Namespace, out: TextIO) -> int:
     with _open_store(args) as store:
+        if args.action == "show":
+            if not args.story_id:
+                raise MonitorError("stories show needs a story id (see `monitor stories`)")
+            story = store.get_story(args.story_id)
+            if story is None:
+                raise MonitorError(f"no story with id {args.story_id!r}")
+            _show_story(story, out, as_json=args.json)
+            return 0
         for story in store.list_stories(limit=args.limit):
-            items = [{"link": i["link"], "feed": i["feed"], "title": i["title"]} for i in story.items]
             if args.json:
-                emit_json(
-                    out,
-                    {
-                        "id": story.id,
-                        "title": story.title,
-                        "created_at": to_iso(story.created_at),
-                        "updated_at": to_iso(story.updated_at),
-                        "item_count": story.item_count,
-                        "items": items,
-                    },
-                )
+                emit_json(out, _story_json(story))
                 continue
-            feeds = len({i["feed"] for i in items})
-            out.write(f"{story.id}  {story.title}\n  {len(items)} items from {feeds} feeds\n")
+            languages = ", ".join(story.languages)
+            outlets = story.outlets
+            out.write(
+                f"{story.id}  {story.title}\n  {_count(len(story.items), 'item')} from "
+                f"{_count(len(outlets), 'outlet')} in {_count(len(story.languages), 'language')} ({languages}): "
+                f"{', '.join(outlets)}\n"
+            )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _story_json(story: StoryRow) -> dict[str, object]:
+    return {
+        "id": story.id,
+        "title": story.title,
+        "created_at": to_iso(story.created_at),
+        "updated_at": to_iso(story.updated_at),
+        "item_count": story.item_count,
+        "languages": story.languages,
+        "outlets": story.outlets,
+        "items": [
+            {key: item.get(key) for key in ("link", "feed", "feed_title", "title", "language")}
+            for item in story.items
+        ],
+    }
+
+
+def _show_story(story: StoryRow, out: TextIO, *, as_json: bool) -> None:
+    """Each item of the story and why it joined: the tier, the score, the item it matched, the evidence."""
+    keys = {item["key"]: n for n, item in enumerate(story.items, 1)}
+    if as_json:
+        document = _story_json(story)
+        document["items"] = [
+            {**{k: item.get(k) for k in ("key", "link", "feed", "feed_title", "title", "language")},
+             "published": item.get("published"), "tier": item.get("tier") or "unknown", "reason": item.get("reason"),
+             "score": item.get("score"), "matched": item.get("matched"), "evidence": item.get("evidence") or []}
+            for item in story.items
+        ]  # fmt: skip
+        emit_json(out, document)
+        return
+    out.write(
+        f"{story.id}  {story.title}\n  {len(story.items)} items, languages: {', '.join(story.languages)}; "
+        f"outlets: {', '.join(story.outlets)}\n"
+    )
+    for n, item in enumerate(story.items, 1):
+        outlet = item.get("feed_title") or item["feed"]
+        out.write(
+            f"\n  [{n}] {item['title']}\n      {outlet} ({item.get('language') or '?'}), {item.get('published')}\n"
+        )
+        tier = item.get("tier")
+        if tier is None:
+            out.write("      joined: not recorded (stored before story membership was kept)\n")
+            continue
+        matched = keys.get(item.get("matched") or "")
+        if item.get("reason") == "new":
+            out.write("      opened the story\n")
+            continue
+        target = f"item [{matched}]" if matched else "an item no longer stored"
+        out.write(
+            f"      joined by the {tier} tier, score {item.get('score') or 0.0:.2f}, matching {target}\n"
+        )
+        evidence = item.get("evidence") or []
+        if evidence:
+            out.write(f"      evidence: {', '.join(evidence)}\n")
 
 
 def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:

@@ -49,6 +49,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from monitor.analysis import NO_ACTORS, ActorMentions, Analysis
 from monitor.rules.expr import ActorNode, AndNode, NearNode, Node, NotNode, OrNode, TermNode
 from monitor.rules.schema import Actor, Rule
 from monitor.rules.terms import Pattern, PatternKind, Term, compile_regex
@@ -308,9 +309,18 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self._rules)
 
-    def match(self, item: Item) -> list[Match]:
-        """Every rule that fires on `item`, in rule order, each with its hits."""
-        return self._match(item, None)
+    def match(self, item: Item, analysis: Analysis | None = None) -> list[Match]:
+        """Every rule that fires on `item`, in rule order, each with its hits. With `analysis` (the item's
+        `monitor.analysis.Analysis`), its tokens and language are used instead of tokenizing again."""
+        return self._match(item, None, analysis)[0]
+
+    def match_with_actors(
+        self, item: Item, analysis: Analysis | None = None
+    ) -> tuple[list[Match], ActorMentions]:
+        """`match`, and the actors the item mentions in its title or summary (by the same rules as `@actor`
+        terms: names, roles, confirmed aliases, exclusions), whether or not a rule fired. The story index uses
+        the actor ids as language-independent evidence: Путин, Putin and Wladimir Putin are one id."""
+        return self._match(item, None, analysis, with_actors=True)
 
     def match_text(self, rule_id: str, text: str, language: str | None = None) -> Match | None:
         """Check one rule against a text: its first line is the title, the rest the summary (see module doc)."""
@@ -331,7 +341,7 @@ class RuleSet:
             published=None,
             content_hash="",
         )
-        found = self._match(item, rule_index)
+        found = self._match(item, rule_index, None)[0]
         return found[0] if found else None
 
     # --- matching -------------------------------------------------------------------------------------------
@@ -351,16 +361,27 @@ class RuleSet:
             else:
                 yield name, "\n".join(part for part in (item.feed_title, item.feed_url) if part)
 
-    def _match(self, item: Item, only: int | None) -> list[Match]:
-        language = item.language
-        if language is None and self._index.uses_stems:
-            language = detect_language(f"{item.title}\n{item.summary}\n{item.content[:2000]}")
+    def _match(
+        self, item: Item, only: int | None, analysis: Analysis | None, *, with_actors: bool = False
+    ) -> tuple[list[Match], ActorMentions]:
+        if analysis is not None:
+            language = analysis.language
+        else:
+            language = item.language
+            if language is None and self._index.uses_stems:
+                language = detect_language(f"{item.title}\n{item.summary}\n{item.content[:2000]}")
         hits: dict[int, list[_HitRec]] = {}
         texts = dict(self._field_texts(item))
+        if with_actors:
+            for field, text in (("title", item.title), ("summary", item.summary)):
+                texts.setdefault(field, text)
         field_tokens: dict[str, Tokens] = {}
         for field, text in texts.items():
             if text:
-                tokens, records = self._scan(field, text, language)
+                shared = (
+                    analysis.tokens(field) if analysis is not None and analysis.covers(field, text) else None
+                )
+                tokens, records = self._scan(field, text, language, shared)
                 field_tokens[field] = tokens
                 for rec in records:
                     hits.setdefault(rec.term, []).append(rec)
@@ -382,13 +403,27 @@ class RuleSet:
             )
             if match is not None:
                 matches.append(match)
-        return matches
+        actors = NO_ACTORS
+        if with_actors and hits:
+            mentions = [
+                (name, m)
+                for name in self._actor_terms
+                for m in evaluation.actor(name)
+                if m.field in ("title", "summary")
+            ]
+            actors = ActorMentions(
+                frozenset(name for name, _ in mentions), tuple((m.field, m.start, m.end) for _, m in mentions)
+            )
+        return matches, actors
 
-    def _scan(self, field: str, text: str, language: str | None) -> tuple[Tokens, list[_HitRec]]:
+    def _scan(
+        self, field: str, text: str, language: str | None, tokens: Tokens | None = None
+    ) -> tuple[Tokens, list[_HitRec]]:
         # Hot path: per token only C-level work (tokenizing, one set, one intersection); Python loops touch only
         # tokens never seen before (see _Lexicon) and tokens that may start a term.
         index = self._index
-        tokens = tokenize(text)
+        if tokens is None:
+            tokens = tokenize(text)
         norms = tokens.norms
         count = len(norms)
         if not count:

@@ -8,6 +8,7 @@ from monitor.store.records import (
     FeedUpdate,
     NewAlert,
     NewItem,
+    StoryMembership,
     StoryRow,
 )
 from monitor.store.sqlite import SQLiteStore, delivery_id_for
@@ -21,6 +22,7 @@ __all__ = [
     "NewAlert",
     "NewItem",
     "SQLiteStore",
+    "StoryMembership",
     "StoryRow",
     "delivery_id_for",
 ]

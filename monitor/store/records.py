@@ -42,6 +42,21 @@ class NewItem:
     story_id: str
     story_is_new: bool
     signature: bytes | None = None
+    membership: StoryMembership | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryMembership:
+    """How an item joined its story, as `monitor stories show` explains it, and the event tier's stored
+    features (see monitor.stories.StoryAssignment)."""
+
+    tier: str
+    reason: str
+    score: float
+    matched_item_key: str | None
+    evidence: tuple[str, ...]
+    language: str | None
+    event_features: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,4 +149,24 @@ class StoryRow:
     created_at: datetime
     updated_at: datetime
     item_count: int
-    items: tuple[dict[str, Any], ...]
+    items: tuple[dict[str, Any], ...]  # key, link, feed, feed_title, title, language, published, and how it
+    # joined: tier, reason, score, matched (item key), evidence (list of strings)
+
+    @property
+    def languages(self) -> list[str]:
+        """The story's languages, most items first."""
+        counted: dict[str, int] = {}
+        for item in self.items:
+            language = item.get("language") or "?"
+            counted[language] = counted.get(language, 0) + 1
+        return sorted(counted, key=lambda language: (-counted[language], language))
+
+    @property
+    def outlets(self) -> list[str]:
+        """The story's outlets (feed titles, else feed URLs), in the order they first reported it."""
+        found: list[str] = []
+        for item in self.items:
+            outlet = item.get("feed_title") or item["feed"]
+            if outlet not in found:
+                found.append(outlet)
+        return found

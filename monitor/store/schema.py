@@ -146,4 +146,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries ADD COLUMN notice TEXT;
     CREATE INDEX deliveries_notice_created ON deliveries (created_at) WHERE notice IS NOT NULL;
     """,
+    # 3: story membership (issue 8): how each item joined its story (tier, score, the item it matched, the
+    #    evidence) for `monitor stories show`, and the event tier's features, versioned like the signatures, so
+    #    the index is rebuilt on start without recomputing them (and with the actor ids the rule set found).
+    """
+    CREATE TABLE story_members (
+        item_key         TEXT PRIMARY KEY,
+        story_id         TEXT NOT NULL,
+        language         TEXT,
+        tier             TEXT NOT NULL,      -- new | exact | near-duplicate | event | event (cross-language)
+        reason           TEXT NOT NULL,      -- new | hash | url | similar | event | cross-language
+        score            REAL NOT NULL,
+        matched_item_key TEXT,
+        evidence         TEXT NOT NULL,      -- JSON array of strings ("content 0.41", "n:dmtrv", "f:8e+09:usd")
+        event_features   BLOB                -- monitor.stories.index EV blob, or NULL
+    );
+    CREATE INDEX story_members_story ON story_members (story_id);
+    """,
 )

@@ -352,9 +352,10 @@ class SQLiteStore:
         """Items published (or, undated, fetched) since `since`, with their clustering signatures, to rebuild
         the story index on start. The time is the one the index itself expires on."""
         rows = self._conn.execute(
-            "SELECT key, story_id, signature, MIN(COALESCE(published, fetched_at), fetched_at), url, content_hash, "
-            "title, summary, feed_url FROM items WHERE MIN(COALESCE(published, fetched_at), fetched_at) >= ? "
-            "ORDER BY fetched_at, rowid",
+            "SELECT i.key, i.story_id, i.signature, MIN(COALESCE(i.published, i.fetched_at), i.fetched_at), i.url, "
+            "i.content_hash, i.title, i.summary, i.feed_url, COALESCE(m.language, i.language), m.event_features "
+            "FROM items i LEFT JOIN story_members m ON m.item_key = i.key "
+            "WHERE MIN(COALESCE(i.published, i.fetched_at), i.fetched_at) >= ? ORDER BY i.fetched_at, i.rowid",
             (_iso(since),),
         ).fetchall()
         return [
@@ -368,6 +369,8 @@ class SQLiteStore:
                 "title": r[6],
                 "summary": r[7],
                 "source": r[8],
+                "language": r[9],
+                "event_features": r[10],
             }
             for r in rows
         ]
@@ -467,6 +470,23 @@ class SQLiteStore:
                 new.signature,
             ),
         )
+        if new.membership is not None:
+            member = new.membership
+            tx.execute(
+                "INSERT OR REPLACE INTO story_members (item_key, story_id, language, tier, reason, score, "
+                "matched_item_key, evidence, event_features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.key,
+                    new.story_id,
+                    member.language,
+                    member.tier,
+                    member.reason,
+                    member.score,
+                    member.matched_item_key,
+                    _json(list(member.evidence)),
+                    member.event_features,
+                ),
+            )
         if new.story_is_new:
             tx.execute(
                 "INSERT OR IGNORE INTO stories (id, title, first_item_key, created_at, updated_at, item_count) "
@@ -602,23 +622,49 @@ class SQLiteStore:
         }
 
     def list_stories(self, *, limit: int = 50) -> list[StoryRow]:
+        """The most recently updated stories with their items (see `StoryRow`)."""
         rows = self._conn.execute(
             "SELECT id, title, created_at, updated_at, item_count FROM stories "
             "ORDER BY updated_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        stories = []
-        for r in rows:
-            items = tuple(
-                {"key": i[0], "link": i[1], "feed": i[2], "title": i[3], "language": i[4]}
-                for i in self._conn.execute(
-                    "SELECT key, link, feed_url, title, language FROM items WHERE story_id = ? "
-                    "ORDER BY fetched_at, rowid",
-                    (r[0],),
-                )
+        return [
+            StoryRow(r[0], r[1], _req_dt(r[2]), _req_dt(r[3]), r[4], self._story_items(r[0])) for r in rows
+        ]
+
+    def get_story(self, story_id: str) -> StoryRow | None:
+        """One story with its items and how each joined it; None when there is no such story."""
+        row = self._conn.execute(
+            "SELECT id, title, created_at, updated_at, item_count FROM stories WHERE id = ?", (story_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return StoryRow(row[0], row[1], _req_dt(row[2]), _req_dt(row[3]), row[4], self._story_items(row[0]))
+
+    def _story_items(self, story_id: str) -> tuple[dict[str, Any], ...]:
+        return tuple(
+            {
+                "key": i[0],
+                "link": i[1],
+                "feed": i[2],
+                "title": i[3],
+                "language": i[9] or i[4],
+                "feed_title": i[5],
+                "published": i[6],
+                "tier": i[7],
+                "reason": i[8],
+                "score": i[10],
+                "matched": i[11],
+                "evidence": json.loads(i[12]) if i[12] else [],
+            }
+            for i in self._conn.execute(
+                "SELECT i.key, i.link, i.feed_url, i.title, i.language, i.feed_title, "
+                "COALESCE(i.published, i.fetched_at), m.tier, m.reason, m.language, m.score, m.matched_item_key, "
+                "m.evidence FROM items i LEFT JOIN story_members m ON m.item_key = i.key WHERE i.story_id = ? "
+                "ORDER BY i.fetched_at, i.rowid",
+                (story_id,),
             )
-            stories.append(StoryRow(r[0], r[1], _req_dt(r[2]), _req_dt(r[3]), r[4], items))
-        return stories
+        )
 
     # -- outbox: implements monitor.notify.DeliveryQueue -----------------------------------------------------
 
@@ -809,6 +855,10 @@ class SQLiteStore:
                 "DELETE FROM matches WHERE item_key IN (SELECT key FROM items WHERE fetched_at < ?)",
                 (item_cutoff,),
             ).rowcount
+            tx.execute(
+                "DELETE FROM story_members WHERE item_key IN (SELECT key FROM items WHERE fetched_at < ?)",
+                (item_cutoff,),
+            )
             items = tx.execute("DELETE FROM items WHERE fetched_at < ?", (item_cutoff,)).rowcount
             keys = tx.execute("DELETE FROM seen_keys WHERE last_seen < ?", (key_cutoff,)).rowcount
             sent = tx.execute(

@@ -1,0 +1,483 @@
+"""The story index: each new item goes to the story of the first tier that claims it, or opens a new story.
+
+1. exact (`monitor.stories.exact`): the same content hash, or the same document URL with a related text;
+2. near-duplicate (`monitor.stories.near_duplicate`): MinHash over word-bigram shingles;
+3. event (`monitor.stories.event`): the same event in other words, in the item's language or, failing that,
+   in another language (the item then opens its language's sub-cluster of that story).
+
+Texts with fewer than `min_tokens` words never cluster by text: "Live updates" twice is no evidence. Items of
+the same feed join only by tier 1 or a near-identical text (`same_source_threshold`), because a feed's own
+boilerplate makes its distinct short items look alike. Story ids are derived from the first item's key, so the
+same input order gives the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from array import array
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from monitor.analysis import NO_ACTORS, ActorMentions, Analysis, analyse
+from monitor.stories.cleaning import clean_summary, clean_title, cleaned_words, figures_conflict, figures_of
+from monitor.stories.event import EventIndex, EventMatch, Weighed
+from monitor.stories.exact import ExactIndex
+from monitor.stories.features import EventFeatures, event_features
+from monitor.stories.near_duplicate import (
+    U32,
+    NearDuplicateIndex,
+    decode_signature,
+    encode_signature,
+    shingle_set,
+)
+
+__all__ = [
+    "EVENT_FEATURES_VERSION",
+    "Reason",
+    "StoredSignature",
+    "StoryAssignment",
+    "StoryIndex",
+    "shingles",
+    "story_id_for",
+]
+
+Reason = Literal["new", "known", "hash", "url", "similar", "event", "cross-language"]
+# The tier each reason belongs to, as `stories show` names it.
+TIERS: dict[str, str] = {
+    "new": "new story",
+    "known": "known",
+    "hash": "exact",
+    "url": "exact",
+    "similar": "near-duplicate",
+    "event": "event",
+    "cross-language": "event (cross-language)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoryAssignment:
+    """Where `assign` put an item. `similarity` is 1.0 for hash and URL matches, the estimated Jaccard
+    similarity for near-duplicates, the event score for the event tier and 0.0 for a new story;
+    `matched_item_key` is the item (for the event tier: the sub-cluster's first item) it was matched to, and
+    `evidence` the event tier's strongest shared features."""
+
+    story_id: str
+    is_new_story: bool
+    similarity: float
+    matched_item_key: str | None
+    reason: Reason
+    evidence: tuple[str, ...] = ()
+    language: str | None = None
+
+    @property
+    def tier(self) -> str:
+        return TIERS[self.reason]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSignature:
+    """One item of the window as the store keeps it. When `signature` or `event_features` is missing or from
+    another version, it is recomputed from `title` and `summary`."""
+
+    item_key: str
+    story_id: str
+    signature: bytes | None
+    published: datetime
+    url: str | None
+    content_hash: str
+    title: str = ""
+    summary: str = ""
+    source: str | None = None
+    language: str | None = None
+    event_features: bytes | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> StoredSignature:
+        return cls(
+            item_key=row["item_key"],
+            story_id=row["story_id"],
+            signature=row.get("signature"),
+            published=row["published"],
+            url=row.get("url"),
+            content_hash=row["content_hash"],
+            title=row.get("title") or "",
+            summary=row.get("summary") or "",
+            source=row.get("source"),
+            language=row.get("language"),
+            event_features=row.get("event_features"),
+        )
+
+
+def story_id_for(item_key: str) -> str:
+    """The id of the story an item opens: derived from its key, so replays give the same ids."""
+    return "st_" + hashlib.sha256(f"story\0{item_key}".encode()).hexdigest()[:24]
+
+
+# -- the stored form of an item's event features ------------------------------------------------------------
+
+_EVENT_MAGIC = b"EV"
+# 1: stems, actor ids, name skeletons (5 letters), figures with units (monitor.stories.features).
+EVENT_FEATURES_VERSION = 1
+_EVENT_HEADER = struct.Struct("<2sBB8sII")  # magic, version, flags, language, term count, shared count
+
+
+def _encode_features(language: str, terms: array[int], shared: array[int]) -> bytes:
+    header = _EVENT_HEADER.pack(
+        _EVENT_MAGIC,
+        EVENT_FEATURES_VERSION,
+        0,
+        language.encode("ascii", "replace")[:8],
+        len(terms),
+        len(shared),
+    )
+    return header + terms.tobytes() + shared.tobytes()
+
+
+def _decode_features(blob: bytes) -> tuple[str, array[int], array[int]] | None:
+    if len(blob) < _EVENT_HEADER.size:
+        return None
+    magic, version, _, language, term_count, shared_count = _EVENT_HEADER.unpack_from(blob)
+    if magic != _EVENT_MAGIC or version != EVENT_FEATURES_VERSION:
+        return None
+    if len(blob) != _EVENT_HEADER.size + 4 * (term_count + shared_count):
+        return None
+    values = array("I")
+    values.frombytes(blob[_EVENT_HEADER.size :])
+    return language.rstrip(b"\0").decode("ascii"), values[:term_count], values[term_count:]
+
+
+@dataclass(slots=True)
+class _Entry:
+    row: int  # row of the signature matrix
+    item_key: str
+    story_id: str
+    published: datetime
+    url: str | None
+    content_hash: str
+    size: int  # number of shingles
+    textual: bool  # long enough to cluster by text
+    source: str | None  # the feed, when known
+    figures: frozenset[str]  # see `figures_of`: a conflict vetoes a near-duplicate match
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """What the tiers read of one item's text, from its analysis."""
+
+    shingles: set[str]
+    token_count: int
+    figures: frozenset[str]
+    analysis: Analysis
+    title: str  # cleaned
+    summary: str  # cleaned
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _read(title: str, summary: str, analysis: Analysis | None, language: str | None) -> _Text:
+    if analysis is None or not (analysis.covers("title", title) and analysis.covers("summary", summary)):
+        analysis = analyse(title, summary, language=language)
+    cleaned_title, cleaned_summary = clean_title(title), clean_summary(summary)
+    title_words, _ = cleaned_words(analysis, "title", cleaned_title)
+    summary_words, _ = cleaned_words(analysis, "summary", cleaned_summary)
+    return _Text(
+        shingle_set(title_words, summary_words),
+        len(title_words) + len(summary_words),
+        figures_of(cleaned_title + "\n" + cleaned_summary),
+        analysis,
+        cleaned_title,
+        cleaned_summary,
+    )
+
+
+def shingles(title: str, summary: str) -> set[str]:
+    """The word-bigram shingles of title and summary, taken per field (no bigram spans the two), pooled in one
+    set. Markup leftovers, a wire dateline, a headline kicker and a publisher suffix are removed first."""
+    return _read(title, summary, None, None).shingles
+
+
+class StoryIndex:
+    """Items of the recent window with their signatures and event features, to assign each new item to a story.
+
+    `threshold`: estimated Jaccard similarity of shingle sets at or above which two items are one story.
+    `containment`: share of the smaller shingle set found in the larger one at or above which they are one
+    story, if the smaller set has at least `min_containment_size` shingles (a truncated copy, an added
+    paragraph). `bands` × `rows` leading signature values form the LSH index. `events=False` switches the
+    event tier off (copies only, as before issue 8); `event_index` sets its thresholds.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: timedelta = timedelta(hours=72),
+        threshold: float = 0.5,
+        containment: float = 0.65,
+        min_containment_size: int = 10,
+        min_short_size: int = 5,
+        short_containment: float = 0.8,
+        min_tokens: int = 4,
+        same_source_threshold: float = 0.8,
+        num_perm: int = 128,
+        bands: int = 20,
+        rows: int = 2,
+        events: bool = True,
+        event_index: EventIndex | None = None,
+    ) -> None:
+        if not 0.0 < threshold <= 1.0 or not 0.0 < containment <= 1.0:
+            raise ValueError(f"threshold and containment must be in (0, 1], got {threshold}, {containment}")
+        if bands * rows > num_perm or bands < 1 or rows < 1:
+            raise ValueError(f"bands × rows ({bands}×{rows}) must be between 1 and num_perm ({num_perm})")
+        self.window = window
+        self.min_tokens = min_tokens
+        self.same_source_threshold = same_source_threshold
+        self.num_perm = num_perm
+        self._exact = ExactIndex()
+        self._near = NearDuplicateIndex(
+            threshold=threshold,
+            containment=containment,
+            min_containment_size=min_containment_size,
+            min_short_size=min_short_size,
+            short_containment=short_containment,
+            num_perm=num_perm,
+            bands=bands,
+            rows=rows,
+        )
+        self._events = (EventIndex() if event_index is None else event_index) if events else None
+        self._entries: dict[str, _Entry] = {}
+        self._by_row: dict[int, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, item_key: object) -> bool:
+        return item_key in self._entries
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    def assign(
+        self,
+        *,
+        item_key: str,
+        title: str,
+        summary: str,
+        url: str | None,
+        content_hash: str,
+        published: datetime,
+        source: str | None = None,
+        analysis: Analysis | None = None,
+        actors: ActorMentions | Collection[str] = NO_ACTORS,
+        language: str | None = None,
+    ) -> StoryAssignment:
+        """Put the item into a story and remember it. Assigning a key again returns its story unchanged.
+
+        `analysis` is the item's `monitor.analysis.Analysis` (made here from title and summary when missing or
+        of another text), `actors` the rule set's actor ids it mentions (`RuleSet.match_with_actors`).
+        `source` (the feed URL) is optional but recommended: two items of one feed are one story only on a
+        hash or URL match or a near-identical text (`same_source_threshold`)."""
+        known = self._entries.get(item_key)
+        if known is not None:
+            return StoryAssignment(
+                known.story_id, known.story_id == story_id_for(item_key), 1.0, None, "known"
+            )
+        published = _aware(published)
+        text = _read(title, summary, analysis, language)
+        signature = self._near.hasher.signature(text.shingles)
+        textual = text.token_count >= self.min_tokens and bool(text.shingles)
+        assignment = self._find_copy(signature, text, textual, url, content_hash, published, source)
+        features: EventFeatures | None = None
+        weighed: Weighed | None = None
+        if self._events is not None and textual:
+            features = event_features(
+                text.analysis, (("title", text.title), ("summary", text.summary)), actors
+            )
+            weighed = self._events.weigh(features)
+            if assignment is None:
+                found = self._events.find(features, published, source, weighed)
+                if found is not None:
+                    assignment = self._event_assignment(found, features.language)
+        if assignment is None:
+            assignment = StoryAssignment(story_id_for(item_key), True, 0.0, None, "new")
+        entry = _Entry(
+            -1, item_key, assignment.story_id, published, url, content_hash, len(text.shingles), textual, source,
+            text.figures,
+        )  # fmt: skip
+        self._add(entry, signature)
+        if features is not None and self._events is not None:
+            self._events.add(
+                item_key,
+                entry.story_id,
+                features.language,
+                features.terms,
+                features.shared,
+                published,
+                source,
+                weighed,
+            )
+        language_of = features.language if features is not None else text.analysis.language
+        return StoryAssignment(
+            assignment.story_id,
+            assignment.is_new_story,
+            assignment.similarity,
+            assignment.matched_item_key,
+            assignment.reason,
+            assignment.evidence,
+            language_of,
+        )
+
+    def signature(self, item_key: str) -> bytes:
+        """The serialized signature of an assigned or loaded item, for the store."""
+        entry = self._entries.get(item_key)
+        if entry is None:
+            raise KeyError(f"item {item_key!r} is not in the story index")
+        return encode_signature(self._near.row_signature(entry.row), entry.size, entry.textual)
+
+    def event_features(self, item_key: str, language: str | None = None) -> bytes | None:
+        """The serialized event features of an assigned or loaded item, for the store (None: it has none)."""
+        if item_key not in self._entries:
+            raise KeyError(f"item {item_key!r} is not in the story index")
+        if self._events is None:
+            return None
+        found = self._events.features_of(item_key)
+        if found is None:
+            return None
+        stored_language = self._events.language_of(item_key) or language or "xx"
+        return _encode_features(stored_language, *found)
+
+    def load(self, rows: Iterable[StoredSignature | Mapping[str, Any]]) -> int:
+        """Rebuild from the store at startup, in the order the items were first assigned. Keeps the stored
+        story ids. Signatures and event features from another version are recomputed from the stored text
+        (actor ids then are lost for those items: they come from the rule set at assignment). Returns the
+        number of items loaded (a key already present is skipped)."""
+        loaded = 0
+        for raw in rows:
+            row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
+            if row.item_key in self._entries:
+                continue
+            published = _aware(row.published)
+            decoded = decode_signature(row.signature, self.num_perm) if row.signature else None
+            stored_features = _decode_features(row.event_features) if row.event_features else None
+            text: _Text | None = None
+            if decoded is None or (self._events is not None and stored_features is None):
+                text = _read(row.title, row.summary, None, row.language)
+            if decoded is None:
+                assert text is not None
+                textual = text.token_count >= self.min_tokens and bool(text.shingles)
+                decoded = (self._near.hasher.signature(text.shingles), len(text.shingles), textual)
+                row_figures = text.figures
+            else:
+                row_figures = figures_of(clean_title(row.title) + "\n" + clean_summary(row.summary))
+            signature, size, textual = decoded
+            entry = _Entry(
+                -1, row.item_key, row.story_id, published, row.url, row.content_hash, size, textual, row.source,
+                row_figures,
+            )  # fmt: skip
+            self._add(entry, signature)
+            if self._events is not None and textual:
+                if stored_features is not None:
+                    language, terms, shared = stored_features
+                    self._events.add(
+                        row.item_key, row.story_id, language, terms, shared, published, row.source
+                    )
+                elif text is not None:
+                    features = event_features(
+                        text.analysis, (("title", text.title), ("summary", text.summary))
+                    )
+                    self._events.add(
+                        row.item_key, row.story_id, features.language, features.terms, features.shared, published,
+                        row.source,
+                    )  # fmt: skip
+            loaded += 1
+        return loaded
+
+    def expire(self, before: datetime) -> int:
+        """Forget items published before `before` (bounds memory to the window). Returns how many."""
+        before = _aware(before)
+        old = [entry for entry in self._entries.values() if entry.published < before]
+        for entry in old:
+            self._remove(entry)
+        return len(old)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _in_window(self, entry: _Entry, published: datetime) -> bool:
+        return abs(entry.published - published) <= self.window
+
+    def _find_copy(
+        self,
+        signature: U32,
+        text: _Text,
+        textual: bool,
+        url: str | None,
+        content_hash: str,
+        published: datetime,
+        source: str | None,
+    ) -> StoryAssignment | None:
+        """Tiers 1 and 2: the same text, the same document, a near-duplicate."""
+        if textual:
+            same_text = self._entries.get(self._exact.same_text(content_hash) or "")
+            if same_text is not None and self._in_window(same_text, published):
+                return StoryAssignment(same_text.story_id, False, 1.0, same_text.item_key, "hash")
+        same_url = self._entries.get(self._exact.same_url(url) or "")
+        # An updated article keeps its URL; a page that every item links to does not share text.
+        if (
+            same_url is not None
+            and self._in_window(same_url, published)
+            and (not textual or not same_url.textual or self._near.jaccard(signature, same_url.row) >= 0.1)
+        ):
+            return StoryAssignment(same_url.story_id, False, 1.0, same_url.item_key, "url")
+        if not textual:
+            return None
+        best: tuple[_Entry, float] | None = None
+        size = len(text.shingles)
+        for row in self._near.candidates(signature, size):
+            entry = self._by_row[row]
+            if not entry.textual or not self._in_window(entry, published):
+                continue
+            if figures_conflict(text.figures, entry.figures):
+                continue  # one template, other facts: another day's report, another company's results
+            jaccard = self._near.jaccard(signature, row)
+            if source is not None and entry.source == source:
+                same = jaccard >= self.same_source_threshold
+            else:
+                same = self._near.same_story(jaccard, signature, size, row, entry.size)
+            if same and (best is None or jaccard > best[1]):
+                best = (entry, jaccard)
+        if best is None:
+            return None
+        return StoryAssignment(best[0].story_id, False, best[1], best[0].item_key, "similar")
+
+    @staticmethod
+    def _event_assignment(found: EventMatch, language: str) -> StoryAssignment:
+        reason: Reason = "cross-language" if found.cross_language else "event"
+        if found.cross_language:
+            detail: tuple[str, ...] = (f"shared evidence {found.score:.2f}",)
+        else:
+            detail = (f"content {found.content:.2f}", f"entities {found.entities:.2f}")
+        return StoryAssignment(
+            found.story_id,
+            False,
+            found.score,
+            found.matched_item_key,
+            reason,
+            detail + found.evidence,
+            language,
+        )
+
+    def _add(self, entry: _Entry, signature: U32) -> None:
+        entry.row = self._near.add(signature, entry.textual)
+        self._entries[entry.item_key] = entry
+        self._by_row[entry.row] = entry
+        self._exact.add(entry.item_key, entry.content_hash, entry.url, entry.textual)
+
+    def _remove(self, entry: _Entry) -> None:
+        del self._entries[entry.item_key]
+        del self._by_row[entry.row]
+        self._exact.remove(entry.item_key, entry.content_hash, entry.url)
+        self._near.remove(entry.row, entry.textual)
+        if self._events is not None:
+            self._events.remove(entry.item_key)
