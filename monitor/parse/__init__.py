@@ -18,15 +18,13 @@ What `parse_feed` guarantees:
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from monitor.errors import ParseError
 from monitor.parse._body import gunzip_if_compressed, sniff_format, strip_leading_whitespace
 from monitor.parse._json import parse_json_feed
 from monitor.parse._xml import parse_xml_feed
-from monitor.types import Entry, ParsedFeed
+from monitor.types import Entry, ParsedFeed, PendingEntry, PendingFeed
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "parse_feed"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "parse_feed", "read_feed"]
 
 # Far above any real news feed (the corpus peaks at 730 podcast episodes), low enough that one hostile or
 # broken feed cannot flood matching and storage in a single fetch.
@@ -48,6 +46,23 @@ def parse_feed(
     document was fetched from (after redirects): relative links are resolved against it, else against the
     feed's own link.
     """
+    return read_feed(
+        data, source=source, content_type=content_type, base_url=base_url, max_entries=max_entries
+    ).parsed()
+
+
+def read_feed(
+    data: bytes,
+    *,
+    source: str,
+    content_type: str | None = None,
+    base_url: str | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> PendingFeed:
+    """`parse_feed`, with each entry's text converted only when asked for (see PendingEntry).
+
+    Everything but the entries' text is final here: the warnings, the empty entries dropped and the cap.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"parse_feed takes the document as bytes, not {type(data).__name__}")
     warnings: list[str] = []
@@ -55,13 +70,23 @@ def parse_feed(
     body = strip_leading_whitespace(body, warnings=warnings)
     if not body.removeprefix(b"\xef\xbb\xbf").strip():
         raise ParseError(source, "empty body: no feed document")
+    feed: PendingFeed
     if sniff_format(body, content_type) == "json":
-        feed = parse_json_feed(body, source=source, base_url=base_url, warnings=warnings)
+        parsed = parse_json_feed(body, source=source, base_url=base_url, warnings=warnings)
+        feed = PendingFeed(
+            title=parsed.title,
+            link=parsed.link,
+            language=parsed.language,
+            entries=tuple(PendingEntry.ready(entry) for entry in parsed.entries),
+        )
     else:
         feed = parse_xml_feed(
             body, source=source, content_type=content_type, base_url=base_url, warnings=warnings
         )
-    entries = tuple(entry for entry in feed.entries if not _is_empty(entry))
+    # An entry with a guid or a link is never empty; only the others need converting to tell.
+    entries = tuple(
+        entry for entry in feed.entries if entry.guid or entry.link or not _is_empty(entry.entry())
+    )
     if len(entries) < len(feed.entries):
         warnings.append(
             f"skipped {len(feed.entries) - len(entries)} empty entries (no id, link, title or text; "
@@ -73,7 +98,9 @@ def parse_feed(
             f"and ignored {len(entries) - max_entries}"
         )
         entries = entries[:max_entries]
-    return replace(feed, entries=entries, warnings=tuple(warnings))
+    return PendingFeed(
+        title=feed.title, link=feed.link, language=feed.language, entries=entries, warnings=tuple(warnings)
+    )
 
 
 def _is_empty(entry: Entry) -> bool:
