@@ -180,8 +180,11 @@ class Fetcher:
                 status = response.status_code
                 if status in REDIRECT_STATUSES:
                     hop_url = self._redirect_target(url, hop_url, response)
+                    await _drain(response)
                     continue
                 if status == 304 or 200 <= status < 300:
+                    if status == 304:
+                        await _drain(response)
                     content = None if status == 304 else await self._read_body(url, response)
                     return FetchResult(
                         url=url,
@@ -193,7 +196,9 @@ class Fetcher:
                         content_type=response.headers.get("Content-Type"),
                         elapsed=time.monotonic() - started,
                     )
-                raise _status_error(url, response)
+                error = _status_error(url, response)
+                await _drain(response)
+                raise error
         raise FetchError(
             url, f"too many redirects (more than {self.settings.max_redirects})", retryable=False
         )
@@ -285,6 +290,22 @@ class _ResponseContext:
             await response.aclose()
         if isinstance(exc_value, httpx.HTTPError | AddressRefused):
             raise _transport_error(self._url, self._hop_url, exc_value, self._settings) from exc_value
+
+
+async def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
+    """Read the rest of a response whose body we do not use (a 304, a redirect, an error page), up to `limit`
+    bytes, so that its connection goes back to the pool. Closing a response before its end has been read closes
+    the connection, and then every 304 costs a new TCP (and TLS) handshake. A longer body is not worth reading:
+    closing the response then drops that one connection. A failure while draining changes nothing about the
+    answer we already have, so it is not an error."""
+    seen = 0
+    try:
+        async for chunk in response.aiter_raw():
+            seen += len(chunk)
+            if seen > limit:
+                return
+    except httpx.HTTPError:
+        return
 
 
 def _transport_error(url: str, hop_url: str, exc: BaseException, settings: FetchSettings) -> BaseException:

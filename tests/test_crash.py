@@ -186,7 +186,7 @@ def test_outage_then_recovery_delivers_everything(tmp_path: Path) -> None:
                     and set(stored_alerts(database)) <= set(accepted_by_alert(hook))
                     and not pending_deliveries(database)
                 ),
-                timeout=20,
+                timeout=60,
                 what="every alert delivered after the recovery",
             )
             assert daemon.terminate() == 0
@@ -222,7 +222,7 @@ def test_sigterm_during_a_delivery_in_flight_exits_and_resends_after_restart(tmp
                     not pending_deliveries(database)
                     and set(stored_alerts(database)) <= set(accepted_by_alert(hook))
                 ),
-                timeout=20,
+                timeout=60,
                 what="the abandoned deliveries re-sent after restart",
             )
             assert daemon.terminate() == 0
@@ -259,7 +259,7 @@ def test_second_stop_signal_abandons_a_stuck_delivery_which_is_resent_at_once(tm
                     not pending_deliveries(database)
                     and set(stored_alerts(database)) <= set(accepted_by_alert(hook))
                 ),
-                timeout=10,
+                timeout=60,  # well inside the 5 min lease
                 what="the abandoned deliveries re-sent at once after restart",
             )
             assert daemon.terminate() == 0

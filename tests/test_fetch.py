@@ -96,6 +96,32 @@ def test_first_fetch_returns_body_and_validators_then_304_with_if_none_match(ser
     assert sent[1].headers["if-modified-since"] == LAST_MODIFIED
 
 
+def test_304s_redirects_and_error_pages_leave_the_connection_open_for_the_next_fetch(
+    server: FeedServer,
+) -> None:
+    # Without reading the rest of a response, httpcore closes its connection: every 304 of a round of polls
+    # then cost a new TCP (and TLS) handshake.
+    server.set("/feed", RSS, etag='"v1"')
+    server.set("/moved", b"", redirect_to="/feed", status=302)
+    server.set("/broken", b"<html>" + b"x" * 2000 + b"</html>", status=500)
+
+    async def run() -> list[int]:
+        statuses = []
+        async with Fetcher(QUICK, ALLOW_LOOPBACK) as fetcher:
+            for _ in range(3):
+                statuses.append((await fetcher.fetch(server.url("/feed"), etag='"v1"')).status)
+            statuses.append((await fetcher.fetch(server.url("/moved"), etag='"v1"')).status)
+            with pytest.raises(FetchError):
+                await fetcher.fetch(server.url("/broken"))
+            statuses.append((await fetcher.fetch(server.url("/feed"))).status)
+        return statuses
+
+    assert asyncio.run(run()) == [304, 304, 304, 304, 200]
+    peers = {request.peer for request in server.requests}
+    assert len(server.requests) == 7
+    assert len(peers) == 1, f"{len(peers)} connections for {len(server.requests)} requests"
+
+
 def test_changed_feed_is_fetched_again_despite_validators(server: FeedServer) -> None:
     server.set("/feed", b"<rss>new</rss>", etag='"v2"')
     result = fetch(server.url("/feed"), etag='"v1"')

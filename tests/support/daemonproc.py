@@ -155,7 +155,7 @@ class DaemonProcess:
             self.kill()
             raise AssertionError(f"daemon did not exit within {timeout}s; log:\n{self.log()}") from None
 
-    def terminate(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def terminate(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
         self.send(sig)
         return self.wait(timeout)
 
@@ -164,7 +164,7 @@ class DaemonProcess:
             self.process.kill()
         self.process.wait()
 
-    def wait_for_log(self, text: str, *, timeout: float = 15.0) -> None:
+    def wait_for_log(self, text: str, *, timeout: float = 60.0) -> None:
         wait_until(lambda: text in self.log() or not self.running(), timeout=timeout, what=repr(text))
         assert text in self.log(), f"daemon exited before logging {text!r}; log:\n{self.log()}"
 
@@ -202,7 +202,7 @@ class NotifySocket:
         """Every KEY=VALUE line received so far, in order."""
         return [line for message in self.collect() for line in message.splitlines()]
 
-    def wait_for(self, state: str, *, timeout: float = 15.0) -> None:
+    def wait_for(self, state: str, *, timeout: float = 60.0) -> None:
         wait_until(lambda: state in self.states(), timeout=timeout, what=f"sd_notify {state}")
 
     def close(self) -> None:

@@ -94,6 +94,7 @@ class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]  # lower-cased names
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one TCP connection per distinct peer
 
 
 class FeedServer:
@@ -200,6 +201,9 @@ def feed_server() -> Iterator[FeedServer]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = True
+    # socketserver's default backlog is 5: with eight fetches at once and the accept thread starved of CPU on a
+    # loaded machine, further SYNs were dropped and the client's connect timed out after 10 s.
+    request_queue_size = 128
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], feeds: FeedServer
@@ -228,7 +232,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         feeds = self.server.feeds
         feeds.record(
-            RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+            RecordedRequest(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                (str(self.client_address[0]), int(self.client_address[1])),
+            )
         )
         route = feeds.lookup(self.path)
         if route is None:

@@ -41,13 +41,18 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 __all__ = ["AuthAttempt", "ReceivedMail", "RecordedRequest", "SMTPReceiver", "WebhookReceiver", "wait_until"]
 
 
-def wait_until(condition: Any, *, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll `condition()` until it is true; fail the test with `what` after `timeout` seconds."""
+def wait_until(condition: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `condition()` until it is true; fail the test with `what` after `timeout` seconds.
+
+    The default is generous because a passing test returns as soon as the condition holds: only a failing one
+    waits it out, while a tight limit fails good code on a loaded machine (a daemon process that has to start,
+    load its rules and poll first). Conditions that open the database are polled every 50 ms, not in a tight
+    loop that would compete with the daemon for it."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class RecordedRequest:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's backlog of 5 drops connections on a loaded machine
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (timeout tests) leaves a broken pipe behind: expected, not worth a traceback.
