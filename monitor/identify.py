@@ -21,7 +21,14 @@ import re
 import unicodedata
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["TRACKING_PARAMETERS", "canonical_url", "content_hash", "item_key", "normalize_text"]
+__all__ = [
+    "TRACKING_PARAMETERS",
+    "canonical_url",
+    "content_hash",
+    "identity_key",
+    "item_key",
+    "normalize_text",
+]
 
 # Query parameters that only say how a reader arrived, never which document they get. Compared
 # case-insensitively. `ref` is in the list because news sites use it only for attribution; on code hosts
@@ -209,18 +216,23 @@ def item_key(feed_url: str, guid: str | None, link: str | None, title: str, summ
     tracking parameters do not mint a new item on every fetch. The feed URL is reduced to a stable spelling
     (scheme/host case, default port, fragment) but its query is kept: it may select a different feed.
     """
-    identity: str
-    kind: str
+    return identity_key(feed_url, guid, link) or _scoped_key(feed_url, "h", content_hash(title, summary))
+
+
+def identity_key(feed_url: str, guid: str | None, link: str | None) -> str | None:
+    """`item_key` of an entry with a guid or a link, which needs neither its title nor its text; else None.
+
+    The pipeline keys entries with this before converting their text, so that an entry already seen costs
+    no conversion, hashing or matching."""
     guid_text = (guid or "").strip()
     if guid_text:
-        kind = "g"
-        identity = _canonical_guid(guid_text)
-    elif (canonical_link := canonical_url(link)) is not None:
-        kind = "u"
-        identity = canonical_link
-    else:
-        kind = "h"
-        identity = content_hash(title, summary)
+        return _scoped_key(feed_url, "g", _canonical_guid(guid_text))
+    if (canonical_link := canonical_url(link)) is not None:
+        return _scoped_key(feed_url, "u", canonical_link)
+    return None
+
+
+def _scoped_key(feed_url: str, kind: str, identity: str) -> str:
     scoped = f"{_feed_scope(feed_url)}\0{kind}\0{identity}"
     return f"{kind}:{hashlib.sha256(scoped.encode('utf-8')).hexdigest()[:32]}"
 

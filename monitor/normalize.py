@@ -9,11 +9,11 @@ items when a FeedLanguages memory is passed (monitor.feedlanguage). Languages ar
 from __future__ import annotations
 
 from monitor.feedlanguage import FeedLanguages
-from monitor.identify import canonical_url, content_hash, item_key
+from monitor.identify import canonical_url, content_hash, identity_key, item_key
 from monitor.text import detect_language
-from monitor.types import Entry, Item, ParsedFeed
+from monitor.types import Entry, Item, ParsedFeed, PendingEntry, PendingFeed
 
-__all__ = ["normalize_entries", "normalize_entry", "primary_language"]
+__all__ = ["keyed_entries", "normalize_entries", "normalize_entry", "primary_language"]
 
 
 def primary_language(tag: str | None) -> str | None:
@@ -88,3 +88,18 @@ def normalize_entries(
         )
         items.setdefault(item.key, item)
     return list(items.values())
+
+
+def keyed_entries(feed: PendingFeed, *, feed_url: str) -> dict[str, PendingEntry]:
+    """The entries of a feed by identity key, first occurrence kept (as `normalize_entries` keeps it).
+
+    An entry with a guid or a link is keyed without converting its text; only the others are converted, to
+    be keyed by their content hash. The keys equal those of `normalize_entry`."""
+    keyed: dict[str, PendingEntry] = {}
+    for pending in feed.entries:
+        key = identity_key(feed_url, pending.guid, pending.link)
+        if key is None:
+            entry = pending.entry()
+            key = item_key(feed_url, entry.guid, entry.link, entry.title, entry.summary or entry.content)
+        keyed.setdefault(key, pending)
+    return keyed

@@ -25,9 +25,9 @@ from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
-from monitor.normalize import normalize_entries
+from monitor.normalize import keyed_entries, normalize_entry
 from monitor.notify import alert_payload
-from monitor.parse import parse_feed
+from monitor.parse import read_feed
 from monitor.rules import RuleSet
 from monitor.store import (
     AlertAttachment,
@@ -188,20 +188,29 @@ class Pipeline:
                 url, "not-modified", next_fetch_at=update.next_fetch_at, fetch_seconds=fetch_seconds
             )
         try:
-            parsed = parse_feed(
+            parsed = read_feed(
                 result.content, source=url, content_type=result.content_type, base_url=result.final_url
             )
         except ParseError as exc:
             failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None)
             return replace(failed, fetch_seconds=fetch_seconds)
-        items = normalize_entries(
-            parsed,
-            feed_url=url,
-            feed_title=feed.title,
-            feed_tags=feed.tags,
-            language_override=feed.language,
-            feed_languages=self.feed_languages,
-        )
+        # Keys first, from guid or link: only entries never seen are converted, hashed, matched and clustered.
+        keyed = keyed_entries(parsed, feed_url=url)
+        unseen = self.store.unseen_keys(keyed)
+        feed_title = feed.title or parsed.title or url
+        items = [
+            normalize_entry(
+                pending.entry(),
+                feed_url=url,
+                feed_title=feed_title,
+                feed_language=parsed.language,
+                feed_tags=feed.tags,
+                language_override=feed.language,
+                feed_languages=self.feed_languages,
+            )
+            for key, pending in keyed.items()
+            if key in unseen
+        ]
         update = FeedUpdate(
             url=url,
             fetched_at=now,
@@ -210,7 +219,7 @@ class Pipeline:
             etag=result.etag,
             last_modified=result.last_modified,
         )
-        outcome = self.record(update, items)
+        outcome = self.record(update, items, seen_again=[key for key in keyed if key not in unseen])
         for warning in parsed.warnings:
             log.info("feed %s: %s", url, warning, extra={"feed": url})
         return FeedOutcome(
@@ -227,11 +236,14 @@ class Pipeline:
             fetch_seconds=fetch_seconds,
         )
 
-    def record(self, update: FeedUpdate, items: Sequence[Item]) -> FeedOutcome:
-        """Decide about the items of one fetch and write it all in one transaction."""
+    def record(
+        self, update: FeedUpdate, fresh: Sequence[Item], seen_again: Sequence[str] = ()
+    ) -> FeedOutcome:
+        """Decide about the new items of one fetch and write it all in one transaction.
+
+        `fresh` are the fetch's items whose keys the store has not seen (`unseen_keys`); `seen_again` the keys
+        of its other items, whose identity is kept alive in the same transaction."""
         now = update.fetched_at
-        unseen = self.store.unseen_keys(item.key for item in items)
-        fresh = [item for item in items if item.key in unseen]
         # GUID churn guard: a feed that re-keys the same text on every fetch must not re-alert it.
         known_hashes = self.store.seen_content_hashes(update.url, (item.content_hash for item in fresh))
         also_seen: list[tuple[str, str]] = []
@@ -292,8 +304,8 @@ class Pipeline:
             alerts=alerts,
             attachments=attachments,
             digests=self._digests,
+            seen_again=seen_again,
         )
-        self.store.touch_seen((item.key for item in items if item.key not in unseen), now)
         self.metrics.recorded(
             new_items=len(new_items),
             matches=(m.rule_id for n in new_items for m in n.matches),

@@ -6,6 +6,7 @@ The data path:  bytes --parse--> ParsedFeed(Entry...) --normalize/identify--> It
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,8 @@ __all__ = [
     "Item",
     "Match",
     "ParsedFeed",
+    "PendingEntry",
+    "PendingFeed",
 ]
 
 
@@ -47,6 +50,64 @@ class ParsedFeed:
     language: str | None = None  # declared by the feed (<language>, xml:lang), lower-case
     entries: tuple[Entry, ...] = ()
     warnings: tuple[str, ...] = ()
+
+
+class PendingEntry:
+    """An entry whose identity (guid and link) is read and whose text is converted only when asked for.
+
+    Converting HTML to text (and everything after it: language, hashes, matching, stories) is most of the cost
+    of an entry, and an entry already seen under its key needs none of it: the pipeline keys entries by
+    `guid`/`link` first and calls `entry()` only for the new ones. `entry()` converts once and keeps the
+    result; its guid and link are always the ones given here."""
+
+    __slots__ = ("_build", "_entry", "guid", "link")
+
+    def __init__(self, guid: str | None, link: str | None, build: Callable[[], Entry]) -> None:
+        self.guid = guid
+        self.link = link
+        self._build: Callable[[], Entry] | None = build
+        self._entry: Entry | None = None
+
+    @classmethod
+    def ready(cls, entry: Entry) -> PendingEntry:
+        """An entry that is already converted (JSON Feeds, tests)."""
+        pending = cls(entry.guid, entry.link, lambda: entry)
+        pending._entry, pending._build = entry, None
+        return pending
+
+    @property
+    def converted(self) -> bool:
+        """Whether the text was converted already (for tests and the benchmark's accounting)."""
+        return self._entry is not None
+
+    def entry(self) -> Entry:
+        if self._entry is None:
+            assert self._build is not None
+            self._entry, self._build = self._build(), None
+        return self._entry
+
+    def __repr__(self) -> str:
+        return f"PendingEntry(guid={self.guid!r}, link={self.link!r}, converted={self.converted})"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFeed:
+    """A parsed document whose entries are converted on demand (see PendingEntry); `parsed()` converts all."""
+
+    title: str | None = None
+    link: str | None = None
+    language: str | None = None
+    entries: tuple[PendingEntry, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def parsed(self) -> ParsedFeed:
+        return ParsedFeed(
+            title=self.title,
+            link=self.link,
+            language=self.language,
+            entries=tuple(pending.entry() for pending in self.entries),
+            warnings=self.warnings,
+        )
 
 
 @dataclass(frozen=True, slots=True)

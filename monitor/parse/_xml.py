@@ -27,7 +27,7 @@ from monitor.parse._fields import (
     optional_text,
     summary_and_content,
 )
-from monitor.types import Entry, ParsedFeed
+from monitor.types import Entry, PendingEntry, PendingFeed
 
 __all__ = ["parse_xml_feed"]
 
@@ -36,7 +36,7 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 
 def parse_xml_feed(
     data: bytes, *, source: str, content_type: str | None, base_url: str | None, warnings: list[str]
-) -> ParsedFeed:
+) -> PendingFeed:
     """Read an XML feed. Raises ParseError when the document is no RSS, RDF or Atom feed."""
     data = _hide_entry_images(data)
     data, content_type = _utf8_declared_as_single_byte(data, content_type, warnings)
@@ -79,7 +79,7 @@ def parse_xml_feed(
     feed_link = absolute_http_url(feed.get("link"), base_url, self_link)
     bases = (base_url, self_link, feed_link)
     unusable = Unusable()
-    entries: list[Entry] = []
+    entries: list[PendingEntry] = []
     unreadable: list[str] = []
     for index, raw in enumerate(raw_entries):
         try:
@@ -90,7 +90,7 @@ def parse_xml_feed(
     unusable.report(warnings)
     if unreadable:
         warnings.append(f"skipped {len(unreadable)} unreadable entries ({'; '.join(unreadable[:3])})")
-    return ParsedFeed(
+    return PendingFeed(
         title=_text_of(feed, "title", one_line=True) or None,
         link=feed_link,
         language=language_tag(feed.get("language")),
@@ -157,37 +157,44 @@ def _utf8_declared_as_single_byte(
     return data, content_type
 
 
-def _entry(raw: Mapping[str, Any], *, bases: tuple[str | None, ...], unusable: Unusable) -> Entry:
+def _entry(raw: Mapping[str, Any], *, bases: tuple[str | None, ...], unusable: Unusable) -> PendingEntry:
+    """The entry's identity and dates now (unusable ones are counted for the warnings), its text on demand."""
     published = datetime_from_struct(raw.get("published_parsed"))
     updated = datetime_from_struct(raw.get("updated_parsed"))
     # feedparser puts an RSS pubDate under both keys; one unreadable text counts once.
     unreadable = {raw.get(key) for key in ("published", "updated") if raw.get(f"{key}_parsed") is None}
     for text in unreadable:
         unusable.date(text)
-    # Without summary_detail, feedparser's `summary` is a copy of the first content, not a summary.
-    summary = _detail_text(raw["summary_detail"]) if isinstance(raw.get("summary_detail"), Mapping) else ""
-    contents = [_detail_text(c) for c in raw.get("content") or [] if isinstance(c, Mapping)]
-    summary, content = summary_and_content(summary, contents)
     guid = optional_text(raw.get("id"))
     link_text = optional_text(raw.get("link"))
     link = absolute_http_url(link_text, *bases)
     # feedparser copies a guid into `link` when there is no link; a tag: URI there is no lost link.
     if link is None and link_text and not (raw.get("guidislink") and link_text == guid):
         unusable.link(link_text)
-    return Entry(
-        guid=guid,
-        link=link,
-        title=_text_of(raw, "title", one_line=True),
-        summary=summary,
-        content=content,
-        # RSS 1.0 and Atom 0.3 feeds often carry only dc:date / modified: the publication date is then
-        # the only date the entry has.
-        published=published or updated,
-        updated=updated,
-        categories=categories(_tag_terms(raw)),
-        author=_author(raw),
-        language=_entry_language(raw),
-    )
+
+    def convert() -> Entry:
+        # Without summary_detail, feedparser's `summary` is a copy of the first content, not a summary.
+        summary = (
+            _detail_text(raw["summary_detail"]) if isinstance(raw.get("summary_detail"), Mapping) else ""
+        )
+        contents = [_detail_text(c) for c in raw.get("content") or [] if isinstance(c, Mapping)]
+        summary, content = summary_and_content(summary, contents)
+        return Entry(
+            guid=guid,
+            link=link,
+            title=_text_of(raw, "title", one_line=True),
+            summary=summary,
+            content=content,
+            # RSS 1.0 and Atom 0.3 feeds often carry only dc:date / modified: the publication date is then
+            # the only date the entry has.
+            published=published or updated,
+            updated=updated,
+            categories=categories(_tag_terms(raw)),
+            author=_author(raw),
+            language=_entry_language(raw),
+        )
+
+    return PendingEntry(guid, link, convert)
 
 
 def _own_keys(node: Mapping[str, Any]) -> dict[str, Any]:

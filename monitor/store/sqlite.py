@@ -322,31 +322,32 @@ class SQLiteStore:
     # -- items -------------------------------------------------------------------------------------------------
 
     def unseen_keys(self, keys: Iterable[str]) -> set[str]:
-        """The keys among `keys` that were never seen (identity keys outlive pruned items)."""
+        """The keys among `keys` that were never seen (identity keys outlive pruned items). One query however
+        many keys: they travel as one JSON array."""
         wanted = list(dict.fromkeys(keys))
-        seen: set[str] = set()
-        for chunk in _chunks(wanted, 500):
-            marks = ",".join("?" * len(chunk))
-            seen.update(
-                row[0]
-                for row in self._conn.execute(f"SELECT key FROM seen_keys WHERE key IN ({marks})", chunk)
+        if not wanted:
+            return set()
+        seen = {
+            row[0]
+            for row in self._conn.execute(
+                "SELECT key FROM seen_keys WHERE key IN (SELECT value FROM json_each(?))", (_json(wanted),)
             )
+        }
         return set(wanted) - seen
 
     def seen_content_hashes(self, feed_url: str, hashes: Iterable[str]) -> set[str]:
         """Which of these content hashes this feed already delivered under some key (GUID churn guard)."""
         wanted = list(dict.fromkeys(hashes))
-        found: set[str] = set()
-        for chunk in _chunks(wanted, 500):
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                row[0]
-                for row in self._conn.execute(
-                    f"SELECT content_hash FROM seen_keys WHERE feed_url = ? AND content_hash IN ({marks})",
-                    (feed_url, *chunk),
-                )
+        if not wanted:
+            return set()
+        return {
+            row[0]
+            for row in self._conn.execute(
+                "SELECT content_hash FROM seen_keys WHERE feed_url = ? "
+                "AND content_hash IN (SELECT value FROM json_each(?))",
+                (feed_url, _json(wanted)),
             )
-        return found
+        }
 
     def story_signatures(self, since: datetime) -> list[dict[str, Any]]:
         """Items published (or, undated, fetched) since `since`, with their clustering signatures, to rebuild
@@ -384,10 +385,12 @@ class SQLiteStore:
         alerts: Sequence[NewAlert] = (),
         attachments: Sequence[AlertAttachment] = (),
         digests: Mapping[str, timedelta] | None = None,
+        seen_again: Sequence[str] = (),
     ) -> None:
         """Write everything one fetch produced in one transaction: the feed's new state, the new items with
         their matches and stories, identity keys of items seen again under a new key (`also_seen`: key and
-        content hash), new alerts with their outbox rows, and items folded into existing alerts.
+        content hash), new alerts with their outbox rows, items folded into existing alerts, and the
+        last_seen time of the keys the fetch had again (`seen_again`, see `touch_seen`).
 
         `digests` maps channel names to their digest period: an alert for such a channel joins the channel's
         open digest delivery (or opens one, due one period from now) instead of getting a delivery of its own."""
@@ -429,6 +432,8 @@ class SQLiteStore:
                     "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = ?) WHERE id = ?",
                     (_json(attachment.payload), now, attachment.alert_id, attachment.alert_id),
                 )
+            if seen_again:
+                self._touch(tx, seen_again, now)
 
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None:
         """Refresh last_seen of keys still present in a feed, so their identity is kept while the feed has them."""
@@ -436,9 +441,13 @@ class SQLiteStore:
         if not batch:
             return
         with self.transaction() as tx:
-            for chunk in _chunks(batch, 500):
-                marks = ",".join("?" * len(chunk))
-                tx.execute(f"UPDATE seen_keys SET last_seen = ? WHERE key IN ({marks})", (_iso(now), *chunk))
+            self._touch(tx, batch, _iso(now))
+
+    def _touch(self, tx: sqlite3.Connection, keys: Sequence[str], now: str | None) -> None:
+        tx.execute(
+            "UPDATE seen_keys SET last_seen = ? WHERE key IN (SELECT value FROM json_each(?))",
+            (now, _json(list(keys))),
+        )
 
     def _insert_item(self, tx: sqlite3.Connection, new: NewItem, now: str | None) -> None:
         item = new.item
@@ -882,11 +891,6 @@ def delivery_id_for(alert_id: str, channel: str) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _split_sql(script: str) -> list[str]:
