@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from monitor import __version__, logs
 from monitor.errors import ConfigError, MonitorError
-from monitor.redact import RedactingWriter
+from monitor.redact import RedactingFilter, RedactingWriter
 
 __all__ = ["build_parser", "emit_json", "main"]
 
@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbose: bool, level: str = "INFO") -> None:
     logs.configure(logging.DEBUG if verbose else getattr(logging, level))
+    # Our formatters redact every line they write; a handler someone else installed (a test runner's, a
+    # library's) gets the record-level filter, so no handler ever sees a `${VAR}` value from a URL.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
