@@ -111,7 +111,9 @@ def test_a_failing_daemon_logs_json_naming_feeds_and_deliveries_and_no_secret(tm
             + "log_format: json\n",
             encoding="utf-8",
         )
-        config.chmod(0o600)  # it holds literal secrets: a readable file would be warned about (in text, at load)
+        config.chmod(
+            0o600
+        )  # it holds literal secrets: a readable file would be warned about (in text, at load)
         with DaemonProcess(config) as daemon:
             wait_until(lambda: len(hook.requests) >= 2, what="failing webhook deliveries")
             wait_until(lambda: "delivery" in daemon.log() and "'mail'" in daemon.log(), what="mail failures")
