@@ -160,6 +160,14 @@ class _TextCollector(HTMLParser):
             self._pre_depth -= 1
         self._break_for(tag, end=True)
 
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            # `<![` not followed by a name is no marked section; CPython's scanner asserts instead of recovering.
+            self.handle_data(self.rawdata[i : i + 3])
+            return i + 3
+
     def unknown_decl(self, data: str) -> None:
         # A CDATA section inside HTML is a feed that wrapped its HTML twice; its inside is the article.
         if data.startswith("CDATA[") and not self._hidden_stack:
