@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     SecretStr,
     ValidationError,
     field_validator,
@@ -31,6 +32,7 @@ from pydantic import (
 )
 
 from monitor import logs
+from monitor.dburl import Database, PostgresURL, conninfo_params, parse_database
 from monitor.errors import ConfigError
 from monitor.health import HealthPolicy
 from monitor.netpolicy import NetworkPolicy
@@ -63,6 +65,8 @@ DEFAULT_RULES = (
 )
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# A file path (SQLite) or a postgresql:// URL; every other scheme is refused (monitor.dburl).
+DatabaseSetting = Annotated[Database, PlainValidator(parse_database)]
 ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
 
 
@@ -225,7 +229,7 @@ class StoryOptions(_Model):
 
 class MonitorConfig(_Model):
     source: str = Field(default="<defaults>", exclude=True, description="the file this was loaded from")
-    database: Path = Path("./state/monitor.db")
+    database: DatabaseSetting = Path("./state/monitor.db")
     rules: Path = DEFAULT_RULES
     allow_private_networks: bool | list[str] = False
     interval: Duration = Field(default=timedelta(minutes=10), description="default feed interval")
@@ -292,6 +296,10 @@ class MonitorConfig(_Model):
             values.extend(getattr(channel, "headers", {}).values())
         if self.status.token is not None:
             values.append(self.status.token.get_secret_value())
+        if isinstance(self.database, PostgresURL):
+            password = conninfo_params(self.database.url).get("password")
+            if password:
+                values.append(str(password))
         return values
 
 
@@ -304,8 +312,9 @@ def interpolate_env(doc: LocatedYaml, environ: dict[str, str] | None = None) -> 
 
     def substitute(match: re.Match[str], path: tuple[str | int, ...]) -> str:
         result = _substitute(match, env, doc, path)
-        if path and path[-1] == "url" and match.group(1):
-            # A variable inside a feed or webhook URL is a secret (a token): masked wherever it is shown.
+        if path and (path[-1] == "url" or path == ("database",)) and match.group(1):
+            # A variable inside a feed or webhook URL, or the database URL, is a secret (a token, a password):
+            # masked wherever it is shown.
             register_secret(result, match.group(0))
         return result
 
@@ -374,7 +383,9 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
     base = path.resolve().parent
     return config.model_copy(
         update={
-            "database": _resolve(base, config.database),
+            "database": config.database
+            if isinstance(config.database, PostgresURL)
+            else _resolve(base, config.database),
             "rules": _resolve(base, config.rules) if "rules" in data else config.rules,
         }
     )

@@ -35,7 +35,7 @@ from monitor.store import (
     FeedUpdate,
     NewAlert,
     NewItem,
-    SQLiteStore,
+    Store,
     StoryMembership,
 )
 from monitor.stories import StoryIndex
@@ -70,7 +70,7 @@ class FeedOutcome:
 @dataclass
 class Pipeline:
     config: MonitorConfig
-    store: SQLiteStore
+    store: Store
     fetcher: Fetcher
     ruleset: RuleSet
     stories: StoryIndex

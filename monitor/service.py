@@ -44,7 +44,7 @@ from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
 from monitor.status import StatusServer
-from monitor.store import SQLiteStore
+from monitor.store import Store, open_store
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
@@ -86,7 +86,7 @@ class Runtime:
     """Everything a poll or a delivery needs, opened together and closed together."""
 
     config: MonitorConfig
-    store: SQLiteStore
+    store: Store
     fetcher: Fetcher
     channels: dict[str, Channel]
     pipeline: Pipeline
@@ -118,7 +118,7 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
     )
 
 
-def load_story_index(config: MonitorConfig, store: SQLiteStore, now: datetime) -> StoryIndex:
+def load_story_index(config: MonitorConfig, store: Store, now: datetime) -> StoryIndex:
     index = StoryIndex(window=config.stories.window)
     index.load(store.story_signatures(now - config.stories.window))
     return index
@@ -149,12 +149,16 @@ async def open_runtime(
     metrics = metrics if metrics is not None else Metrics()
     prefer_languages(detection_languages(config, ruleset))
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
-    lock = DatabaseLock(config.database)
-    lock.acquire()
+    # One writing process per SQLite file (the process lock); PostgreSQL serves several, which coordinate in
+    # the database itself (leases, fencing tokens, advisory locks: monitor.store.postgres).
+    lock = DatabaseLock(config.database) if isinstance(config.database, Path) else None
+    if lock is not None:
+        lock.acquire()
     try:
-        store = SQLiteStore(config.database)
+        store = open_store(config.database)
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     try:
         released = store.release_claims(now)
@@ -184,7 +188,8 @@ async def open_runtime(
                 await channel.aclose()
     finally:
         store.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[FeedOutcome]:

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor import web
 from monitor.metrics import CONTENT_TYPE, Metrics, StoreCollector
-from monitor.store import SQLiteStore
+from monitor.store import Store
 from monitor.timeutil import to_iso
 from monitor.web.page import CONTENT_SECURITY_POLICY
 
@@ -44,7 +44,7 @@ HTML_TYPE = "text/html; charset=utf-8"
 PAGES = frozenset({"/", "/alerts.atom", "/api/feeds", "/api/alerts", "/api/stories", "/api/openapi.json"})
 
 
-def snapshot(store: SQLiteStore, now: datetime) -> dict[str, Any]:
+def snapshot(store: Store, now: datetime) -> dict[str, Any]:
     """What an operator asks first: are feeds failing, is anything stuck in the outbox, are channels off."""
     feeds = [f for f in store.list_feeds() if f.active]
     parked = [f for f in feeds if f.parked_at is not None]
@@ -83,7 +83,7 @@ def health(last_tick: datetime | None, now: datetime, tick_seconds: float) -> tu
     return True, "ok"
 
 
-def prometheus_text(store: SQLiteStore, now: datetime, metrics: Metrics | None = None) -> bytes:
+def prometheus_text(store: Store, now: datetime, metrics: Metrics | None = None) -> bytes:
     """`/metrics`: the daemon's counters and histograms, then the gauges of the state of record (read now)."""
     registry = CollectorRegistry()
     registry.register(StoreCollector(lambda: snapshot(store, now), store.list_feeds))
@@ -95,7 +95,7 @@ def prometheus_text(store: SQLiteStore, now: datetime, metrics: Metrics | None =
 class StatusServer:
     """A minimal HTTP/1.1 server on asyncio streams: three GET routes, one response per connection."""
 
-    store: SQLiteStore
+    store: Store
     clock: Callable[[], datetime]
     last_tick: Callable[[], datetime | None]
     tick_seconds: float

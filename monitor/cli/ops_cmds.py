@@ -11,18 +11,18 @@ from typing import TextIO
 from monitor.cli import emit_json
 from monitor.config import load_config
 from monitor.errors import MonitorError
-from monitor.store import DeliveryRow, SQLiteStore, StoryRow
+from monitor.store import DeliveryRow, Store, StoryRow, database_exists, open_store
 from monitor.timeutil import to_iso, utcnow
 
 __all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_stories"]
 
 
 @contextmanager
-def _open_store(args: argparse.Namespace) -> Iterator[SQLiteStore]:
+def _open_store(args: argparse.Namespace) -> Iterator[Store]:
     config = load_config(args.config)
-    if not config.database.exists():
+    if not database_exists(config.database):
         raise MonitorError(f"no database at {config.database} yet: run `monitor once` or `monitor run` first")
-    store = SQLiteStore(config.database)
+    store = open_store(config.database)
     try:
         yield store
     finally:
@@ -203,7 +203,7 @@ def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _enable_channel(store: SQLiteStore, names: list[str], out: TextIO) -> int:
+def _enable_channel(store: Store, names: list[str], out: TextIO) -> int:
     """Re-enable one channel disabled after HTTP 410, and make its parked pending deliveries due now.
 
     Its dead deliveries (the one that met the 410 among them) stay dead: the operator decides whether to
