@@ -7,33 +7,41 @@ result as a `Store` (monitor.store.base), never as a backend class.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from monitor.dburl import Database, PostgresURL
-from monitor.errors import StoreError
 from monitor.store.base import Store
 from monitor.store.records import (
     AlertAttachment,
     AlertState,
     DeliveryRow,
+    FeedClaim,
     FeedRow,
     FeedUpdate,
     NewAlert,
     NewItem,
+    NodeInfo,
+    NodeRow,
+    StaleClaimError,
     StoryMembership,
     StoryRow,
 )
-from monitor.store.sqlite import SQLiteStore, delivery_id_for
+from monitor.store.sqlite import DELIVERY_LEASE, SQLiteStore, delivery_id_for
 
 __all__ = [
     "AlertAttachment",
     "AlertState",
     "DeliveryRow",
+    "FeedClaim",
     "FeedRow",
     "FeedUpdate",
     "NewAlert",
     "NewItem",
+    "NodeInfo",
+    "NodeRow",
     "SQLiteStore",
+    "StaleClaimError",
     "Store",
     "StoryMembership",
     "StoryRow",
@@ -43,11 +51,17 @@ __all__ = [
 ]
 
 
-def open_store(database: Database) -> Store:
-    """Open (creating and migrating as needed) the store `database` names. Raises StoreError."""
+def open_store(
+    database: Database, *, node: NodeInfo | None = None, delivery_lease: timedelta = DELIVERY_LEASE
+) -> Store:
+    """Open (creating or migrating as needed) the store `database` names, for `node` (the daemon or `once`
+    that claims feeds and deliveries through it; None for the CLI). Raises StoreError."""
     if isinstance(database, PostgresURL):
-        raise StoreError(f"{database}: the PostgreSQL backend is not available in this build")
-    return SQLiteStore(database)
+        # Imported here: psycopg loads libpq, which an SQLite installation never needs.
+        from monitor.store.postgres import PostgresStore
+
+        return PostgresStore(database, node=node, delivery_lease=delivery_lease)
+    return SQLiteStore(database, node=node, delivery_lease=delivery_lease)
 
 
 def database_exists(database: Database) -> bool:

@@ -16,6 +16,7 @@ Semantics every backend keeps:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
 
@@ -24,10 +25,13 @@ from monitor.store.records import (
     AlertAttachment,
     AlertState,
     DeliveryRow,
+    FeedClaim,
     FeedRow,
     FeedUpdate,
     NewAlert,
     NewItem,
+    NodeInfo,
+    NodeRow,
     StoryRow,
 )
 from monitor.types import DeliveryRequest, FeedState
@@ -38,6 +42,12 @@ __all__ = ["Store"]
 class Store(Protocol):
     """The state of one monitor installation: the schedule of record, items and identity keys, stories,
     alerts and the outbox (which monitor.notify.DeliveryQueue is the delivery worker's view of)."""
+
+    # True when other processes may commit to this database while we work (PostgreSQL): the story index must
+    # then catch up with their items before assigning (see `story_lock`). False on SQLite: one writer.
+    concurrent: bool
+    # The node this store claims feeds and deliveries for (None: the CLI, which claims nothing).
+    node: NodeInfo | None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -62,11 +72,28 @@ class Store(Protocol):
         """Active, unparked feeds whose next fetch is due and which nobody holds a lease on, oldest due first."""
         ...
 
+    def claim_feeds(
+        self, now: datetime, lease: timedelta, *, limit: int = 100, urls: Sequence[str] | None = None
+    ) -> list[FeedClaim]:
+        """Lease due feeds (or, with `urls`, those feeds whether due or not) to this node until now + lease,
+        each with a new fencing token; never a parked or removed feed, nor one another node holds a lease on.
+        On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED)."""
+        ...
+
+    def release_feed(self, url: str, claim: int) -> None:
+        """Give back an unused claim's lease (the feed keeps its schedule)."""
+        ...
+
     def feed_state(self, url: str) -> FeedState | None: ...
 
     def list_feeds(self) -> list[FeedRow]: ...
 
-    def record_fetch_failure(self, url: str, error: str, now: datetime, next_fetch_at: datetime) -> None: ...
+    def record_fetch_failure(
+        self, url: str, error: str, now: datetime, next_fetch_at: datetime, *, claim: int | None = None
+    ) -> None:
+        """Count a failed fetch, schedule the next one, end the lease. Under a claim (its fencing token),
+        raises StaleClaimError when the feed was claimed again since."""
+        ...
 
     # -- feed health -------------------------------------------------------------------------------------------
 
@@ -110,7 +137,8 @@ class Store(Protocol):
         digests: Mapping[str, timedelta] | None = None,
         seen_again: Sequence[str] = (),
     ) -> None:
-        """Everything one fetch produced, in one transaction."""
+        """Everything one fetch produced, in one transaction; it ends the feed's lease. When `update.claim`
+        is set and the feed was claimed again since, nothing is written and StaleClaimError is raised."""
         ...
 
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None: ...
@@ -160,6 +188,41 @@ class Store(Protocol):
         ...
 
     def delivery_counts(self) -> dict[str, int]: ...
+
+    # -- nodes, cluster jobs, story assignment across nodes -------------------------------------------------
+
+    def register_node(self, now: datetime) -> None: ...
+
+    def heartbeat(self, now: datetime) -> None: ...
+
+    def stop_node(self, now: datetime) -> int:
+        """This node stops: record it, give back its leases and claims. Returns how many."""
+        ...
+
+    def reap_nodes(self, now: datetime, dead_after: timedelta) -> int:
+        """Release the leases and claims of other nodes silent for `dead_after`. Returns how many."""
+        ...
+
+    def list_nodes(self, now: datetime) -> list[NodeRow]: ...
+
+    def claim_job(self, name: str, now: datetime, every: timedelta) -> bool:
+        """True for the one caller in the cluster that should run job `name` now (nobody ran it within
+        `every`)."""
+        ...
+
+    def story_lock(self) -> AbstractContextManager[None]:
+        """Serialise story assignment across every process writing this database: held from catching the
+        story index up (`items_after`) to committing the items it assigned (`commit_fetch`, which joins it)."""
+        ...
+
+    def item_seq(self) -> int:
+        """The commit sequence number of the newest item, 0 when there is none."""
+        ...
+
+    def items_after(self, seq: int, since: datetime) -> tuple[list[dict[str, Any]], int]:
+        """Items committed after sequence number `seq` (by any node) inside the story window, in the form of
+        `story_signatures`, and the newest sequence number."""
+        ...
 
     # -- housekeeping ------------------------------------------------------------------------------------------
 
