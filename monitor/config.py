@@ -227,6 +227,50 @@ class StoryOptions(_Model):
     window: Duration = timedelta(hours=72)
 
 
+class ClusterOptions(_Model):
+    """Several daemons on one PostgreSQL database (on SQLite the same machinery runs with one node)."""
+
+    node: str | None = Field(
+        default=None, description="a name for this daemon in `monitor nodes` (default: the host name)"
+    )
+    lease: Duration = Field(
+        default=timedelta(minutes=3),
+        description="how long a claimed feed is reserved for the node fetching it; above fetch.total_timeout",
+    )
+    delivery_lease: Duration = Field(
+        default=timedelta(minutes=5), description="how long a claimed delivery is reserved for its sender"
+    )
+    heartbeat: Duration = Field(
+        default=timedelta(seconds=10), description="how often a node says it is alive"
+    )
+    dead_after: Duration = Field(
+        default=timedelta(minutes=1),
+        description="a node silent this long is dead: its leases and claims are released to the others",
+    )
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+            raise ValueError("a node name holds 1-64 letters, digits, '_', '.', ':', '-'")
+        return value
+
+    @field_validator("lease", "delivery_lease", "heartbeat", "dead_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _dead_after_spans_heartbeats(self) -> ClusterOptions:
+        if self.dead_after < 2 * self.heartbeat:
+            raise ValueError(
+                "cluster.dead_after must be at least two heartbeats (one late heartbeat is not a death)"
+            )
+        return self
+
+
 class MonitorConfig(_Model):
     source: str = Field(default="<defaults>", exclude=True, description="the file this was loaded from")
     database: DatabaseSetting = Path("./state/monitor.db")
@@ -239,6 +283,7 @@ class MonitorConfig(_Model):
     delivery: DeliveryOptions = DeliveryOptions()
     retention: RetentionOptions = RetentionOptions()
     stories: StoryOptions = StoryOptions()
+    cluster: ClusterOptions = ClusterOptions()
     status: StatusOptions = StatusOptions()
     health: HealthOptions = HealthOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -280,6 +325,17 @@ class MonitorConfig(_Model):
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"channel name {name!r} may only hold letters, digits, '_', '.', '-'")
         return channels
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_fetch(self) -> MonitorConfig:
+        # A lease shorter than a fetch may take would let another node fetch the same feed while the first
+        # still does (fencing keeps the data right, but the feed is fetched twice).
+        if self.cluster.lease.total_seconds() <= self.fetch.total_timeout:
+            raise ValueError(
+                f"cluster.lease ({self.cluster.lease.total_seconds():g}s) must be longer than "
+                f"fetch.total_timeout ({self.fetch.total_timeout:g}s)"
+            )
+        return self
 
     def feed_interval(self, feed: FeedConfig) -> timedelta:
         return feed.interval or self.interval

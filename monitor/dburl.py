@@ -53,9 +53,10 @@ class PostgresURL:
 
     def with_dbname(self, name: str) -> PostgresURL:
         """The same server and credentials, another database (tests, `monitor migrate`)."""
-        from psycopg.conninfo import make_conninfo
+        from urllib.parse import quote, urlsplit, urlunsplit
 
-        return PostgresURL(make_conninfo(self.url, dbname=name))
+        parts = urlsplit(self.url)
+        return PostgresURL(urlunsplit(parts._replace(path="/" + quote(name, safe=""))))
 
     def __str__(self) -> str:
         return self.shown
