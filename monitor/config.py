@@ -251,6 +251,8 @@ class ClusterOptions(_Model):
     @field_validator("node")
     @classmethod
     def _node_name(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # `node: ${MONITOR_NODE:-}` without the variable: the host name
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
             raise ValueError("a node name holds 1-64 letters, digits, '_', '.', ':', '-'")
         return value
