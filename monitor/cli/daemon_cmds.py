@@ -115,6 +115,8 @@ def format_outcome(outcome: FeedOutcome) -> str:
         return f"FAILED  {outcome.url}: {outcome.error}"
     if outcome.status == "not-modified":
         return f"ok      {outcome.url}: not modified"
+    if outcome.status in ("skipped", "stale"):
+        return f"skipped {outcome.url}: {outcome.error}"
     return (
         f"ok      {outcome.url}: {outcome.entries} entries, {outcome.new_items} new, "
         f"{outcome.matches} matches, {outcome.alerts} alerts"
