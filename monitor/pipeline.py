@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from monitor.alerting import alert_decision
 from monitor.analysis import analyse_item
 from monitor.config import FeedConfig, MonitorConfig
-from monitor.errors import FetchError, ParseError
+from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, backoff_delay
 from monitor.health import PollSeen, assess
@@ -38,9 +38,10 @@ from monitor.store import (
     SQLiteStore,
     StoryMembership,
 )
+from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
-from monitor.types import FeedState, Item, Match
+from monitor.types import FeedState, FetchResult, Item, Match
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -65,6 +66,9 @@ class FeedOutcome:
     gone: bool = False  # the server answered 410 Gone
     churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
     notices: int = 0  # feed health notices queued after this poll
+    unrecorded: bool = (
+        False  # the store failed (busy, read-only, full, corrupt): nothing of the poll was kept
+    )
 
 
 @dataclass
@@ -79,6 +83,9 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     # Languages of undeclared items, steadied per feed across polls (monitor.feedlanguage).
     feed_languages: FeedLanguages = field(default_factory=FeedLanguages)
+    # Where the blocking part of a poll runs (everything after the fetch, and the store reads before it): never
+    # the event loop, so a busy database stalls no fetch and no delivery (monitor.storethread).
+    store_thread: StoreThread = field(default_factory=StoreThread)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -96,23 +103,32 @@ class Pipeline:
 
         An unexpected exception while processing the feed (a bug, or input no stage foresaw) rolls back that
         feed's transaction and is recorded as the feed's error with the usual backoff, with its traceback in
-        the log: it must neither stop the other feeds nor be retried in a hot loop."""
+        the log: it must neither stop the other feeds nor be retried in a hot loop.
+
+        A StoreError (the database is busy, read-only, full or corrupt) is not the feed's failure and is
+        raised: nothing of this poll was recorded, so the feed is still due with its old validators and its
+        items are fetched and decided again once the store works; the caller decides when to try again."""
         feed = self._feeds[url]
         interval = self.config.feed_interval(feed)
-        state = self.store.feed_state(url)
+        state = await self.store_thread.run(self.store.feed_state, url)
         error_count = state.error_count if state else 0
         due = state.next_fetch_at if state else None
         lag = (self.clock() - due).total_seconds() if due is not None else None
         try:
             outcome = await self._poll(feed, state, interval)
+        except StoreError:
+            raise
         except Exception as exc:
             log.exception("feed %s: unexpected error while processing it", url, extra={"feed": url})
-            outcome = self._failed(
-                url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
+            outcome = await self.store_thread.run(
+                self._failed, url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
             )
         self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
         try:
-            queued = self._check_health(outcome, interval)
+            queued = await self.store_thread.run(self._check_health, outcome, interval)
+        except StoreError as exc:
+            log.error("feed %s: cannot record its health: %s", url, exc, extra={"feed": url})
+            queued = 0
         except Exception:
             # Health notices are about the feed, not the feed itself: a failure here must not undo the poll.
             log.exception("feed %s: cannot assess its health", url, extra={"feed": url})
@@ -171,9 +187,27 @@ class Pipeline:
         try:
             result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
-            failed = self._failed(url, exc.message, error_count, interval, exc.retry_after)
+            failed = await self.store_thread.run(
+                self._failed, url, exc.message, error_count, interval, exc.retry_after
+            )
             return replace(failed, fetch_seconds=time.monotonic() - started, gone=exc.status == 410)
         fetch_seconds = time.monotonic() - started
+        return await self.store_thread.run(self._record_fetched, feed, state, interval, result, fetch_seconds)
+
+    def _record_fetched(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        result: FetchResult,
+        fetch_seconds: float,
+    ) -> FeedOutcome:
+        """Everything after a successful fetch (parse, keys, analysis, match, stories, the one transaction):
+        blocking work, run on the store thread."""
+        url = feed.url
+        etag = state.etag if state else None
+        last_modified = state.last_modified if state else None
+        error_count = state.error_count if state else 0
         now = self.clock()
         if result.not_modified or result.content is None:
             update = FeedUpdate(

@@ -27,7 +27,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +45,7 @@ from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
 from monitor.status import StatusServer
 from monitor.store import SQLiteStore
+from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
@@ -62,6 +63,8 @@ __all__ = [
 log = logging.getLogger("monitor.service")
 
 TICK_SECONDS = 2.0
+# How long a feed whose poll could not be recorded (a busy, read-only or full database) waits before the next try.
+STORE_RETRY = timedelta(seconds=30)
 DRAIN_TIMEOUT = 20.0
 
 
@@ -91,6 +94,7 @@ class Runtime:
     channels: dict[str, Channel]
     pipeline: Pipeline
     metrics: Metrics
+    store_thread: StoreThread = field(default_factory=StoreThread)
     last_report: DeliveryReport | None = field(default=None)
 
     async def deliver(self, now: datetime | None = None, *, channel: str | None = None) -> DeliveryReport:
@@ -102,6 +106,7 @@ class Runtime:
             limit=self.config.delivery.batch,
             retry=self.config.delivery.retry_policy(),
             channel=channel,
+            store_thread=self.store_thread,
         )
         self.last_report = report
         return report
@@ -152,7 +157,7 @@ async def open_runtime(
     lock = DatabaseLock(config.database)
     lock.acquire()
     try:
-        store = SQLiteStore(config.database)
+        store = SQLiteStore(config.database, busy_timeout=config.database_busy_timeout)
     except BaseException:
         lock.release()
         raise
@@ -167,6 +172,7 @@ async def open_runtime(
         store.sync_feeds([(f.url, config.feed_interval(f)) for f in config.feeds], now)
         stories = load_story_index(config, store, now)
         channels = build_channels(config.channels, policy=policy)
+        store_thread = StoreThread()
         try:
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
@@ -177,11 +183,15 @@ async def open_runtime(
                     stories=stories,
                     clock=clock,
                     metrics=metrics,
+                    store_thread=store_thread,
                 )
-                yield Runtime(config, store, fetcher, channels, pipeline, metrics)
+                yield Runtime(config, store, fetcher, channels, pipeline, metrics, store_thread)
         finally:
             for channel in channels.values():
                 await channel.aclose()
+            # A call abandoned by a cancelled task still runs to its commit or rollback: wait for it before
+            # the connection closes.
+            await asyncio.get_running_loop().run_in_executor(None, store_thread.close)
     finally:
         store.close()
         lock.release()
@@ -195,7 +205,11 @@ async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[Feed
 
     async def one(url: str) -> FeedOutcome:
         async with limit:
-            return await runtime.pipeline.poll(url)
+            try:
+                return await runtime.pipeline.poll(url)
+            except StoreError as exc:
+                log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
+                return FeedOutcome(url, "error", error=f"nothing recorded: {exc}", unrecorded=True)
 
     return list(await asyncio.gather(*(one(url) for url in targets)))
 
@@ -231,10 +245,14 @@ class DatabaseLock:
         except OSError:
             handle.close()
             raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            # Written past the file object's buffer, so that closing it never has a write left to fail.
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            # The pid is only for a second daemon's error message; the lock itself is held. A full disk is
+            # reported where it matters, by the store.
+            log.warning("%s: cannot write the pid into the lock file: %s", self.path, exc.strerror or exc)
         self._file = handle
 
     def release(self) -> None:
@@ -260,9 +278,21 @@ class Daemon:
         self._started = False  # the current configuration's runtime opened and is serving
         self._last_tick: datetime | None = None
         self.metrics = Metrics()  # one set for the daemon's life: counters survive reloads
+        self._store_error: str | None = None  # the clock's last store failure, logged once
         self._held_until: dict[
             str, datetime
         ] = {}  # feeds whose poll failed outside the pipeline's own handling
+
+    def _store_trouble(self, error: StoreError | None) -> None:
+        """Log a store failure of the clock once when it starts and once when it ends, not on every tick."""
+        message = str(error) if error is not None else None
+        if message == self._store_error:
+            return
+        if message is not None:
+            log.error("cannot read the schedule: %s; retrying every tick", message)
+        else:
+            log.info("the store works again")
+        self._store_error = message
 
     def request_stop(self) -> None:
         """First call: stop claiming work and drain. A second call: abandon what is in flight now."""
@@ -402,6 +432,7 @@ class Daemon:
             token=config.status.token.get_secret_value() if config.status.token else None,
             host=address[0],
             port=address[1],
+            store_thread=runtime.store_thread,
         )
         try:
             await server.start()
@@ -447,7 +478,13 @@ class Daemon:
         if self._stop.is_set() or self._reload.is_set():
             return
         self._last_tick = utcnow()
-        for state in runtime.store.due_feeds(self._last_tick):
+        try:
+            due = await runtime.store_thread.run(runtime.store.due_feeds, self._last_tick)
+        except StoreError as exc:
+            self._store_trouble(exc)
+            return
+        self._store_trouble(None)
+        for state in due:
             held = self._held_until.get(state.url)
             if held is not None and held > self._last_tick:
                 continue
@@ -461,6 +498,12 @@ class Daemon:
                 if self._stop.is_set():
                     return
                 outcome = await runtime.pipeline.poll(url)
+        except StoreError as exc:
+            # The database is busy, read-only, full or corrupt: one line, no traceback (the operator's to fix,
+            # not a bug). Nothing of the poll was recorded; the feed is tried again after a short pause.
+            log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
+            self._held_until[url] = utcnow() + STORE_RETRY
+            return
         except Exception:
             # Pipeline.poll records a feed's own failures; what reaches here failed around it (the store could
             # not record the failure either). It must not kill the daemon, nor hammer the feed on every tick
@@ -503,6 +546,14 @@ class Daemon:
     async def _deliver_once(self, runtime: Runtime, channel: str | None) -> None:
         try:
             report = await runtime.deliver(channel=channel)
+        except StoreError as exc:
+            log.error(
+                "delivery run%s stopped: %s; the outbox keeps every pending delivery",
+                f" for channel {channel!r}" if channel else "",
+                exc,
+                extra={"channel": channel},
+            )
+            return
         except Exception:
             log.exception(
                 "delivery run%s failed; the outbox keeps every pending delivery",
@@ -521,8 +572,17 @@ class Daemon:
     async def _housekeeping(self, runtime: Runtime) -> None:
         now = utcnow()
         retention = runtime.config.retention
-        counts = runtime.store.prune(now, item_max_age=retention.items, key_max_age=retention.identity_keys)
-        expired = runtime.pipeline.stories.expire(now - runtime.config.stories.window)
+        try:
+            counts = await runtime.store_thread.run(
+                runtime.store.prune, now, item_max_age=retention.items, key_max_age=retention.identity_keys
+            )
+        except StoreError as exc:
+            log.error("housekeeping skipped: %s", exc)
+            return
+        # On the store thread too: the story index is only ever touched there (monitor.storethread).
+        expired = await runtime.store_thread.run(
+            runtime.pipeline.stories.expire, now - runtime.config.stories.window
+        )
         self._start_delivery(
             runtime, [None]
         )  # every channel: parks deliveries of channels no longer configured
