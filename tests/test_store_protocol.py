@@ -37,7 +37,7 @@ def backends() -> list[type]:
         from monitor.store.postgres import PostgresStore
     except ImportError:
         return found
-    BACKEND_ONLY.setdefault(PostgresStore, set())
+    BACKEND_ONLY.setdefault(PostgresStore, {"transaction"})  # its raw transaction handle, as SQLite's
     return [*found, PostgresStore]
 
 
