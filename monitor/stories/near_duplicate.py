@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from monitor.stories.buckets import BucketTable
+
 __all__ = [
     "SIGNATURE_VERSION",
     "MinHasher",
@@ -126,9 +128,9 @@ class NearDuplicateIndex:
     """Signatures of the window's items in one growing numpy matrix (expired rows are reused), with an LSH
     band index over the textual ones and, column-major, the first values of every row for probing short texts.
 
-    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of one dict
-    (`int → row | [rows]`): several times less memory than datasketch's `MinHashLSH` (a bytes key and a set per
-    band per item)."""
+    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of a compact hash
+    table (`monitor.stories.buckets`: about 20 bytes per item and band, where a dict of Python ints took about
+    100 and datasketch's `MinHashLSH` a bytes key and a set per band per item)."""
 
     def __init__(
         self,
@@ -160,7 +162,7 @@ class NearDuplicateIndex:
         self._free_rows: list[int] = []
         self._next_row = 0
         self._live: set[int] = set()
-        self._buckets: dict[int, int | list[int]] = {}
+        self._buckets = BucketTable(1024 * bands)
 
     def row_signature(self, row: int) -> U32:
         signature: U32 = self._matrix[row]
@@ -173,40 +175,32 @@ class NearDuplicateIndex:
         self._probe[:, row] = signature[: self._probe_width]
         self._live.add(row)
         if textual:
-            for key in self._band_keys(signature):
-                slot = self._buckets.get(key)
-                if slot is None:
-                    self._buckets[key] = row
-                elif isinstance(slot, int):
-                    self._buckets[key] = [slot, row]
-                else:
-                    slot.append(row)
+            base = row * self._bands
+            for band, key in enumerate(self._band_keys(signature)):
+                self._buckets.add(key, base + band)
         return row
 
     def remove(self, row: int, textual: bool) -> None:
         self._live.discard(row)
         if textual:
-            for key in self._band_keys(self._matrix[row]):
-                slot = self._buckets.get(key)
-                if slot == row:
-                    del self._buckets[key]
-                elif isinstance(slot, list):
-                    slot.remove(row)
-                    if len(slot) == 1:
-                        self._buckets[key] = slot[0]
+            base = row * self._bands
+            for band, key in enumerate(self._band_keys(self._matrix[row])):
+                self._buckets.remove(key, base + band)
         self._free_rows.append(row)
 
     def candidates(self, signature: U32, size: int) -> list[int]:
-        """Rows that may be near-duplicates of a text of `size` shingles, in row order."""
+        """Rows that may be near-duplicates of a text of `size` shingles, in row order: those sharing an LSH
+        band with it (checked against the stored values, as the bucket table may offer rows of a bucket with
+        the same fingerprint) and, for short texts, those sharing one of the first signature values."""
+        entries = self._buckets.entries(self._band_keys(signature))
         found: set[int] = set()
-        for key in self._band_keys(signature):
-            slot = self._buckets.get(key)
-            if slot is None:
-                continue
-            if isinstance(slot, int):
-                found.add(slot)
-            else:
-                found.update(slot)
+        if entries:
+            rows = np.unique(np.array(entries, dtype=np.int64) // self._bands)
+            width = self._bands * self._rows
+            stored = self._matrix[rows, :width].reshape(len(rows), self._bands, self._rows)
+            wanted = signature[:width].reshape(self._bands, self._rows)
+            same = (stored == wanted).all(axis=2).any(axis=1)
+            found.update(rows[same].tolist())
         if self.min_short_size <= size < PROBE_BELOW:
             found |= self._short_candidates(signature)
         return sorted(found)
@@ -274,5 +268,6 @@ class NearDuplicateIndex:
             grown_probe = np.zeros((self._probe_width, len(grown)), dtype=np.uint32)
             grown_probe[:, : self._probe.shape[1]] = self._probe
             self._probe = grown_probe
+            self._buckets.reserve(len(grown) * self._bands)
         self._next_row += 1
         return self._next_row - 1
