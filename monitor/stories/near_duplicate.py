@@ -156,9 +156,9 @@ class NearDuplicateIndex:
         # Odd 64-bit multipliers that mix a band's values and its index into one integer bucket key.
         self._band_mix = seeded_uint64("monitor-lsh-mix", rows + 1, 1, 1 << 63) | np.uint64(1)
         self._matrix: U32 = np.zeros((1024, num_perm), dtype=np.uint32)
-        # The first values of every row again, column-major, so that probing a short text scans contiguous memory.
+        # Short texts are probed with the first values of every row, read from the matrix itself (a column-major
+        # copy of them cost 192 bytes per item for a scan that only short texts pay).
         self._probe_width = min(_SHORT_PROBE, num_perm)
-        self._probe: U32 = np.zeros((self._probe_width, 1024), dtype=np.uint32)
         self._free_rows: list[int] = []
         self._next_row = 0
         self._live: set[int] = set()
@@ -172,7 +172,6 @@ class NearDuplicateIndex:
         """Store a signature; textual ones are indexed for candidates. Returns its row."""
         row = self._allocate_row()
         self._matrix[row] = signature
-        self._probe[:, row] = signature[: self._probe_width]
         self._live.add(row)
         if textual:
             base = row * self._bands
@@ -241,10 +240,8 @@ class NearDuplicateIndex:
         """Rows sharing one of the first `_SHORT_PROBE` signature values with a short text. A short text inside
         a long one (a headline with its first sentence) has a low Jaccard similarity, so the 2-row LSH bands
         rarely offer the pair; single values do, at the cost of a scan that only short texts pay."""
-        columns = self._probe[:, : self._next_row]
-        found = columns[0] == signature[0]
-        for column in range(1, self._probe_width):
-            found |= columns[column] == signature[column]
+        width = self._probe_width
+        found = (self._matrix[: self._next_row, :width] == signature[:width]).any(axis=1)
         hits = np.flatnonzero(found)
         live = self._live
         return {int(row) for row in hits if int(row) in live}
@@ -262,12 +259,13 @@ class NearDuplicateIndex:
         if self._free_rows:
             return self._free_rows.pop()
         if self._next_row == len(self._matrix):
-            grown = np.zeros((2 * len(self._matrix), self.num_perm), dtype=np.uint32)
+            # Grow by a quarter, not double: the matrix is most of the index's memory, and a copy per 25% of
+            # growth is cheap next to the assignments that filled it.
+            grown = np.zeros(
+                (len(self._matrix) + max(1024, len(self._matrix) // 4), self.num_perm), dtype=np.uint32
+            )
             grown[: len(self._matrix)] = self._matrix
             self._matrix = grown
-            grown_probe = np.zeros((self._probe_width, len(grown)), dtype=np.uint32)
-            grown_probe[:, : self._probe.shape[1]] = self._probe
-            self._probe = grown_probe
             self._buckets.reserve(len(grown) * self._bands)
         self._next_row += 1
         return self._next_row - 1
