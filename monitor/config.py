@@ -118,6 +118,13 @@ class FetchOptions(_Model):
         default=False,
         description="honour the feeds' <skipHours> and <skipDays> (per feed: honour_skip_hours)",
     )
+    per_host_concurrency: int = Field(
+        default=2, ge=0, description="fetches to one host at the same time (0: no limit)"
+    )
+    per_host_gap: Duration = Field(
+        default=timedelta(milliseconds=200),
+        description="the least time between the starts of two fetches to one host",
+    )
 
 
 class DeliveryOptions(_Model):

@@ -126,6 +126,8 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
         total_timeout=options.total_timeout,
         max_bytes=options.max_bytes,
         max_redirects=options.max_redirects,
+        per_host_concurrency=options.per_host_concurrency,
+        per_host_gap=options.per_host_gap.total_seconds(),
     )
 
 
