@@ -21,6 +21,7 @@ import time
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 
+import monitor.adaptive
 from monitor.adaptive import adaptive_interval, hourly_rates
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
@@ -91,7 +92,8 @@ def main() -> None:
     )
     print("| polling | requests/day | requests per new item | delay median | delay p95 | sim wall s |")
     print("|---|---|---|---|---|---|")
-    for name, adaptive in ((f"fixed {ARGS.fixed:g} min", False), ("auto (2m..2h)", True)):
+    auto = f"auto (2m..2h, {monitor.adaptive.TARGET_ITEMS:g} item/poll)"
+    for name, adaptive in ((f"fixed {ARGS.fixed:g} min", False), (auto, True)):
         started = time.perf_counter()
         per_day, delays = simulate(feeds, ARGS.days, adaptive)
         wall = time.perf_counter() - started
@@ -108,5 +110,10 @@ if __name__ == "__main__":
     parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument("--fixed", type=float, default=10.0, help="the fixed interval, minutes")
+    parser.add_argument(
+        "--target", type=float, default=None, help="expected new items per poll (default: monitor's TARGET_ITEMS)"
+    )
     ARGS = parser.parse_args()
+    if ARGS.target is not None:
+        monitor.adaptive.TARGET_ITEMS = ARGS.target
     main()

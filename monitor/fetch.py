@@ -69,6 +69,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
+HOST_WAIT = 15.0  # seconds a fetch may wait for its host's pause (monitor.hostlimits)
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 
 MAX_BACKOFF = timedelta(hours=24)
@@ -123,9 +124,12 @@ class Fetcher:
         self.policy = policy
         self._ssl_context = ssl_context
         self._client: httpx.AsyncClient | None = None
-        # A fetch waits for a host's pause only while that is shorter than its own deadline.
+        # A fetch waits for a host's pause only briefly; a longer pause fails it at once (retryable, with the rest
+        # of the pause as its Retry-After), so that a paused host never holds poll slots.
         self.hosts = HostGate(
-            settings.per_host_concurrency, settings.per_host_gap, max_wait=settings.total_timeout
+            settings.per_host_concurrency,
+            settings.per_host_gap,
+            max_wait=min(settings.total_timeout, HOST_WAIT),
         )
 
     async def __aenter__(self) -> Self:
@@ -179,8 +183,9 @@ class Fetcher:
                 except TimeoutError as exc:
                     raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
                 except FetchError as exc:
-                    if exc.status in (429, 503):
+                    if exc.status == 429 or (exc.status == 503 and exc.retry_after is not None):
                         # The server's answer to this client, not to this one feed: its other feeds wait too.
+                        # A bare 503 is often one broken endpoint, not the server asking for a pause.
                         self.hosts.slow_down(url, exc.retry_after, f"HTTP {exc.status} on {url}")
                     raise
         except HostPaused as exc:

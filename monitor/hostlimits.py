@@ -7,9 +7,10 @@ one client hammering one server, and a 429 on one of them is the server's answer
 - at most `concurrency` fetches per host at a time (2 by default: what HTTP/1.1 clients were long asked to
   keep to, RFC 2616 8.1.4), the rest wait their turn;
 - the starts of two fetches to one host are at least `gap` apart (200 ms by default: five requests a second);
-- a 429 or 503 pauses the host for its Retry-After (60 s without one, at most MAX_PAUSE). A fetch that would
-  wait for a pause longer than `max_wait` is refused at once with a retryable error that carries the rest of
-  the pause as its Retry-After, so the feed backs off instead of holding a poll slot.
+- a 429 pauses the host for its Retry-After (60 s without one, at most MAX_PAUSE), and so does a 503 that
+  carries a Retry-After (a bare 503 is as often one broken endpoint as an overloaded server). A fetch that
+  would wait for a pause longer than `max_wait` (15 s) is refused at once with a retryable error that carries
+  the rest of the pause as its Retry-After, so the feed backs off instead of holding a poll slot.
 
 The host is the URL's host name as written (lower-cased): feeds on one IP behind different names count apart,
 which errs on the side of the publisher's own naming. Redirects to another host count against the first.

@@ -534,7 +534,7 @@ class Pipeline:
         return at
 
     def _adaptive_interval(self, feed: FeedConfig, now: datetime, arriving: int) -> timedelta:
-        """The interval that places the next poll where about one new item is expected. The evidence is the
+        """The interval that places the next poll where about half a new item is expected. The evidence is the
         first-seen times of the feed's stored items, and the `arriving` new items of this poll."""
         options = self.config.adaptive
         arrivals = self.store.feed_arrivals(feed.url, now - options.window) + [now] * arriving
