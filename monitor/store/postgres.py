@@ -936,7 +936,8 @@ class PostgresStore:
         rows = self._rows(
             "SELECT d.id, d.channel, d.status, d.digest, d.created_at, d.next_attempt_at, d.attempts, "
             "d.last_attempt_at, d.last_error, d.sent_at, "
-            "ARRAY(SELECT da.alert_id FROM delivery_alerts da WHERE da.delivery_id = d.id) FROM deliveries d "
+            "ARRAY(SELECT da.alert_id FROM delivery_alerts da WHERE da.delivery_id = d.id ORDER BY da.alert_id) "
+            "FROM deliveries d "
             "WHERE (%s::text IS NULL OR d.id IN (SELECT delivery_id FROM delivery_alerts WHERE alert_id = %s)) "
             "AND (%s::text[] IS NULL OR d.status = ANY(%s::text[])) ORDER BY d.created_at, d.seq LIMIT %s",
             (
