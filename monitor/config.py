@@ -276,6 +276,11 @@ class ClusterOptions(_Model):
 class MonitorConfig(_Model):
     source: str = Field(default="<defaults>", exclude=True, description="the file this was loaded from")
     database: DatabaseSetting = Path("./state/monitor.db")
+    database_busy_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="SQLite: how long a write waits for another process's write lock before it fails (the"
+        " poll is then tried again later, nothing is lost)",
+    )
     rules: Path = DEFAULT_RULES
     allow_private_networks: bool | list[str] = False
     interval: Duration = Field(default=timedelta(minutes=10), description="default feed interval")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from monitor.alerting import alert_decision
 from monitor.analysis import ActorMentions, Analysis, analyse_item
 from monitor.config import FeedConfig, MonitorConfig
-from monitor.errors import FetchError, ParseError
+from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, backoff_delay
 from monitor.health import PollSeen, assess
@@ -40,9 +40,10 @@ from monitor.store import (
     Store,
     StoryMembership,
 )
+from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
-from monitor.types import FeedState, Item, Match
+from monitor.types import FeedState, FetchResult, Item, Match
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -69,6 +70,9 @@ class FeedOutcome:
     gone: bool = False  # the server answered 410 Gone
     churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
     notices: int = 0  # feed health notices queued after this poll
+    unrecorded: bool = (
+        False  # the store failed (busy, read-only, full, corrupt): nothing of the poll was kept
+    )
 
 
 @dataclass
@@ -86,6 +90,9 @@ class Pipeline:
     # The commit sequence number of the newest item the story index has seen (Store.item_seq): on a database
     # other nodes write, the index catches up from here before each assignment (see `record`).
     story_seq: int = 0
+    # Where the blocking part of a poll runs (everything after the fetch, and the store reads before it): never
+    # the event loop, so a busy database stalls no fetch and no delivery (monitor.storethread).
+    store_thread: StoreThread = field(default_factory=StoreThread)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -112,10 +119,14 @@ class Pipeline:
 
         An unexpected exception while processing the feed (a bug, or input no stage foresaw) rolls back that
         feed's transaction and is recorded as the feed's error with the usual backoff, with its traceback in
-        the log: it must neither stop the other feeds nor be retried in a hot loop."""
+        the log: it must neither stop the other feeds nor be retried in a hot loop.
+
+        A StoreError (the database is busy, read-only, full or corrupt) is not the feed's failure and is
+        raised: nothing of this poll was recorded, so the feed is still due with its old validators and its
+        items are fetched and decided again once the store works; the caller decides when to try again."""
         feed = self._feeds[url]
         interval = self.config.feed_interval(feed)
-        state = claim.state if claim is not None else self.store.feed_state(url)
+        state = claim.state if claim is not None else await self.store_thread.run(self.store.feed_state, url)
         token = claim.token if claim is not None else None
         error_count = state.error_count if state else 0
         due = state.next_fetch_at if state else None
@@ -126,11 +137,19 @@ class Pipeline:
             log.warning("feed %s: %s", url, exc, extra={"feed": url})
             self.metrics.poll("stale", fetch_seconds=None, lag_seconds=lag)
             return FeedOutcome(url, "stale", error=str(exc))
+        except StoreError:
+            raise
         except Exception as exc:
             log.exception("feed %s: unexpected error while processing it", url, extra={"feed": url})
             try:
-                outcome = self._failed(
-                    url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None, token
+                outcome = await self.store_thread.run(
+                    self._failed,
+                    url,
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    error_count,
+                    interval,
+                    None,
+                    token,
                 )
             except StaleClaimError as stale:
                 log.warning("feed %s: %s", url, stale, extra={"feed": url})
@@ -138,7 +157,10 @@ class Pipeline:
                 return FeedOutcome(url, "stale", error=str(stale))
         self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
         try:
-            queued = self._check_health(outcome, interval)
+            queued = await self.store_thread.run(self._check_health, outcome, interval)
+        except StoreError as exc:
+            log.error("feed %s: cannot record its health: %s", url, exc, extra={"feed": url})
+            queued = 0
         except Exception:
             # Health notices are about the feed, not the feed itself: a failure here must not undo the poll.
             log.exception("feed %s: cannot assess its health", url, extra={"feed": url})
@@ -199,9 +221,30 @@ class Pipeline:
         try:
             result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
-            failed = self._failed(url, exc.message, error_count, interval, exc.retry_after, claim)
+            failed = await self.store_thread.run(
+                self._failed, url, exc.message, error_count, interval, exc.retry_after, claim
+            )
             return replace(failed, fetch_seconds=time.monotonic() - started, gone=exc.status == 410)
         fetch_seconds = time.monotonic() - started
+        return await self.store_thread.run(
+            self._record_fetched, feed, state, interval, result, fetch_seconds, claim
+        )
+
+    def _record_fetched(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        result: FetchResult,
+        fetch_seconds: float,
+        claim: int | None,
+    ) -> FeedOutcome:
+        """Everything after a successful fetch (parse, keys, analysis, match, stories, the one transaction):
+        blocking work, run on the store thread."""
+        url = feed.url
+        etag = state.etag if state else None
+        last_modified = state.last_modified if state else None
+        error_count = state.error_count if state else 0
         now = self.clock()
         if result.not_modified or result.content is None:
             update = FeedUpdate(

@@ -47,6 +47,7 @@ from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
 from monitor.status import StatusServer
 from monitor.store import FeedClaim, NodeInfo, Store, open_store
+from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
@@ -65,6 +66,8 @@ __all__ = [
 log = logging.getLogger("monitor.service")
 
 TICK_SECONDS = 2.0
+# How long a feed whose poll could not be recorded (a busy, read-only or full database) waits before the next try.
+STORE_RETRY = timedelta(seconds=30)
 DRAIN_TIMEOUT = 20.0
 HOUSEKEEPING_SECONDS = 3600.0
 # A little under the job's period, so the node whose turn it is still finds the job free despite scheduler jitter.
@@ -97,6 +100,7 @@ class Runtime:
     channels: dict[str, Channel]
     pipeline: Pipeline
     metrics: Metrics
+    store_thread: StoreThread = field(default_factory=StoreThread)
     last_report: DeliveryReport | None = field(default=None)
 
     async def deliver(self, now: datetime | None = None, *, channel: str | None = None) -> DeliveryReport:
@@ -108,6 +112,7 @@ class Runtime:
             limit=self.config.delivery.batch,
             retry=self.config.delivery.retry_policy(),
             channel=channel,
+            store_thread=self.store_thread,
         )
         self.last_report = report
         return report
@@ -176,7 +181,12 @@ async def open_runtime(
         lock.acquire()
     node = node_identity(config)
     try:
-        store = open_store(config.database, node=node, delivery_lease=config.cluster.delivery_lease)
+        store = open_store(
+            config.database,
+            node=node,
+            delivery_lease=config.cluster.delivery_lease,
+            busy_timeout=config.database_busy_timeout,
+        )
     except BaseException:
         if lock is not None:
             lock.release()
@@ -202,6 +212,7 @@ async def open_runtime(
         store.sync_feeds([(f.url, config.feed_interval(f)) for f in config.feeds], now)
         stories, story_seq = load_story_index(config, store, now)
         channels = build_channels(config.channels, policy=policy)
+        store_thread = StoreThread()
         try:
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
@@ -213,11 +224,15 @@ async def open_runtime(
                     clock=clock,
                     metrics=metrics,
                     story_seq=story_seq,
+                    store_thread=store_thread,
                 )
-                yield Runtime(config, store, fetcher, channels, pipeline, metrics)
+                yield Runtime(config, store, fetcher, channels, pipeline, metrics, store_thread)
         finally:
             for channel in channels.values():
                 await channel.aclose()
+            # A call abandoned by a cancelled task still runs to its commit or rollback: wait for it before
+            # the connection closes.
+            await asyncio.get_running_loop().run_in_executor(None, store_thread.close)
     finally:
         try:
             given_back = store.stop_node(clock())
@@ -247,12 +262,18 @@ async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[Feed
 
     async def one(url: str) -> FeedOutcome:
         async with limit:
-            claims = runtime.store.claim_feeds(runtime.pipeline.clock(), lease, limit=1, urls=[url])
-            if not claims:
-                return FeedOutcome(
-                    url, "skipped", error="being fetched by another node (it records the outcome)"
+            try:
+                claims = await runtime.store_thread.run(
+                    runtime.store.claim_feeds, runtime.pipeline.clock(), lease, limit=1, urls=[url]
                 )
-            return await runtime.pipeline.poll(url, claims[0])
+                if not claims:
+                    return FeedOutcome(
+                        url, "skipped", error="being fetched by another node (it records the outcome)"
+                    )
+                return await runtime.pipeline.poll(url, claims[0])
+            except StoreError as exc:
+                log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
+                return FeedOutcome(url, "error", error=f"nothing recorded: {exc}", unrecorded=True)
 
     return list(await asyncio.gather(*(one(url) for url in targets)))
 
@@ -288,10 +309,14 @@ class DatabaseLock:
         except OSError:
             handle.close()
             raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            # Written past the file object's buffer, so that closing it never has a write left to fail.
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            # The pid is only for a second daemon's error message; the lock itself is held. A full disk is
+            # reported where it matters, by the store.
+            log.warning("%s: cannot write the pid into the lock file: %s", self.path, exc.strerror or exc)
         self._file = handle
 
     def release(self) -> None:
@@ -313,13 +338,26 @@ class Daemon:
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._delivering: dict[str | None, asyncio.Task[None]] = {}  # per channel; None: all channels
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # the clock's jobs that wait for the store
         self._poll_slots = asyncio.Semaphore(8)
         self._started = False  # the current configuration's runtime opened and is serving
         self._last_tick: datetime | None = None
         self.metrics = Metrics()  # one set for the daemon's life: counters survive reloads
+        self._store_error: str | None = None  # the clock's last store failure, logged once
         self._held_until: dict[
             str, datetime
         ] = {}  # feeds whose poll failed outside the pipeline's own handling
+
+    def _store_trouble(self, error: StoreError | None) -> None:
+        """Log a store failure of the clock once when it starts and once when it ends, not on every tick."""
+        message = str(error) if error is not None else None
+        if message == self._store_error:
+            return
+        if message is not None:
+            log.error("cannot read the schedule: %s; retrying every tick", message)
+        else:
+            log.info("the store works again")
+        self._store_error = message
 
     def request_stop(self) -> None:
         """First call: stop claiming work and drain. A second call: abandon what is in flight now."""
@@ -404,10 +442,14 @@ class Daemon:
         tick = min([TICK_SECONDS, *intervals])
         scheduler = AsyncIOScheduler(timezone="UTC")
         jobs: list[tuple[str, Any, float]] = [
-            ("tick", self._tick, tick),
+            ("tick", self._as_task("tick", self._tick), tick),
             ("deliver", self._deliver, config.delivery.poll.total_seconds()),
-            ("heartbeat", self._heartbeat, config.cluster.heartbeat.total_seconds()),
-            ("housekeeping", self._housekeeping, HOUSEKEEPING_SECONDS),
+            (
+                "heartbeat",
+                self._as_task("heartbeat", self._heartbeat),
+                config.cluster.heartbeat.total_seconds(),
+            ),
+            ("housekeeping", self._as_task("housekeeping", self._housekeeping), HOUSEKEEPING_SECONDS),
         ]
         for job_id, func, seconds in jobs:
             scheduler.add_job(
@@ -461,6 +503,7 @@ class Daemon:
             host=address[0],
             port=address[1],
             dead_after=config.cluster.dead_after,
+            store_thread=runtime.store_thread,
         )
         try:
             await server.start()
@@ -494,6 +537,20 @@ class Daemon:
             await asyncio.wait(still)
             log.warning("abandoned %d tasks at shutdown; they are redone after restart", len(still))
 
+    def _as_task(
+        self, name: str, job: Callable[[Runtime], Coroutine[Any, Any, None]]
+    ) -> Callable[[Runtime], Coroutine[Any, Any, None]]:
+        """The clock's job `job` as a task of the daemon's own: it waits for the store thread, so the scheduler
+        must not be the one to cancel it mid-wait at a stop or reload (the drain lets it finish like a poll).
+        A run still going is not doubled: a busy database must not pile up one waiting run per tick."""
+
+        async def start(runtime: Runtime) -> None:
+            running = self._jobs.get(name)
+            if running is None or running.done():
+                self._jobs[name] = self._spawn(job(runtime))
+
+        return start
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -513,7 +570,14 @@ class Daemon:
         free = runtime.config.fetch.concurrency - len(self._in_flight)
         if free <= 0:
             return
-        claims = runtime.store.claim_feeds(now, runtime.config.cluster.lease, limit=free)
+        try:
+            claims = await runtime.store_thread.run(
+                runtime.store.claim_feeds, now, runtime.config.cluster.lease, limit=free
+            )
+        except StoreError as exc:
+            self._store_trouble(exc)
+            return
+        self._store_trouble(None)
         configured = runtime.pipeline.feed_urls
         for claim in claims:
             held = self._held_until.get(claim.url)
@@ -521,10 +585,10 @@ class Daemon:
                 # Another node's configuration has this feed and ours does not (a reload on one node only):
                 # leave it to a node that knows it.
                 log.warning("feed %s is in the database but not in this node's configuration", claim.url)
-                runtime.store.release_feed(claim.url, claim.token)
+                runtime.store_thread.submit(runtime.store.release_feed, claim.url, claim.token)
                 continue
             if (held is not None and held > now) or claim.url in self._in_flight:
-                runtime.store.release_feed(claim.url, claim.token)
+                runtime.store_thread.submit(runtime.store.release_feed, claim.url, claim.token)
                 continue
             self._in_flight.add(claim.url)
             self._spawn(self._poll_one(runtime, claim))
@@ -534,9 +598,16 @@ class Daemon:
         try:
             async with self._poll_slots:
                 if self._stop.is_set():
-                    runtime.store.release_feed(url, claim.token)
+                    await runtime.store_thread.run(runtime.store.release_feed, url, claim.token)
                     return
                 outcome = await runtime.pipeline.poll(url, claim)
+        except StoreError as exc:
+            # The database is busy, read-only, full or corrupt: one line, no traceback (the operator's to fix,
+            # not a bug). Nothing of the poll was recorded; the feed is tried again after a short pause (its
+            # lease, if any, runs out by itself).
+            log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
+            self._held_until[url] = utcnow() + STORE_RETRY
+            return
         except Exception:
             # Pipeline.poll records a feed's own failures; what reaches here failed around it (the store could
             # not record the failure either). It must not kill the daemon, nor hammer the feed on every tick
@@ -579,6 +650,14 @@ class Daemon:
     async def _deliver_once(self, runtime: Runtime, channel: str | None) -> None:
         try:
             report = await runtime.deliver(channel=channel)
+        except StoreError as exc:
+            log.error(
+                "delivery run%s stopped: %s; the outbox keeps every pending delivery",
+                f" for channel {channel!r}" if channel else "",
+                exc,
+                extra={"channel": channel},
+            )
+            return
         except Exception:
             log.exception(
                 "delivery run%s failed; the outbox keeps every pending delivery",
@@ -601,8 +680,15 @@ class Daemon:
             return
         now = utcnow()
         try:
-            runtime.store.heartbeat(now)
-            released = runtime.store.reap_nodes(now, runtime.config.cluster.dead_after)
+            # Off the loop, and not queued behind the store thread's polls: a long queue of polls must not make
+            # this node look dead. (The store's own lock, or PostgreSQL's pool, makes a second thread safe.)
+            await asyncio.to_thread(runtime.store.heartbeat, now)
+            released = await asyncio.to_thread(
+                runtime.store.reap_nodes, now, runtime.config.cluster.dead_after
+            )
+        except StoreError as exc:
+            log.error("heartbeat failed, retried on the next one: %s", exc)
+            return
         except Exception:
             log.exception("heartbeat failed; retried on the next one")
             return
@@ -619,11 +705,23 @@ class Daemon:
         # Pruning runs once per cluster and hour: the first node to ask takes the job (on SQLite, the one node
         # always does). Story signatures live in each node's memory, so each node expires its own.
         counts: dict[str, int] = {}
-        if runtime.store.claim_job("housekeeping", now, HOUSEKEEPING_JOB_PERIOD):
-            counts = runtime.store.prune(
-                now, item_max_age=retention.items, key_max_age=retention.identity_keys
-            )
-        expired = runtime.pipeline.stories.expire(now - runtime.config.stories.window)
+        try:
+            if await runtime.store_thread.run(
+                runtime.store.claim_job, "housekeeping", now, HOUSEKEEPING_JOB_PERIOD
+            ):
+                counts = await runtime.store_thread.run(
+                    runtime.store.prune,
+                    now,
+                    item_max_age=retention.items,
+                    key_max_age=retention.identity_keys,
+                )
+        except StoreError as exc:
+            log.error("housekeeping skipped: %s", exc)
+            return
+        # On the store thread too: the story index is only ever touched there (monitor.storethread).
+        expired = await runtime.store_thread.run(
+            runtime.pipeline.stories.expire, now - runtime.config.stories.window
+        )
         self._start_delivery(
             runtime, [None]
         )  # every channel: parks deliveries of channels no longer configured

@@ -17,7 +17,7 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +25,10 @@ import prometheus_client
 from prometheus_client import CollectorRegistry
 
 from monitor import web
+from monitor.errors import StoreError
 from monitor.metrics import CONTENT_TYPE, Metrics, StoreCollector
 from monitor.store import Store
+from monitor.storethread import StoreThread
 from monitor.timeutil import to_iso
 from monitor.web.page import CONTENT_SECURITY_POLICY
 
@@ -113,6 +115,8 @@ class StatusServer:
     host: str = "127.0.0.1"
     port: int = 9464
     dead_after: timedelta = DEFAULT_DEAD_AFTER  # a node silent this long is not shown as live
+    # Reads the store off the event loop (monitor.storethread): a busy database must not stall the daemon.
+    store_thread: StoreThread = field(default_factory=StoreThread)
     _server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -131,7 +135,15 @@ class StatusServer:
         try:
             async with asyncio.timeout(10):
                 head = await reader.readuntil(b"\r\n\r\n")
-            status, content_type, body = self.respond(head[:MAX_REQUEST_BYTES])
+            head = head[:MAX_REQUEST_BYTES]
+            try:
+                if head.startswith((b"GET /healthz ", b"GET /healthz?")):
+                    # Liveness reads no store: answered on the loop, never queued behind a busy database.
+                    status, content_type, body = self.respond(head)
+                else:
+                    status, content_type, body = await self.store_thread.run(self.respond, head)
+            except StoreError as exc:
+                status, content_type, body = "503 Service Unavailable", "text/plain", f"{exc}\n".encode()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             writer.close()
             return

@@ -27,7 +27,7 @@ from monitor.store.records import (
     StoryMembership,
     StoryRow,
 )
-from monitor.store.sqlite import DELIVERY_LEASE, SQLiteStore, delivery_id_for
+from monitor.store.sqlite import DEFAULT_BUSY_TIMEOUT, DELIVERY_LEASE, SQLiteStore, delivery_id_for
 
 __all__ = [
     "AlertAttachment",
@@ -52,7 +52,11 @@ __all__ = [
 
 
 def open_store(
-    database: Database, *, node: NodeInfo | None = None, delivery_lease: timedelta = DELIVERY_LEASE
+    database: Database,
+    *,
+    node: NodeInfo | None = None,
+    delivery_lease: timedelta = DELIVERY_LEASE,
+    busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT,
 ) -> Store:
     """Open (creating or migrating as needed) the store `database` names, for `node` (the daemon or `once`
     that claims feeds and deliveries through it; None for the CLI). Raises StoreError."""
@@ -61,7 +65,7 @@ def open_store(
         from monitor.store.postgres import PostgresStore
 
         return PostgresStore(database, node=node, delivery_lease=delivery_lease)
-    return SQLiteStore(database, node=node, delivery_lease=delivery_lease)
+    return SQLiteStore(database, node=node, delivery_lease=delivery_lease, busy_timeout=busy_timeout)
 
 
 def database_exists(database: Database) -> bool:

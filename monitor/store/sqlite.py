@@ -11,13 +11,15 @@ the feed due again with its old validators, so the items are fetched and decided
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -46,8 +48,83 @@ __all__ = ["DELIVERY_LEASE", "SQLiteStore"]
 # How long a claimed delivery is reserved for the worker that claimed it. A worker that dies mid-send (kill -9)
 # leaves the row pending; once the lease runs out it is claimed again: at-least-once, never lost.
 DELIVERY_LEASE = timedelta(minutes=5)
-BUSY_TIMEOUT_MS = 30_000
 NODE_HISTORY = timedelta(days=7)
+DEFAULT_BUSY_TIMEOUT = timedelta(seconds=30)  # config: database_busy_timeout
+
+# SQLite's primary result codes (the low byte of the extended code) that an operator can act on, with the
+# one-line advice the error carries. Anything else is reported with SQLite's own name for it.
+_ADVICE = {
+    5: "database is busy: another process held its write lock for more than {busy:g} s (a long CLI command,"
+    " a backup, or a second writer)",
+    6: "database table is locked by another statement of this process",
+    8: "database is read-only: the daemon needs write access to the file and to its folder (for the -wal"
+    " and -shm files); check owner and mode",
+    10: "disk I/O error: check the file system holding the database (full, failing, or unmounted)",
+    11: "database is corrupt: stop the daemon and restore it from a backup (or try `sqlite3 FILE .recover`)",
+    13: "disk full: free space on the file system holding the database; nothing was recorded from this"
+    " operation, so nothing is lost",
+    14: "cannot open the database file: check that its folder exists and is writable",
+    26: "not a monitor database (the file is not SQLite, or is encrypted)",
+}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def describe_sqlite_error(
+    path: Path, exc: sqlite3.Error, busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT
+) -> str:
+    """One line for an operator: the file, what SQLite said, and what to do about it."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    advice = _ADVICE.get(code & 0xFF) if isinstance(code, int) else None
+    if advice is None:
+        return f"{path}: database error: {exc}"
+    return f"{path}: {advice.format(busy=busy_timeout.total_seconds())} ({exc})"
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a public store method under the store's lock, with SQLite's errors as one-line StoreErrors.
+
+    The lock: the daemon calls the store from its store thread and the status page's handler from that same
+    thread, but a CLI command or a test may call it from another one; one sqlite3 connection must never run
+    two transactions at once. The errors: a locked, read-only, full or corrupt database is an operator's
+    problem, not a bug, so it reaches the log as one line naming the file, never as a traceback."""
+
+    @functools.wraps(method)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        store = args[0]
+        assert isinstance(store, SQLiteStore)
+        with store._lock:
+            try:
+                return method(*args, **kwargs)
+            except sqlite3.Error as exc:
+                if not _operational(exc):
+                    raise  # a constraint or a misuse is a bug, with its traceback
+                raise StoreError(describe_sqlite_error(store.path, exc, store.busy_timeout)) from exc
+
+    return guarded
+
+
+def _operational(exc: sqlite3.Error) -> bool:
+    """Whether the error is the database's state (busy, read-only, full, corrupt...), an operator's to fix."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _ADVICE
+
+
+_UNGUARDED = frozenset(
+    {"close", "transaction"}
+)  # close needs no lock; transaction runs inside guarded methods
+
+_S = TypeVar("_S", bound=type)
+
+
+def _guard_public_methods(cls: _S) -> _S:
+    """Apply `_guarded` to every public method of the class, including the ones added later: a new method
+    cannot forget it."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and name not in _UNGUARDED and callable(value):
+            setattr(cls, name, _guarded(value))
+    return cls
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -64,6 +141,7 @@ def _req_dt(text: str) -> datetime:
     return moment
 
 
+@_guard_public_methods
 class SQLiteStore:
     """All persistent state of one monitor installation, in one SQLite file.
 
@@ -74,30 +152,42 @@ class SQLiteStore:
     concurrent = False
 
     def __init__(
-        self, path: Path, *, node: NodeInfo | None = None, delivery_lease: timedelta = DELIVERY_LEASE
+        self,
+        path: Path,
+        *,
+        node: NodeInfo | None = None,
+        delivery_lease: timedelta = DELIVERY_LEASE,
+        busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self.path = path
         self.node = node
         self.delivery_lease = delivery_lease
         self._delivery_claims: dict[str, int] = {}  # delivery id -> fencing token of our claim
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            # check_same_thread=False: the daemon opens the store on its main thread and then calls it from
+            # its store thread (monitor.storethread), so busy waits never stall the event loop; every public
+            # method holds self._lock, so two threads never share the connection at once.
+            conn = sqlite3.connect(
+                str(path), isolation_level=None, timeout=busy_timeout.total_seconds(), check_same_thread=False
+            )
         except OSError as exc:
             raise StoreError(f"{path}: cannot create the database folder: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+            raise StoreError(describe_sqlite_error(path, exc, busy_timeout)) from exc
         self._conn = conn
         self.db = sqlite_utils.Database(conn)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{path}: not a usable monitor database: {exc}") from exc
+            raise StoreError(describe_sqlite_error(path, exc, busy_timeout)) from exc
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -118,7 +208,10 @@ class SQLiteStore:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back on some errors (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK
+            # would fail and hide the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
