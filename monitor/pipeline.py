@@ -94,6 +94,9 @@ class Pipeline:
         }
         # group_by: [rule, story] channels keep one message per alert; the others get one per story.
         self._per_rule = frozenset(name for name, channel in self.config.channels.items() if channel.per_rule)
+        self._group_intervals: Mapping[str, timedelta] = {
+            name: channel.group_interval for name, channel in self.config.channels.items()
+        }
         self._min_severity: Mapping[str, Severity] = {
             name: channel.min_severity for name, channel in self.config.channels.items()
         }
@@ -316,6 +319,7 @@ class Pipeline:
             seen_again=seen_again,
             per_rule=self._per_rule,
             escalations=escalations,
+            group_intervals=self._group_intervals,
         )
         self.metrics.recorded(
             new_items=len(new_items),

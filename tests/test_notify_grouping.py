@@ -223,3 +223,40 @@ def test_realert_goes_out_as_an_update_in_the_story_thread(tmp_path: Path, serve
         first, again = (r.json() for r in hook.requests)
         assert (first["type"], again["type"]) == ("notification", "update")
         assert again["in_reply_to"] == first["id"]
+
+
+@pytest.mark.parametrize(
+    ("interval", "updates"), [(None, [["talks", "washington"]]), ("0s", [["talks"], ["washington"]])]
+)
+def test_updates_of_one_wave_wait_for_group_interval_and_go_out_as_one(
+    tmp_path: Path, server: FeedServer, interval: str | None, updates: list[list[str]]
+) -> None:
+    extra = "  - id: washington\n    title: Washington\n    any: [Washington]\n"
+    third = later_report("c-1", "https://c.example/ree")
+    third["summary"] += " Washington prüfe das Angebot."
+    channel: dict[str, Any] = {"type": "webhook"}
+    if interval is not None:
+        channel["group_interval"] = interval
+    with WebhookReceiver() as hook:
+        channel["url"] = hook.url
+        for name in ("a", "b", "c"):
+            server.set(f"/{name}.xml", rss([], title=f"Wire {name.upper()}"))
+        config = load_config(
+            write_config(
+                tmp_path,
+                [server.url(f"/{name}.xml") for name in ("a", "b", "c")],
+                {"hook": channel},
+                rules_file(tmp_path, extra),
+            )
+        )
+        server.set("/a.xml", rss([first_report()], title="Wire A"))
+        poll(config, Clock(T0))
+        server.set("/b.xml", rss([later_report()], title="Wire B"))
+        poll(config, Clock(T0 + timedelta(minutes=10)))
+        server.set("/c.xml", rss([third], title="Wire C"))
+        poll(config, Clock(T0 + timedelta(minutes=20)))
+        deliver(config, T0 + timedelta(minutes=30))  # the default group_interval (30m) after the notification
+        bodies = [r.json() for r in hook.requests]
+        assert bodies[0]["type"] == "notification"
+        assert [[rule["id"] for rule in b["rules"]] for b in bodies[1:]] == updates
+        assert all(b["type"] == "update" and b["in_reply_to"] == bodies[0]["id"] for b in bodies[1:])

@@ -88,6 +88,12 @@ class ChannelOptions(BaseModel):
         description="what one message is about: [story] (default) one notification per story naming every rule "
         "that fired on it, later rules as updates in its thread; [rule, story] one message per alert",
     )
+    group_interval: Annotated[timedelta, BeforeValidator(parse_duration)] = Field(
+        default=timedelta(minutes=30),
+        description="an update (a rule that fired later on a story already notified) waits until the story's "
+        "thread on this channel has been quiet this long, so one wave of follow-up reports sends one update "
+        "(like Alertmanager's group_interval); 0s sends each at once",
+    )
     min_severity: Severity = Field(
         default="low",
         description="only notifications at least this severe reach the channel (low, normal, high, critical): "

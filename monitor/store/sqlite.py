@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +389,7 @@ class SQLiteStore:
         seen_again: Sequence[str] = (),
         per_rule: Collection[str] = (),
         escalations: Sequence[NewEscalation] = (),
+        group_intervals: Mapping[str, timedelta] | None = None,
     ) -> list[tuple[str, str]]:
         """Write everything one fetch produced in one transaction: the feed's new state, the new items with
         their matches and stories, identity keys of items seen again under a new key (`also_seen`: key and
@@ -401,7 +402,8 @@ class SQLiteStore:
         period: an alert for such a channel joins the channel's open digest delivery (or opens one, due one
         period from now). A channel in `per_rule` (``group_by: [rule, story]``) gets a delivery per alert. Every
         other channel gets one notification per story: the alert joins the story's notification on that
-        channel while it is still unsent, else it goes out as an update in the story's thread."""
+        channel while it is still unsent, else it goes out as an update in the story's thread, due no earlier
+        than the channel's `group_intervals` after the thread's previous message."""
         now = _iso(update.fetched_at)
         created: list[tuple[str, str]] = []
         with self.transaction() as tx:
@@ -430,7 +432,9 @@ class SQLiteStore:
                     (key, update.url, content_hash, now, now),
                 )
             for alert in alerts:
-                created += self._insert_alert(tx, alert, update.fetched_at, digests or {}, per_rule)
+                created += self._insert_alert(
+                    tx, alert, update.fetched_at, digests or {}, per_rule, group_intervals or {}
+                )
             for attachment in attachments:
                 tx.execute(
                     "INSERT OR IGNORE INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
@@ -534,6 +538,7 @@ class SQLiteStore:
         at: datetime,
         digests: Mapping[str, timedelta],
         per_rule: Collection[str],
+        group_intervals: Mapping[str, timedelta],
     ) -> list[tuple[str, str]]:
         now = _iso(at)
         created: list[tuple[str, str]] = []
@@ -559,7 +564,8 @@ class SQLiteStore:
                     (delivery_id, channel, now, _iso(alert.deliver_at), alert.story_id),
                 )
             else:
-                delivery_id, opened, kind = self._route_alert(tx, alert, channel, at)
+                interval = group_intervals.get(channel, timedelta(0))
+                delivery_id, opened, kind = self._route_alert(tx, alert, channel, at, interval)
             if opened:
                 created.append((channel, kind))
             tx.execute(
@@ -568,7 +574,7 @@ class SQLiteStore:
         return created
 
     def _route_alert(
-        self, tx: sqlite3.Connection, alert: NewAlert, channel: str, at: datetime
+        self, tx: sqlite3.Connection, alert: NewAlert, channel: str, at: datetime, group_interval: timedelta
     ) -> tuple[str, bool, str]:
         """The story notification on `channel` that `alert` goes out in: (delivery id, whether it is new,
         its kind).
@@ -577,25 +583,36 @@ class SQLiteStore:
         worker: a notification still unsent and never claimed (attempts = 0, what a claim changes in the same
         kind of transaction) takes the alert in, and is made due no later than this alert wants (the shorter
         group_wait wins). Otherwise a new delivery opens: the story's first notification on this channel (a
-        new thread), or an update replying to the thread's first notification."""
+        new thread), or an update replying to the thread's first notification, held until `group_interval`
+        after the thread's previous message (Alertmanager's group_interval: the follow-up reports of a story
+        come in waves, and one update per wave is enough); an alert joining it cannot make it due earlier
+        than that."""
         row = tx.execute(
             "SELECT id, kind FROM deliveries WHERE story_id = ? AND channel = ? AND kind IN ('story', 'update') "
             "AND status = 'pending' AND attempts = 0 ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (alert.story_id, channel),
         ).fetchone()
         if row is not None:
+            due = alert.deliver_at
+            if row[1] == "update":
+                due = max(
+                    due, self._thread_quiet_until(tx, alert.story_id, channel, group_interval, str(row[0]))
+                )
             tx.execute(
                 "UPDATE deliveries SET next_attempt_at = MIN(next_attempt_at, ?) WHERE id = ?",
-                (_iso(alert.deliver_at), row[0]),
+                (_iso(due), row[0]),
             )
             return str(row[0]), False, str(row[1])
         delivery_id = delivery_id_for(alert.id, channel)
         thread = self._thread(tx, alert.story_id, channel)
         kind = "update" if thread is not None else "story"
+        due = alert.deliver_at
+        if thread is not None:
+            due = max(due, self._thread_quiet_until(tx, alert.story_id, channel, group_interval, None))
         tx.execute(
             "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind, story_id, "
             "in_reply_to) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
-            (delivery_id, channel, _iso(at), _iso(alert.deliver_at), kind, alert.story_id, thread),
+            (delivery_id, channel, _iso(at), _iso(due), kind, alert.story_id, thread),
         )
         if thread is None:
             tx.execute(
@@ -604,6 +621,20 @@ class SQLiteStore:
                 (alert.story_id, channel, delivery_id, _iso(at)),
             )
         return delivery_id, True, kind
+
+    @staticmethod
+    def _thread_quiet_until(
+        tx: sqlite3.Connection, story_id: str, channel: str, interval: timedelta, besides: str | None
+    ) -> datetime:
+        """When the story's thread on `channel` has been quiet for `interval`: that long after its latest
+        message (other than `besides`) was queued."""
+        row = tx.execute(
+            "SELECT MAX(created_at) FROM deliveries WHERE story_id = ? AND channel = ? "
+            "AND kind IN ('story', 'update') AND (? IS NULL OR id != ?)",
+            (story_id, channel, besides, besides),
+        ).fetchone()
+        latest = _dt(row[0]) if row is not None else None
+        return latest + interval if latest is not None else datetime.min.replace(tzinfo=UTC)
 
     @staticmethod
     def _thread(tx: sqlite3.Connection, story_id: str, channel: str) -> str | None:
