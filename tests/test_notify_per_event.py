@@ -9,12 +9,14 @@ alerts), averaged over the events named at all.
 Measured when this was written (messages per event on the grouped channel; threads per event, i.e. without
 updates; the per-alert channel of the same run):
 
-    set                        messages  threads  per alert
-    stories/rewrites.yaml      1.12      1.06     1.44     16 events notified, 1 update
-    stories/crosslang.yaml     1.50      1.50     3.00     4 events in 6 stories (cross-language links missed)
-    syndication/items.yaml     1.33      1.17     1.83     18 events in 21 stories, 3 updates
-    syndication/blind2.yaml    1.27      1.07     1.53     15 events in 16 stories, 3 updates
-    syndication/blind3.yaml    1.00      1.00     1.00
+    set                          messages  threads  per alert
+    stories/rewrites.yaml        1.12      1.06     1.44     16 events notified, 1 update
+    stories/crosslang.yaml       1.50      1.50     3.00     4 events in 6 stories (cross-language links missed)
+    stories/blind4_rewrites.yaml 1.17      1.17     1.17     6 events in 7 stories
+    stories/blind4_crosslang.yaml 1.50     1.50     4.00     2 events in 3 stories
+    syndication/items.yaml       1.33      1.17     1.83     18 events in 21 stories, 3 updates
+    syndication/blind2.yaml      1.27      1.07     1.53     15 events in 16 stories, 3 updates
+    syndication/blind3.yaml      1.00      1.00     1.00
 
 Two things keep a set above 1.1. The clustering splits an event into several stories, each its own thread
 (threads per event above 1.0: the stories helper is raising recall). And updates: a rule that first fires on a
@@ -39,6 +41,8 @@ TARGET = 1.1
 MEASURED = {
     "stories/rewrites.yaml": (1.12, 1.06),
     "stories/crosslang.yaml": (1.50, 1.50),
+    "stories/blind4_rewrites.yaml": (1.17, 1.17),
+    "stories/blind4_crosslang.yaml": (1.50, 1.50),
     "syndication/items.yaml": (1.33, 1.17),
     "syndication/blind2.yaml": (1.27, 1.07),
     "syndication/blind3.yaml": (1.00, 1.00),
