@@ -42,6 +42,7 @@ _POSTING_KEEP = 32
 # log(df + 0.5) for small document frequencies, the common case of the IDF.
 _LOG_TABLE = 4096
 _LOG_DF = [math.log(count + 0.5) for count in range(_LOG_TABLE)]
+_LOG_DF_ARRAY = np.array(_LOG_DF, dtype=np.float64)
 # The item's features probed in the inverted index (the weightiest), and the candidates scored in full.
 _PROBE_FEATURES = 10
 # The content words of an item entered in the inverted index (all its language-independent features are).
@@ -493,18 +494,18 @@ class EventIndex:
     def _renorm(self, cluster: _Cluster) -> None:
         # Norms use the IDF of the moment the cluster last changed: recomputing them at every comparison would
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
-        size = cluster.size
-        log_n = math.log(self._items + 1)
-        features = cluster.features.tolist()
-        seen = list(map(self._df.__getitem__, features))
-        idf = [log_n - (_LOG_DF[n] if n < _LOG_TABLE else math.log(n + 0.5)) for n in seen]
-        if size == 1 or cluster.counts is None:
-            squares = [w * w if w > 0 else 0.0 for w in idf]
-        else:
-            counts = cluster.counts.tolist()
-            squares = [(w * c / size) ** 2 if w > 0 else 0.0 for w, c in zip(idf, counts, strict=True)]
-        shared_sq = sum(q for q, f in zip(squares, features, strict=True) if f & 1)
-        cluster.norm_terms = math.sqrt(max(0.0, sum(squares) - shared_sq))
+        features = cluster.features
+        seen = np.fromiter(map(self._df.__getitem__, features.tolist()), dtype=np.int64, count=len(features))
+        logs = _LOG_DF_ARRAY[np.minimum(seen, _LOG_TABLE - 1)]
+        common = seen >= _LOG_TABLE
+        if common.any():
+            logs[common] = [math.log(n + 0.5) for n in seen[common].tolist()]
+        weights = np.maximum(math.log(self._items + 1) - logs, 0.0)
+        if cluster.size > 1 and cluster.counts is not None:
+            weights = weights * cluster.counts / cluster.size
+        squares = weights * weights
+        shared_sq = float(squares[(features & 1).astype(bool)].sum())
+        cluster.norm_terms = math.sqrt(max(0.0, float(squares.sum()) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)
         cluster.norm_items = self._items
 
