@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     SecretStr,
     ValidationError,
     field_validator,
@@ -31,6 +32,7 @@ from pydantic import (
 )
 
 from monitor import logs
+from monitor.dburl import Database, PostgresURL, conninfo_params, parse_database
 from monitor.errors import ConfigError
 from monitor.health import HealthPolicy
 from monitor.netpolicy import NetworkPolicy
@@ -63,6 +65,8 @@ DEFAULT_RULES = (
 )
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# A file path (SQLite) or a postgresql:// URL; every other scheme is refused (monitor.dburl).
+DatabaseSetting = Annotated[Database, PlainValidator(parse_database)]
 ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
 
 
@@ -223,9 +227,60 @@ class StoryOptions(_Model):
     window: Duration = timedelta(hours=72)
 
 
+class ClusterOptions(_Model):
+    """Several daemons on one PostgreSQL database (on SQLite the same machinery runs with one node)."""
+
+    node: str | None = Field(
+        default=None, description="a name for this daemon in `monitor nodes` (default: the host name)"
+    )
+    lease: Duration = Field(
+        default=timedelta(minutes=3),
+        description="how long a claimed feed is reserved for the node fetching it; above fetch.total_timeout",
+    )
+    delivery_lease: Duration = Field(
+        default=timedelta(minutes=5), description="how long a claimed delivery is reserved for its sender"
+    )
+    heartbeat: Duration = Field(
+        default=timedelta(seconds=10), description="how often a node says it is alive"
+    )
+    dead_after: Duration = Field(
+        default=timedelta(minutes=1),
+        description="a node silent this long is dead: its leases and claims are released to the others",
+    )
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, value: str | None) -> str | None:
+        if value == "":
+            return None  # `node: ${MONITOR_NODE:-}` without the variable: the host name
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+            raise ValueError("a node name holds 1-64 letters, digits, '_', '.', ':', '-'")
+        return value
+
+    @field_validator("lease", "delivery_lease", "heartbeat", "dead_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _dead_after_spans_heartbeats(self) -> ClusterOptions:
+        if self.dead_after < 2 * self.heartbeat:
+            raise ValueError(
+                "cluster.dead_after must be at least two heartbeats (one late heartbeat is not a death)"
+            )
+        return self
+
+
 class MonitorConfig(_Model):
     source: str = Field(default="<defaults>", exclude=True, description="the file this was loaded from")
-    database: Path = Path("./state/monitor.db")
+    database: DatabaseSetting = Path("./state/monitor.db")
+    database_busy_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="SQLite: how long a write waits for another process's write lock before it fails (the"
+        " poll is then tried again later, nothing is lost)",
+    )
     rules: Path = DEFAULT_RULES
     allow_private_networks: bool | list[str] = False
     interval: Duration = Field(default=timedelta(minutes=10), description="default feed interval")
@@ -235,6 +290,7 @@ class MonitorConfig(_Model):
     delivery: DeliveryOptions = DeliveryOptions()
     retention: RetentionOptions = RetentionOptions()
     stories: StoryOptions = StoryOptions()
+    cluster: ClusterOptions = ClusterOptions()
     status: StatusOptions = StatusOptions()
     health: HealthOptions = HealthOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -277,6 +333,17 @@ class MonitorConfig(_Model):
                 raise ValueError(f"channel name {name!r} may only hold letters, digits, '_', '.', '-'")
         return channels
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_fetch(self) -> MonitorConfig:
+        # A lease shorter than a fetch may take would let another node fetch the same feed while the first
+        # still does (fencing keeps the data right, but the feed is fetched twice).
+        if self.cluster.lease.total_seconds() <= self.fetch.total_timeout:
+            raise ValueError(
+                f"cluster.lease ({self.cluster.lease.total_seconds():g}s) must be longer than "
+                f"fetch.total_timeout ({self.fetch.total_timeout:g}s)"
+            )
+        return self
+
     def feed_interval(self, feed: FeedConfig) -> timedelta:
         return feed.interval or self.interval
 
@@ -292,6 +359,10 @@ class MonitorConfig(_Model):
             values.extend(getattr(channel, "headers", {}).values())
         if self.status.token is not None:
             values.append(self.status.token.get_secret_value())
+        if isinstance(self.database, PostgresURL):
+            password = conninfo_params(self.database.url).get("password")
+            if password:
+                values.append(str(password))
         return values
 
 
@@ -304,8 +375,9 @@ def interpolate_env(doc: LocatedYaml, environ: dict[str, str] | None = None) -> 
 
     def substitute(match: re.Match[str], path: tuple[str | int, ...]) -> str:
         result = _substitute(match, env, doc, path)
-        if path and path[-1] == "url" and match.group(1):
-            # A variable inside a feed or webhook URL is a secret (a token): masked wherever it is shown.
+        if path and (path[-1] == "url" or path == ("database",)) and match.group(1):
+            # A variable inside a feed or webhook URL, or the database URL, is a secret (a token, a password):
+            # masked wherever it is shown.
             register_secret(result, match.group(0))
         return result
 
@@ -374,7 +446,9 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorCon
     base = path.resolve().parent
     return config.model_copy(
         update={
-            "database": _resolve(base, config.database),
+            "database": config.database
+            if isinstance(config.database, PostgresURL)
+            else _resolve(base, config.database),
             "rules": _resolve(base, config.rules) if "rules" in data else config.rules,
         }
     )

@@ -178,6 +178,11 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "monitor_channels_disabled", "Channels disabled after HTTP 410.", len(snap["disabled_channels"])
         )
+        yield GaugeMetricFamily(
+            "monitor_nodes_live",
+            "Daemons heard from within cluster.dead_after on this database.",
+            len(snap.get("nodes", ())),
+        )
         rows = GaugeMetricFamily("monitor_rows", "Rows per store table.", labels=["table"])
         for table, count in sorted(snap["totals"].items()):
             rows.add_metric([table], count)

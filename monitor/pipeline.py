@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.alerting import alert_decision
-from monitor.analysis import analyse_item
+from monitor.analysis import ActorMentions, Analysis, analyse_item
 from monitor.config import FeedConfig, MonitorConfig
-from monitor.errors import FetchError, ParseError
+from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, backoff_delay
 from monitor.health import PollSeen, assess
@@ -32,15 +32,18 @@ from monitor.rules import RuleSet
 from monitor.store import (
     AlertAttachment,
     AlertState,
+    FeedClaim,
     FeedUpdate,
     NewAlert,
     NewItem,
-    SQLiteStore,
+    StaleClaimError,
+    Store,
     StoryMembership,
 )
+from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
-from monitor.types import FeedState, Item, Match
+from monitor.types import FeedState, FetchResult, Item, Match
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -52,7 +55,9 @@ class FeedOutcome:
     """What one poll of one feed did, for logs, the CLI and tests."""
 
     url: str
-    status: str  # "ok" | "not-modified" | "error"
+    status: (
+        str  # "ok" | "not-modified" | "error" | "stale" (the claim was lost: nothing recorded) | "skipped"
+    )
     entries: int = 0
     new_items: int = 0
     matches: int = 0
@@ -65,12 +70,15 @@ class FeedOutcome:
     gone: bool = False  # the server answered 410 Gone
     churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
     notices: int = 0  # feed health notices queued after this poll
+    unrecorded: bool = (
+        False  # the store failed (busy, read-only, full, corrupt): nothing of the poll was kept
+    )
 
 
 @dataclass
 class Pipeline:
     config: MonitorConfig
-    store: SQLiteStore
+    store: Store
     fetcher: Fetcher
     ruleset: RuleSet
     stories: StoryIndex
@@ -79,6 +87,12 @@ class Pipeline:
     metrics: Metrics = field(default_factory=Metrics)
     # Languages of undeclared items, steadied per feed across polls (monitor.feedlanguage).
     feed_languages: FeedLanguages = field(default_factory=FeedLanguages)
+    # The commit sequence number of the newest item the story index has seen (Store.item_seq): on a database
+    # other nodes write, the index catches up from here before each assignment (see `record`).
+    story_seq: int = 0
+    # Where the blocking part of a poll runs (everything after the fetch, and the store reads before it): never
+    # the event loop, so a busy database stalls no fetch and no delivery (monitor.storethread).
+    store_thread: StoreThread = field(default_factory=StoreThread)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -91,28 +105,62 @@ class Pipeline:
             if channel.digest is not None
         }
 
-    async def poll(self, url: str) -> FeedOutcome:
+    @property
+    def feed_urls(self) -> frozenset[str]:
+        """The feeds of this pipeline's configuration."""
+        return frozenset(self._feeds)
+
+    async def poll(self, url: str, claim: FeedClaim | None = None) -> FeedOutcome:
         """Fetch one feed and record everything it produced. Never raises for a feed's own failure.
+
+        `claim` is this node's lease on the feed (Store.claim_feeds): every write of the poll carries its
+        fencing token, and when the feed was claimed again meanwhile (this node paused past its lease) the
+        poll is discarded as "stale": the node that took the feed over records it.
 
         An unexpected exception while processing the feed (a bug, or input no stage foresaw) rolls back that
         feed's transaction and is recorded as the feed's error with the usual backoff, with its traceback in
-        the log: it must neither stop the other feeds nor be retried in a hot loop."""
+        the log: it must neither stop the other feeds nor be retried in a hot loop.
+
+        A StoreError (the database is busy, read-only, full or corrupt) is not the feed's failure and is
+        raised: nothing of this poll was recorded, so the feed is still due with its old validators and its
+        items are fetched and decided again once the store works; the caller decides when to try again."""
         feed = self._feeds[url]
         interval = self.config.feed_interval(feed)
-        state = self.store.feed_state(url)
+        state = claim.state if claim is not None else await self.store_thread.run(self.store.feed_state, url)
+        token = claim.token if claim is not None else None
         error_count = state.error_count if state else 0
         due = state.next_fetch_at if state else None
         lag = (self.clock() - due).total_seconds() if due is not None else None
         try:
-            outcome = await self._poll(feed, state, interval)
+            outcome = await self._poll(feed, state, interval, token)
+        except StaleClaimError as exc:
+            log.warning("feed %s: %s", url, exc, extra={"feed": url})
+            self.metrics.poll("stale", fetch_seconds=None, lag_seconds=lag)
+            return FeedOutcome(url, "stale", error=str(exc))
+        except StoreError:
+            raise
         except Exception as exc:
             log.exception("feed %s: unexpected error while processing it", url, extra={"feed": url})
-            outcome = self._failed(
-                url, f"internal error: {type(exc).__name__}: {exc}", error_count, interval, None
-            )
+            try:
+                outcome = await self.store_thread.run(
+                    self._failed,
+                    url,
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    error_count,
+                    interval,
+                    None,
+                    token,
+                )
+            except StaleClaimError as stale:
+                log.warning("feed %s: %s", url, stale, extra={"feed": url})
+                self.metrics.poll("stale", fetch_seconds=None, lag_seconds=lag)
+                return FeedOutcome(url, "stale", error=str(stale))
         self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
         try:
-            queued = self._check_health(outcome, interval)
+            queued = await self.store_thread.run(self._check_health, outcome, interval)
+        except StoreError as exc:
+            log.error("feed %s: cannot record its health: %s", url, exc, extra={"feed": url})
+            queued = 0
         except Exception:
             # Health notices are about the feed, not the feed itself: a failure here must not undo the poll.
             log.exception("feed %s: cannot assess its health", url, extra={"feed": url})
@@ -162,7 +210,9 @@ class Pipeline:
             )
         return len(queued)
 
-    async def _poll(self, feed: FeedConfig, state: FeedState | None, interval: timedelta) -> FeedOutcome:
+    async def _poll(
+        self, feed: FeedConfig, state: FeedState | None, interval: timedelta, claim: int | None
+    ) -> FeedOutcome:
         url = feed.url
         etag = state.etag if state else None
         last_modified = state.last_modified if state else None
@@ -171,9 +221,30 @@ class Pipeline:
         try:
             result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
-            failed = self._failed(url, exc.message, error_count, interval, exc.retry_after)
+            failed = await self.store_thread.run(
+                self._failed, url, exc.message, error_count, interval, exc.retry_after, claim
+            )
             return replace(failed, fetch_seconds=time.monotonic() - started, gone=exc.status == 410)
         fetch_seconds = time.monotonic() - started
+        return await self.store_thread.run(
+            self._record_fetched, feed, state, interval, result, fetch_seconds, claim
+        )
+
+    def _record_fetched(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        result: FetchResult,
+        fetch_seconds: float,
+        claim: int | None,
+    ) -> FeedOutcome:
+        """Everything after a successful fetch (parse, keys, analysis, match, stories, the one transaction):
+        blocking work, run on the store thread."""
+        url = feed.url
+        etag = state.etag if state else None
+        last_modified = state.last_modified if state else None
+        error_count = state.error_count if state else 0
         now = self.clock()
         if result.not_modified or result.content is None:
             update = FeedUpdate(
@@ -182,6 +253,7 @@ class Pipeline:
                 next_fetch_at=now + interval,
                 etag=result.etag or etag,
                 last_modified=result.last_modified or last_modified,
+                claim=claim,
             )
             self.store.commit_fetch(update)
             return FeedOutcome(
@@ -192,7 +264,7 @@ class Pipeline:
                 result.content, source=url, content_type=result.content_type, base_url=result.final_url
             )
         except ParseError as exc:
-            failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None)
+            failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None, claim)
             return replace(failed, fetch_seconds=fetch_seconds)
         # Keys first, from guid or link: only entries never seen are converted, hashed, matched and clustered.
         keyed = keyed_entries(parsed, feed_url=url)
@@ -218,6 +290,7 @@ class Pipeline:
             title=parsed.title,
             etag=result.etag,
             last_modified=result.last_modified,
+            claim=claim,
         )
         outcome = self.record(update, items, seen_again=[key for key in keyed if key not in unseen])
         for warning in parsed.warnings:
@@ -247,7 +320,7 @@ class Pipeline:
         # GUID churn guard: a feed that re-keys the same text on every fetch must not re-alert it.
         known_hashes = self.store.seen_content_hashes(update.url, (item.content_hash for item in fresh))
         also_seen: list[tuple[str, str]] = []
-        new_items: list[NewItem] = []
+        analysed: list[tuple[Item, Analysis, list[Match], ActorMentions]] = []
         batch_hashes: set[str] = set()
         skipped: list[str] = []
         for item in fresh:
@@ -255,8 +328,9 @@ class Pipeline:
                 also_seen.append((item.key, item.content_hash))
                 continue
             try:
-                # Analysis and matching are pure and run first, so a failure leaves the story index untouched.
-                # One analysis per item: tokens and language, shared by the rule matcher and the story index.
+                # Analysis and matching are pure and run first, outside the story lock (they are most of the
+                # CPU), so a failure leaves the story index untouched. One analysis per item: tokens and
+                # language, shared by the rule matcher and the story index.
                 analysis = analyse_item(item)
                 matches, actors = self.ruleset.match_with_actors(item, analysis)
             except Exception as exc:
@@ -266,46 +340,39 @@ class Pipeline:
                 skipped.append(f"entry {item.title[:60]!r} ({item.key}) skipped: {type(exc).__name__}: {exc}")
                 continue
             batch_hashes.add(item.content_hash)
-            assignment = self.stories.assign(
-                item_key=item.key,
-                title=item.title,
-                summary=item.summary or item.content[:1000],
-                url=item.url,
-                content_hash=item.content_hash,
-                # A future date would pin the item in the index until then; clamp to the fetch time.
-                published=min(item.published or now, now),
-                source=item.feed_url,
-                analysis=analysis,
-                actors=actors,
-            )
-            new_items.append(
-                NewItem(
-                    item=item,
-                    matches=tuple(matches),
-                    story_id=assignment.story_id,
-                    story_is_new=assignment.is_new_story,
-                    signature=self.stories.signature(item.key),
-                    membership=StoryMembership(
-                        tier=assignment.tier,
-                        reason=assignment.reason,
-                        score=assignment.similarity,
-                        matched_item_key=assignment.matched_item_key,
-                        evidence=assignment.evidence,
-                        language=assignment.language,
-                        event_features=self.stories.event_features(item.key),
-                    ),
-                )
-            )
-        alerts, attachments = self._decide_alerts(new_items, now)
-        self.store.commit_fetch(
-            update,
-            new_items=new_items,
-            also_seen=also_seen,
-            alerts=alerts,
-            attachments=attachments,
-            digests=self._digests,
-            seen_again=seen_again,
-        )
+            analysed.append((item, analysis, matches, actors))
+        if not analysed:
+            self.store.commit_fetch(update, also_seen=also_seen, seen_again=seen_again)
+            new_items: list[NewItem] = []
+            alerts: list[NewAlert] = []
+            attachments: list[AlertAttachment] = []
+        else:
+            # Story assignment, the alert decisions and the commit form one critical section across every node
+            # writing this database (Store.story_lock): each node first catches its in-memory index up with the
+            # items the others committed, so every tier sees every committed item, and the (rule, story)
+            # alert states it reads are current. See docs/design/cluster.md.
+            assigned: list[str] = []
+            try:
+                with self.store.story_lock():
+                    if self.store.concurrent:
+                        self._catch_up(now)
+                    new_items = [self._assign(item, analysis, matches, actors, now, assigned)
+                                 for item, analysis, matches, actors in analysed]  # fmt: skip
+                    alerts, attachments = self._decide_alerts(new_items, now)
+                    self.store.commit_fetch(
+                        update,
+                        new_items=new_items,
+                        also_seen=also_seen,
+                        alerts=alerts,
+                        attachments=attachments,
+                        digests=self._digests,
+                        seen_again=seen_again,
+                    )
+            except BaseException:
+                # Nothing was committed: the index must not keep assignments the database does not have (the
+                # next fetch, here or on another node, assigns these items again).
+                self.stories.forget(assigned)
+                raise
         self.metrics.recorded(
             new_items=len(new_items),
             matches=(m.rule_id for n in new_items for m in n.matches),
@@ -321,6 +388,53 @@ class Pipeline:
             folded=len(attachments),
             warnings=tuple(skipped),
             churned=len(also_seen),
+        )
+
+    def _catch_up(self, now: datetime) -> None:
+        """Load into the story index the items other nodes committed since the last one it saw (ours are
+        known to it already and skipped)."""
+        rows, self.story_seq = self.store.items_after(self.story_seq, now - self.config.stories.window)
+        if rows:
+            self.stories.load(rows)
+
+    def _assign(
+        self,
+        item: Item,
+        analysis: Analysis,
+        matches: list[Match],
+        actors: ActorMentions,
+        now: datetime,
+        assigned: list[str],
+    ) -> NewItem:
+        assignment = self.stories.assign(
+            item_key=item.key,
+            title=item.title,
+            summary=item.summary or item.content[:1000],
+            url=item.url,
+            content_hash=item.content_hash,
+            # A future date would pin the item in the index until then; clamp to the fetch time.
+            published=min(item.published or now, now),
+            source=item.feed_url,
+            analysis=analysis,
+            actors=actors,
+        )
+        if assignment.reason != "known":
+            assigned.append(item.key)
+        return NewItem(
+            item=item,
+            matches=tuple(matches),
+            story_id=assignment.story_id,
+            story_is_new=assignment.is_new_story,
+            signature=self.stories.signature(item.key),
+            membership=StoryMembership(
+                tier=assignment.tier,
+                reason=assignment.reason,
+                score=assignment.similarity,
+                matched_item_key=assignment.matched_item_key,
+                evidence=assignment.evidence,
+                language=assignment.language,
+                event_features=self.stories.event_features(item.key),
+            ),
         )
 
     def _decide_alerts(
@@ -347,16 +461,20 @@ class Pipeline:
                         existing.item_count + 1,
                         payload,
                         existing.pending,
+                        existing.generation,
                     )
                     continue
-                alert = self._new_alert(match, new, now, rule.group_wait)
+                generation = existing.generation + 1 if existing is not None else 0
+                alert = self._new_alert(match, new, now, rule.group_wait, generation)
                 alerts.append(alert)
                 states[key] = AlertState(
-                    alert.id, match.rule_id, new.story_id, now, 1, alert.payload, pending=True
+                    alert.id, match.rule_id, new.story_id, now, 1, alert.payload, True, generation
                 )
         return alerts, attachments
 
-    def _new_alert(self, match: Match, new: NewItem, now: datetime, group_wait: timedelta | None) -> NewAlert:
+    def _new_alert(
+        self, match: Match, new: NewItem, now: datetime, group_wait: timedelta | None, generation: int
+    ) -> NewAlert:
         alert_id = f"alr_{secrets.token_hex(12)}"
         channels = tuple(
             name
@@ -374,14 +492,21 @@ class Pipeline:
             payload=payload,
             channels=channels,
             deliver_at=now + (group_wait or timedelta(0)),
+            generation=generation,
         )
 
     def _failed(
-        self, url: str, error: str, error_count: int, interval: timedelta, retry_after: float | None
+        self,
+        url: str,
+        error: str,
+        error_count: int,
+        interval: timedelta,
+        retry_after: float | None,
+        claim: int | None = None,
     ) -> FeedOutcome:
         now = self.clock()
         next_fetch_at = now + backoff_delay(error_count + 1, interval, retry_after)
-        self.store.record_fetch_failure(url, error, now, next_fetch_at)
+        self.store.record_fetch_failure(url, error, now, next_fetch_at, claim=claim)
         log.warning(
             "feed %s failed (%d in a row): %s; next try %s",
             url,

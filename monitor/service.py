@@ -23,17 +23,19 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import systemd
+from monitor import __version__, systemd
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchSettings
@@ -44,7 +46,8 @@ from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
 from monitor.status import StatusServer
-from monitor.store import SQLiteStore
+from monitor.store import FeedClaim, NodeInfo, Store, open_store
+from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
@@ -55,6 +58,7 @@ __all__ = [
     "Runtime",
     "check_config",
     "detection_languages",
+    "node_identity",
     "open_runtime",
     "poll_all",
 ]
@@ -62,7 +66,12 @@ __all__ = [
 log = logging.getLogger("monitor.service")
 
 TICK_SECONDS = 2.0
+# How long a feed whose poll could not be recorded (a busy, read-only or full database) waits before the next try.
+STORE_RETRY = timedelta(seconds=30)
 DRAIN_TIMEOUT = 20.0
+HOUSEKEEPING_SECONDS = 3600.0
+# A little under the job's period, so the node whose turn it is still finds the job free despite scheduler jitter.
+HOUSEKEEPING_JOB_PERIOD = timedelta(seconds=HOUSEKEEPING_SECONDS - 60)
 
 
 def check_config(config: MonitorConfig) -> RuleSet:
@@ -86,11 +95,12 @@ class Runtime:
     """Everything a poll or a delivery needs, opened together and closed together."""
 
     config: MonitorConfig
-    store: SQLiteStore
+    store: Store
     fetcher: Fetcher
     channels: dict[str, Channel]
     pipeline: Pipeline
     metrics: Metrics
+    store_thread: StoreThread = field(default_factory=StoreThread)
     last_report: DeliveryReport | None = field(default=None)
 
     async def deliver(self, now: datetime | None = None, *, channel: str | None = None) -> DeliveryReport:
@@ -102,6 +112,7 @@ class Runtime:
             limit=self.config.delivery.batch,
             retry=self.config.delivery.retry_policy(),
             channel=channel,
+            store_thread=self.store_thread,
         )
         self.last_report = report
         return report
@@ -118,10 +129,21 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
     )
 
 
-def load_story_index(config: MonitorConfig, store: SQLiteStore, now: datetime) -> StoryIndex:
+def load_story_index(config: MonitorConfig, store: Store, now: datetime) -> tuple[StoryIndex, int]:
+    """The story index rebuilt from the store, and the commit sequence number it is current to. The number is
+    read first: an item committed while the index loads is then caught up with (and skipped if loaded)."""
+    seq = store.item_seq()
     index = StoryIndex(window=config.stories.window)
     index.load(store.story_signatures(now - config.stories.window))
-    return index
+    return index, seq
+
+
+def node_identity(config: MonitorConfig) -> NodeInfo:
+    """This process as a node of the cluster: its configured name (else the host name), pid and a random
+    suffix, so a restart that reuses a pid is another node."""
+    host = socket.gethostname()
+    name = config.cluster.node or host
+    return NodeInfo(f"{name}:{os.getpid()}:{secrets.token_hex(3)}", host, os.getpid(), __version__)
 
 
 def detection_languages(config: MonitorConfig, ruleset: RuleSet) -> list[str]:
@@ -142,31 +164,55 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Open the store, channels and HTTP client for `config`; `clock` is the time every stage reads.
 
-    Holds the database's process lock while open: one writing process (daemon, `once`, demo) per SQLite
-    database. Deliveries a dead process left claimed are released on open (sent again, same ids). `metrics`
-    outlives a runtime (the daemon keeps its counters across reloads); by default a fresh set."""
+    On SQLite, holds the database's process lock while open: one writing process (daemon, `once`, demo) per
+    file, so deliveries and feeds a dead process left claimed are released on open (sent again, same ids).
+    On PostgreSQL several processes share the database: only the claims of nodes that stopped sending
+    heartbeats are released. The runtime registers itself as a node either way (`monitor nodes`), and gives
+    back what it still holds when it closes. `metrics` outlives a runtime (the daemon keeps its counters
+    across reloads); by default a fresh set."""
     now = clock()
     metrics = metrics if metrics is not None else Metrics()
     prefer_languages(detection_languages(config, ruleset))
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
-    lock = DatabaseLock(config.database)
-    lock.acquire()
+    # One writing process per SQLite file (the process lock); PostgreSQL serves several, which coordinate in
+    # the database itself (leases, fencing tokens, advisory locks: monitor.store.postgres).
+    lock = DatabaseLock(config.database) if isinstance(config.database, Path) else None
+    if lock is not None:
+        lock.acquire()
+    node = node_identity(config)
     try:
-        store = SQLiteStore(config.database)
+        store = open_store(
+            config.database,
+            node=node,
+            delivery_lease=config.cluster.delivery_lease,
+            busy_timeout=config.database_busy_timeout,
+        )
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     try:
-        released = store.release_claims(now)
-        if released:
-            log.warning(
-                "%d deliveries were claimed by a process that stopped mid-send; sending them again "
-                "(same delivery ids)",
-                released,
-            )
+        if store.concurrent:
+            released = store.reap_nodes(now, config.cluster.dead_after)
+            if released:
+                log.warning(
+                    "%d feed leases and delivery claims of nodes that stopped sending heartbeats released; "
+                    "they are taken over now (deliveries keep their ids)",
+                    released,
+                )
+        else:
+            released = store.release_claims(now)
+            if released:
+                log.warning(
+                    "%d deliveries were claimed by a process that stopped mid-send; sending them again "
+                    "(same delivery ids)",
+                    released,
+                )
+        store.register_node(now)
         store.sync_feeds([(f.url, config.feed_interval(f)) for f in config.feeds], now)
-        stories = load_story_index(config, store, now)
+        stories, story_seq = load_story_index(config, store, now)
         channels = build_channels(config.channels, policy=policy)
+        store_thread = StoreThread()
         try:
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
@@ -177,25 +223,57 @@ async def open_runtime(
                     stories=stories,
                     clock=clock,
                     metrics=metrics,
+                    story_seq=story_seq,
+                    store_thread=store_thread,
                 )
-                yield Runtime(config, store, fetcher, channels, pipeline, metrics)
+                yield Runtime(config, store, fetcher, channels, pipeline, metrics, store_thread)
         finally:
             for channel in channels.values():
                 await channel.aclose()
+            # A call abandoned by a cancelled task still runs to its commit or rollback: wait for it before
+            # the connection closes.
+            await asyncio.get_running_loop().run_in_executor(None, store_thread.close)
     finally:
+        try:
+            given_back = store.stop_node(clock())
+            if given_back:
+                log.warning(
+                    "%d delivery claims and feed leases given back at stop; abandoned deliveries are sent "
+                    "again with the same delivery ids",
+                    given_back,
+                )
+        except Exception:
+            # The database may be what failed; the leases then run out by themselves.
+            log.exception("could not record this node's stop; its leases run out by themselves")
         store.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[FeedOutcome]:
-    """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency."""
+    """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency.
+
+    Each feed is claimed just before it is fetched (not all at once, so no claim waits for a slot past its
+    lease); a feed another node is fetching right now is skipped and said so."""
     parked = {f.url for f in runtime.store.list_feeds() if f.parked_at is not None}
     targets = urls if urls is not None else [f.url for f in runtime.config.feeds if f.url not in parked]
     limit = asyncio.Semaphore(runtime.config.fetch.concurrency)
+    lease = runtime.config.cluster.lease
 
     async def one(url: str) -> FeedOutcome:
         async with limit:
-            return await runtime.pipeline.poll(url)
+            try:
+                claims = await runtime.store_thread.run(
+                    runtime.store.claim_feeds, runtime.pipeline.clock(), lease, limit=1, urls=[url]
+                )
+                if not claims:
+                    return FeedOutcome(
+                        url, "skipped", error="being fetched by another node (it records the outcome)"
+                    )
+                return await runtime.pipeline.poll(url, claims[0])
+            except StoreError as exc:
+                log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
+                return FeedOutcome(url, "error", error=f"nothing recorded: {exc}", unrecorded=True)
 
     return list(await asyncio.gather(*(one(url) for url in targets)))
 
@@ -231,10 +309,14 @@ class DatabaseLock:
         except OSError:
             handle.close()
             raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            # Written past the file object's buffer, so that closing it never has a write left to fail.
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            # The pid is only for a second daemon's error message; the lock itself is held. A full disk is
+            # reported where it matters, by the store.
+            log.warning("%s: cannot write the pid into the lock file: %s", self.path, exc.strerror or exc)
         self._file = handle
 
     def release(self) -> None:
@@ -256,13 +338,26 @@ class Daemon:
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._delivering: dict[str | None, asyncio.Task[None]] = {}  # per channel; None: all channels
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # the clock's jobs that wait for the store
         self._poll_slots = asyncio.Semaphore(8)
         self._started = False  # the current configuration's runtime opened and is serving
         self._last_tick: datetime | None = None
         self.metrics = Metrics()  # one set for the daemon's life: counters survive reloads
+        self._store_error: str | None = None  # the clock's last store failure, logged once
         self._held_until: dict[
             str, datetime
         ] = {}  # feeds whose poll failed outside the pipeline's own handling
+
+    def _store_trouble(self, error: StoreError | None) -> None:
+        """Log a store failure of the clock once when it starts and once when it ends, not on every tick."""
+        message = str(error) if error is not None else None
+        if message == self._store_error:
+            return
+        if message is not None:
+            log.error("cannot read the schedule: %s; retrying every tick", message)
+        else:
+            log.info("the store works again")
+        self._store_error = message
 
     def request_stop(self) -> None:
         """First call: stop claiming work and drain. A second call: abandon what is in flight now."""
@@ -347,9 +442,14 @@ class Daemon:
         tick = min([TICK_SECONDS, *intervals])
         scheduler = AsyncIOScheduler(timezone="UTC")
         jobs: list[tuple[str, Any, float]] = [
-            ("tick", self._tick, tick),
+            ("tick", self._as_task("tick", self._tick), tick),
             ("deliver", self._deliver, config.delivery.poll.total_seconds()),
-            ("housekeeping", self._housekeeping, 3600.0),
+            (
+                "heartbeat",
+                self._as_task("heartbeat", self._heartbeat),
+                config.cluster.heartbeat.total_seconds(),
+            ),
+            ("housekeeping", self._as_task("housekeeping", self._housekeeping), HOUSEKEEPING_SECONDS),
         ]
         for job_id, func, seconds in jobs:
             scheduler.add_job(
@@ -402,6 +502,8 @@ class Daemon:
             token=config.status.token.get_secret_value() if config.status.token else None,
             host=address[0],
             port=address[1],
+            dead_after=config.cluster.dead_after,
+            store_thread=runtime.store_thread,
         )
         try:
             await server.start()
@@ -435,6 +537,20 @@ class Daemon:
             await asyncio.wait(still)
             log.warning("abandoned %d tasks at shutdown; they are redone after restart", len(still))
 
+    def _as_task(
+        self, name: str, job: Callable[[Runtime], Coroutine[Any, Any, None]]
+    ) -> Callable[[Runtime], Coroutine[Any, Any, None]]:
+        """The clock's job `job` as a task of the daemon's own: it waits for the store thread, so the scheduler
+        must not be the one to cancel it mid-wait at a stop or reload (the drain lets it finish like a poll).
+        A run still going is not doubled: a busy database must not pile up one waiting run per tick."""
+
+        async def start(runtime: Runtime) -> None:
+            running = self._jobs.get(name)
+            if running is None or running.done():
+                self._jobs[name] = self._spawn(job(runtime))
+
+        return start
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -442,25 +558,56 @@ class Daemon:
         return task
 
     async def _tick(self, runtime: Runtime) -> None:
-        """Claim the due feeds and start polling them; returns at once (polls run as tasks, bounded by
-        fetch.concurrency), so a slow feed never holds up the clock."""
+        """Claim due feeds and start polling them; returns at once (polls run as tasks, bounded by
+        fetch.concurrency), so a slow feed never holds up the clock.
+
+        Only as many feeds are claimed as there are free poll slots: a claim starts its fetch at once (its
+        lease never runs out while it waits for a slot), and on a shared database the other nodes take the
+        rest, which is what spreads the feeds over the nodes."""
         if self._stop.is_set() or self._reload.is_set():
             return
-        self._last_tick = utcnow()
-        for state in runtime.store.due_feeds(self._last_tick):
-            held = self._held_until.get(state.url)
-            if held is not None and held > self._last_tick:
+        self._last_tick = now = utcnow()
+        free = runtime.config.fetch.concurrency - len(self._in_flight)
+        if free <= 0:
+            return
+        try:
+            claims = await runtime.store_thread.run(
+                runtime.store.claim_feeds, now, runtime.config.cluster.lease, limit=free
+            )
+        except StoreError as exc:
+            self._store_trouble(exc)
+            return
+        self._store_trouble(None)
+        configured = runtime.pipeline.feed_urls
+        for claim in claims:
+            held = self._held_until.get(claim.url)
+            if claim.url not in configured:
+                # Another node's configuration has this feed and ours does not (a reload on one node only):
+                # leave it to a node that knows it.
+                log.warning("feed %s is in the database but not in this node's configuration", claim.url)
+                runtime.store_thread.submit(runtime.store.release_feed, claim.url, claim.token)
                 continue
-            if state.url not in self._in_flight:
-                self._in_flight.add(state.url)
-                self._spawn(self._poll_one(runtime, state.url))
+            if (held is not None and held > now) or claim.url in self._in_flight:
+                runtime.store_thread.submit(runtime.store.release_feed, claim.url, claim.token)
+                continue
+            self._in_flight.add(claim.url)
+            self._spawn(self._poll_one(runtime, claim))
 
-    async def _poll_one(self, runtime: Runtime, url: str) -> None:
+    async def _poll_one(self, runtime: Runtime, claim: FeedClaim) -> None:
+        url = claim.url
         try:
             async with self._poll_slots:
                 if self._stop.is_set():
+                    await runtime.store_thread.run(runtime.store.release_feed, url, claim.token)
                     return
-                outcome = await runtime.pipeline.poll(url)
+                outcome = await runtime.pipeline.poll(url, claim)
+        except StoreError as exc:
+            # The database is busy, read-only, full or corrupt: one line, no traceback (the operator's to fix,
+            # not a bug). Nothing of the poll was recorded; the feed is tried again after a short pause (its
+            # lease, if any, runs out by itself).
+            log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
+            self._held_until[url] = utcnow() + STORE_RETRY
+            return
         except Exception:
             # Pipeline.poll records a feed's own failures; what reaches here failed around it (the store could
             # not record the failure either). It must not kill the daemon, nor hammer the feed on every tick
@@ -503,6 +650,14 @@ class Daemon:
     async def _deliver_once(self, runtime: Runtime, channel: str | None) -> None:
         try:
             report = await runtime.deliver(channel=channel)
+        except StoreError as exc:
+            log.error(
+                "delivery run%s stopped: %s; the outbox keeps every pending delivery",
+                f" for channel {channel!r}" if channel else "",
+                exc,
+                extra={"channel": channel},
+            )
+            return
         except Exception:
             log.exception(
                 "delivery run%s failed; the outbox keeps every pending delivery",
@@ -518,11 +673,55 @@ class Daemon:
                 extra={"channel": channel},
             )
 
+    async def _heartbeat(self, runtime: Runtime) -> None:
+        """Tell the other nodes this one is alive, and release what the silent ones hold (fencing makes that
+        safe even for a node that is only paused: its late writes are refused)."""
+        if self._stop.is_set():
+            return
+        now = utcnow()
+        try:
+            # Off the loop, and not queued behind the store thread's polls: a long queue of polls must not make
+            # this node look dead. (The store's own lock, or PostgreSQL's pool, makes a second thread safe.)
+            await asyncio.to_thread(runtime.store.heartbeat, now)
+            released = await asyncio.to_thread(
+                runtime.store.reap_nodes, now, runtime.config.cluster.dead_after
+            )
+        except StoreError as exc:
+            log.error("heartbeat failed, retried on the next one: %s", exc)
+            return
+        except Exception:
+            log.exception("heartbeat failed; retried on the next one")
+            return
+        if released:
+            log.warning(
+                "released %d feed leases and delivery claims of nodes silent for over %s",
+                released,
+                runtime.config.cluster.dead_after,
+            )
+
     async def _housekeeping(self, runtime: Runtime) -> None:
         now = utcnow()
         retention = runtime.config.retention
-        counts = runtime.store.prune(now, item_max_age=retention.items, key_max_age=retention.identity_keys)
-        expired = runtime.pipeline.stories.expire(now - runtime.config.stories.window)
+        # Pruning runs once per cluster and hour: the first node to ask takes the job (on SQLite, the one node
+        # always does). Story signatures live in each node's memory, so each node expires its own.
+        counts: dict[str, int] = {}
+        try:
+            if await runtime.store_thread.run(
+                runtime.store.claim_job, "housekeeping", now, HOUSEKEEPING_JOB_PERIOD
+            ):
+                counts = await runtime.store_thread.run(
+                    runtime.store.prune,
+                    now,
+                    item_max_age=retention.items,
+                    key_max_age=retention.identity_keys,
+                )
+        except StoreError as exc:
+            log.error("housekeeping skipped: %s", exc)
+            return
+        # On the store thread too: the story index is only ever touched there (monitor.storethread).
+        expired = await runtime.store_thread.run(
+            runtime.pipeline.stories.expire, now - runtime.config.stories.window
+        )
         self._start_delivery(
             runtime, [None]
         )  # every channel: parks deliveries of channels no longer configured

@@ -17,16 +17,18 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
 
 from monitor import web
+from monitor.errors import StoreError
 from monitor.metrics import CONTENT_TYPE, Metrics, StoreCollector
-from monitor.store import SQLiteStore
+from monitor.store import Store
+from monitor.storethread import StoreThread
 from monitor.timeutil import to_iso
 from monitor.web.page import CONTENT_SECURITY_POLICY
 
@@ -34,6 +36,7 @@ __all__ = ["StatusServer", "health", "prometheus_text", "snapshot"]
 
 log = logging.getLogger("monitor.status")
 
+DEFAULT_DEAD_AFTER = timedelta(minutes=1)  # config.cluster.dead_after's default
 MAX_REQUEST_BYTES = 8192
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -44,8 +47,9 @@ HTML_TYPE = "text/html; charset=utf-8"
 PAGES = frozenset({"/", "/alerts.atom", "/api/feeds", "/api/alerts", "/api/stories", "/api/openapi.json"})
 
 
-def snapshot(store: SQLiteStore, now: datetime) -> dict[str, Any]:
-    """What an operator asks first: are feeds failing, is anything stuck in the outbox, are channels off."""
+def snapshot(store: Store, now: datetime, *, dead_after: timedelta = DEFAULT_DEAD_AFTER) -> dict[str, Any]:
+    """What an operator asks first: are feeds failing, is anything stuck in the outbox, are channels off,
+    which nodes are polling (each live node with its share of the feeds and its last heartbeat)."""
     feeds = [f for f in store.list_feeds() if f.active]
     parked = [f for f in feeds if f.parked_at is not None]
     polled = [f for f in feeds if f.parked_at is None]
@@ -68,6 +72,11 @@ def snapshot(store: SQLiteStore, now: datetime) -> dict[str, Any]:
             "oldest_pending_seconds": (now - pending[0].created_at).total_seconds() if pending else 0.0,
         },
         "disabled_channels": sorted(store.disabled_channels()),
+        "nodes": [
+            node.as_json(now, dead_after.total_seconds())
+            for node in store.list_nodes(now)
+            if node.alive(now, dead_after.total_seconds())
+        ],
         "totals": store.counts(),
     }
 
@@ -83,10 +92,12 @@ def health(last_tick: datetime | None, now: datetime, tick_seconds: float) -> tu
     return True, "ok"
 
 
-def prometheus_text(store: SQLiteStore, now: datetime, metrics: Metrics | None = None) -> bytes:
+def prometheus_text(
+    store: Store, now: datetime, metrics: Metrics | None = None, *, dead_after: timedelta = DEFAULT_DEAD_AFTER
+) -> bytes:
     """`/metrics`: the daemon's counters and histograms, then the gauges of the state of record (read now)."""
     registry = CollectorRegistry()
-    registry.register(StoreCollector(lambda: snapshot(store, now), store.list_feeds))
+    registry.register(StoreCollector(lambda: snapshot(store, now, dead_after=dead_after), store.list_feeds))
     counters = metrics.exposition() if metrics is not None else b""
     return counters + prometheus_client.generate_latest(registry)
 
@@ -95,7 +106,7 @@ def prometheus_text(store: SQLiteStore, now: datetime, metrics: Metrics | None =
 class StatusServer:
     """A minimal HTTP/1.1 server on asyncio streams: three GET routes, one response per connection."""
 
-    store: SQLiteStore
+    store: Store
     clock: Callable[[], datetime]
     last_tick: Callable[[], datetime | None]
     tick_seconds: float
@@ -103,6 +114,9 @@ class StatusServer:
     token: str | None = None  # when set, every request but /healthz must carry it
     host: str = "127.0.0.1"
     port: int = 9464
+    dead_after: timedelta = DEFAULT_DEAD_AFTER  # a node silent this long is not shown as live
+    # Reads the store off the event loop (monitor.storethread): a busy database must not stall the daemon.
+    store_thread: StoreThread = field(default_factory=StoreThread)
     _server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -121,7 +135,15 @@ class StatusServer:
         try:
             async with asyncio.timeout(10):
                 head = await reader.readuntil(b"\r\n\r\n")
-            status, content_type, body = self.respond(head[:MAX_REQUEST_BYTES])
+            head = head[:MAX_REQUEST_BYTES]
+            try:
+                if head.startswith((b"GET /healthz ", b"GET /healthz?")):
+                    # Liveness reads no store: answered on the loop, never queued behind a busy database.
+                    status, content_type, body = self.respond(head)
+                else:
+                    status, content_type, body = await self.store_thread.run(self.respond, head)
+            except StoreError as exc:
+                status, content_type, body = "503 Service Unavailable", "text/plain", f"{exc}\n".encode()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             writer.close()
             return
@@ -174,10 +196,16 @@ class StatusServer:
         if target in PAGES:
             return self._page(target, query, head, now)
         if target == "/status":
-            body = json.dumps(snapshot(self.store, now), indent=2).encode() + b"\n"
+            body = (
+                json.dumps(snapshot(self.store, now, dead_after=self.dead_after), indent=2).encode() + b"\n"
+            )
             return "200 OK", "application/json", body
         if target == "/metrics":
-            return "200 OK", CONTENT_TYPE, prometheus_text(self.store, now, self.metrics)
+            return (
+                "200 OK",
+                CONTENT_TYPE,
+                prometheus_text(self.store, now, self.metrics, dead_after=self.dead_after),
+            )
         return (
             "404 Not Found",
             "text/plain",
@@ -211,7 +239,7 @@ class StatusServer:
             feeds=web.feeds_view(self.store, now),
             alerts=web.alerts_view(self.store, min(limit, PAGE_ALERTS)),
             stories=web.stories_view(self.store, PAGE_STORIES),
-            summary=snapshot(self.store, now),
+            summary=snapshot(self.store, now, dead_after=self.dead_after),
         )
         return "200 OK", HTML_TYPE, page.encode("utf-8")
 

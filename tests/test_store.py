@@ -77,7 +77,7 @@ def test_database_from_a_newer_monitor_is_refused(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a usable monitor database"):
+    with pytest.raises(StoreError, match=r"m\.db: not a monitor database"):
         SQLiteStore(path)
 
 

@@ -7,6 +7,7 @@
     monitor rules test RULE --text ...  check one rule against a text
     monitor demo                        offline demo on bundled feeds
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
+    monitor nodes                       the daemons sharing this database
 
 Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
 sources that could not be read), 2 usage errors (argparse).
@@ -140,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--dead", action="store_true", help="with retry: every dead delivery")
     deliveries.add_argument("--all", action="store_true", help="list sent deliveries too")
     deliveries.add_argument("--json", action="store_true")
+    nodes = with_config(
+        sub.add_parser("nodes", help="list the daemons running on this database, their feeds and heartbeats")
+    )
+    nodes.add_argument("--all", action="store_true", help="also stopped and silent nodes of the last week")
+    nodes.add_argument("--json", action="store_true", help="one JSON object per node per line")
     return parser
 
 
@@ -182,6 +188,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "alerts": ops_cmds.cmd_alerts,
         "stories": ops_cmds.cmd_stories,
         "deliveries": ops_cmds.cmd_deliveries,
+        "nodes": ops_cmds.cmd_nodes,
     }
     if getattr(args, "config", "unset") is None:
         args.config = _default_config()

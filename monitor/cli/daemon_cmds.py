@@ -50,7 +50,9 @@ def cmd_once(args: argparse.Namespace, out: TextIO) -> int:
         f"{len(outcomes)} feeds polled, {len(failed)} failed; "
         f"{sum(o.alerts for o in outcomes)} alerts; deliveries: {delivered}\n"
     )
-    return 0
+    # A feed's own failure is the feed's (exit 0, it is listed); a poll the store could not record is the
+    # installation's: nothing of it was kept, and cron should hear about it.
+    return 1 if any(o.unrecorded for o in outcomes) else 0
 
 
 async def run_once(config: MonitorConfig, *, deadline: float = 300.0) -> tuple[list[FeedOutcome], str]:
@@ -115,6 +117,8 @@ def format_outcome(outcome: FeedOutcome) -> str:
         return f"FAILED  {outcome.url}: {outcome.error}"
     if outcome.status == "not-modified":
         return f"ok      {outcome.url}: not modified"
+    if outcome.status in ("skipped", "stale"):
+        return f"skipped {outcome.url}: {outcome.error}"
     return (
         f"ok      {outcome.url}: {outcome.entries} entries, {outcome.new_items} new, "
         f"{outcome.matches} matches, {outcome.alerts} alerts"

@@ -9,20 +9,20 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from monitor.cli import emit_json
-from monitor.config import load_config
+from monitor.config import MonitorConfig, load_config
 from monitor.errors import MonitorError
-from monitor.store import DeliveryRow, SQLiteStore, StoryRow
+from monitor.store import DeliveryRow, Store, StoryRow, database_exists, open_store
 from monitor.timeutil import to_iso, utcnow
 
-__all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_stories"]
+__all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_nodes", "cmd_stories"]
 
 
 @contextmanager
-def _open_store(args: argparse.Namespace) -> Iterator[SQLiteStore]:
-    config = load_config(args.config)
-    if not config.database.exists():
+def _open_store(args: argparse.Namespace, config: MonitorConfig | None = None) -> Iterator[Store]:
+    config = config or load_config(args.config)
+    if not database_exists(config.database):
         raise MonitorError(f"no database at {config.database} yet: run `monitor once` or `monitor run` first")
-    store = SQLiteStore(config.database)
+    store = open_store(config.database)
     try:
         yield store
     finally:
@@ -203,7 +203,7 @@ def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _enable_channel(store: SQLiteStore, names: list[str], out: TextIO) -> int:
+def _enable_channel(store: Store, names: list[str], out: TextIO) -> int:
     """Re-enable one channel disabled after HTTP 410, and make its parked pending deliveries due now.
 
     Its dead deliveries (the one that met the 410 among them) stay dead: the operator decides whether to
@@ -236,3 +236,36 @@ def _delivery_line(row: DeliveryRow) -> str:
     when = f"next {to_iso(row.next_attempt_at)}" if row.status == "pending" else to_iso(row.sent_at) or ""
     error = f"\n  last error: {row.last_error}" if row.last_error else ""
     return f"{row.id}  {row.status:7} {row.channel:12} attempts {row.attempts}  {when}{error}"
+
+
+def cmd_nodes(args: argparse.Namespace, out: TextIO) -> int:
+    """The daemons on this database: live ones (heard from within cluster.dead_after), or with --all also the
+    stopped and silent ones of the last week; each with its share of the feeds and what it holds now."""
+    config = load_config(args.config)
+    dead_after = config.cluster.dead_after.total_seconds()
+    now = utcnow()
+    with _open_store(args, config) as store:
+        nodes = store.list_nodes(now)
+    shown = [node for node in nodes if args.all or node.alive(now, dead_after)]
+    for node in shown:
+        if args.json:
+            emit_json(out, node.as_json(now, dead_after))
+            continue
+        if node.stopped_at is not None:
+            state = f"stopped {to_iso(node.stopped_at)}"
+        elif node.alive(now, dead_after):
+            state = "live"
+        else:
+            state = (
+                f"SILENT for {(now - node.heartbeat_at).total_seconds():.0f}s (dead: its leases are released)"
+            )
+        out.write(
+            f"{node.id}  {state}\n  host {node.host}, pid {node.pid}, monitor {node.version}, up since "
+            f"{to_iso(node.started_at)}, last heartbeat {to_iso(node.heartbeat_at)} "
+            f"({(now - node.heartbeat_at).total_seconds():.0f}s ago)\n  {node.feeds} feeds last polled by it, "
+            f"{node.leased} being fetched, {node.deliveries} deliveries being sent\n"
+        )
+    if not args.json:
+        live = sum(1 for node in nodes if node.alive(now, dead_after))
+        out.write(f"{live} live node{'s' if live != 1 else ''}\n")
+    return 0

@@ -21,7 +21,7 @@ import yaml
 
 from monitor.config import load_config
 from monitor.pipeline import FeedOutcome
-from monitor.store import SQLiteStore
+from monitor.store import open_store
 
 __all__ = ["DemoResult", "demo_feeds", "run_demo"]
 
@@ -117,6 +117,6 @@ def run_demo(state_dir: Path) -> DemoResult:
         outcomes, summary = asyncio.run(run_once(config))
         with server.lock:
             received = list(server.received)
-    with SQLiteStore(config.database) as store:
+    with open_store(config.database) as store:
         alerts = store.list_alerts(limit=1000)
     return DemoResult(config_path, outcomes, summary, alerts, received)

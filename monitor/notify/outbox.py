@@ -26,6 +26,7 @@ Semantics (at-least-once):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import weakref
@@ -38,6 +39,7 @@ from monitor.errors import DeliveryError, EndpointGoneError
 from monitor.notify.base import Channel
 from monitor.notify.limits import RateLimiter
 from monitor.notify.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from monitor.storethread import StoreThread
 from monitor.timeutil import format_duration, utcnow
 from monitor.types import DeliveryRequest
 
@@ -309,21 +311,73 @@ async def deliver_due(
     rng: random.Random | None = None,
     retry: RetryPolicy = DEFAULT_RETRY_POLICY,
     channel: str | None = None,
+    store_thread: StoreThread | None = None,
 ) -> DeliveryReport:
     """Claim up to `limit` due deliveries, send them (channels concurrently), record each outcome.
 
     With `channel`, only that channel's deliveries are claimed: the daemon runs one such worker per channel, so
     a channel that is slow or down never holds up another's next run. `now` fixes the clock for the whole run
     (tests); by default each outcome is recorded at the time it happened. Errors of the queue (the store)
-    propagate; errors of channels never do."""
+    propagate; errors of channels never do.
+
+    With `store_thread`, the queue is called there, never on the event loop (monitor.storethread): the claim
+    and the read of disabled channels are awaited; each outcome is handed to the thread as it happens and the
+    run waits for all of them at its end. Recording an outcome a moment after the send is what at-least-once
+    allows anyway: a crash in between leaves the delivery claimed, and it is sent again with the same id."""
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     report = DeliveryReport()
-    requests = queue.claim_due(clock(), limit, channel)
+    if store_thread is None:
+        requests = queue.claim_due(clock(), limit, channel)
+        disabled = queue.disabled_channels() if requests else set()
+    else:
+        requests = await store_thread.run(queue.claim_due, clock(), limit, channel)
+        disabled = await store_thread.run(queue.disabled_channels) if requests else set()
     if not requests:
         return report
     by_channel: dict[str, list[DeliveryRequest]] = {}
     for request in requests:
         by_channel.setdefault(request.channel, []).append(request)
-    run = _Run(queue, channels, set(queue.disabled_channels()), retry, rng or random.Random(), clock, report)
-    await asyncio.gather(*(run.channel(name, batch) for name, batch in by_channel.items()))
+    recorder = _RecordBehind(queue, store_thread) if store_thread is not None else None
+    run = _Run(recorder or queue, channels, set(disabled), retry, rng or random.Random(), clock, report)
+    try:
+        await asyncio.gather(*(run.channel(name, batch) for name, batch in by_channel.items()))
+    finally:
+        if recorder is not None:
+            await recorder.flush()
     return report
+
+
+class _RecordBehind:
+    """A DeliveryQueue whose writes go to the store thread without waiting for them, in order; `flush` waits
+    for all of them and raises the first error (a StoreError: the deliveries it concerned stay claimed and
+    are sent again once their claim runs out). Reads are not offered: the run makes none."""
+
+    def __init__(self, queue: DeliveryQueue, thread: StoreThread) -> None:
+        self._queue = queue
+        self._thread = thread
+        self._pending: list[concurrent.futures.Future[None]] = []
+
+    def claim_due(self, now: datetime, limit: int, channel: str | None = None) -> list[DeliveryRequest]:
+        raise NotImplementedError("claims are awaited on the store thread by deliver_due")
+
+    def disabled_channels(self) -> set[str]:
+        raise NotImplementedError("read once by deliver_due")
+
+    def mark_sent(self, delivery_id: str, now: datetime) -> None:
+        self._pending.append(self._thread.submit(self._queue.mark_sent, delivery_id, now))
+
+    def mark_retry(self, delivery_id: str, error: str, now: datetime, retry_at: datetime) -> None:
+        self._pending.append(self._thread.submit(self._queue.mark_retry, delivery_id, error, now, retry_at))
+
+    def mark_dead(self, delivery_id: str, error: str, now: datetime) -> None:
+        self._pending.append(self._thread.submit(self._queue.mark_dead, delivery_id, error, now))
+
+    def disable_channel(self, channel: str, reason: str, now: datetime) -> None:
+        self._pending.append(self._thread.submit(self._queue.disable_channel, channel, reason, now))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

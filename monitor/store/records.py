@@ -6,17 +6,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from monitor.errors import StoreError
 from monitor.timeutil import to_iso
-from monitor.types import Item, Match
+from monitor.types import FeedState, Item, Match
+
+
+class StaleClaimError(StoreError):
+    """A write under a claim (a feed's fetch, a delivery's outcome) whose claim is no longer the current one:
+    its lease ran out and another node claimed the row since (fencing). Nothing was written."""
+
 
 __all__ = [
     "AlertAttachment",
     "AlertState",
     "DeliveryRow",
+    "FeedClaim",
     "FeedRow",
     "FeedUpdate",
     "NewAlert",
     "NewItem",
+    "NodeInfo",
+    "NodeRow",
+    "StaleClaimError",
     "StoryRow",
 ]
 
@@ -31,6 +42,69 @@ class FeedUpdate:
     title: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    claim: int | None = None  # the fencing token of the claim the fetch ran under (FeedClaim.token)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedClaim:
+    """A feed leased to one node for one fetch. `token` is the fencing token: it grows with every claim of the
+    feed, and a commit under an older token is refused (StaleClaimError), so a node that paused past its lease
+    cannot overwrite the fetch of the node that took the feed over."""
+
+    state: FeedState
+    token: int
+    lease_until: datetime
+
+    @property
+    def url(self) -> str:
+        return self.state.url
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A daemon process as it registers itself in the nodes table."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    """A node as `monitor nodes` and /status show it. `feeds` are the feeds it polled last (its share);
+    `leased` those it holds a lease on now (being fetched)."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    feeds: int
+    leased: int
+    deliveries: int  # deliveries it holds claims on now
+
+    def alive(self, now: datetime, dead_after: float) -> bool:
+        """Running and heard from within `dead_after` seconds."""
+        return self.stopped_at is None and (now - self.heartbeat_at).total_seconds() <= dead_after
+
+    def as_json(self, now: datetime, dead_after: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "version": self.version,
+            "started_at": to_iso(self.started_at),
+            "heartbeat_at": to_iso(self.heartbeat_at),
+            "heartbeat_age_seconds": round((now - self.heartbeat_at).total_seconds(), 3),
+            "stopped_at": to_iso(self.stopped_at),
+            "alive": self.alive(now, dead_after),
+            "feeds": self.feeds,
+            "leased": self.leased,
+            "deliveries": self.deliveries,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +144,9 @@ class NewAlert:
     payload: dict[str, Any]
     channels: tuple[str, ...]
     deliver_at: datetime
+    # 0 for the story's first alert under this rule, n for its n-th realert. (rule, story, generation) is
+    # unique in the database: the backstop of "one alert per (rule, story)" across nodes.
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +169,7 @@ class AlertState:
     item_count: int
     payload: dict[str, Any]
     pending: bool  # some delivery of it has not been sent yet (items can still fold into it)
+    generation: int = 0  # see NewAlert.generation
 
 
 @dataclass(frozen=True, slots=True)

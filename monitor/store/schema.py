@@ -163,4 +163,41 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX story_members_story ON story_members (story_id);
     """,
+    # 4: several daemons (issue 11). Both backends get the same tables, so a database reads the same wherever
+    #    it lives; on SQLite one process writes (the process lock), so the claims and nodes below always hold
+    #    one node, and story assignment needs no lock (items keep their rowid as the commit sequence).
+    #    - fencing tokens and the claiming node on feeds and deliveries (the leases were there already);
+    #    - the generation of an alert (0 first, n the n-th realert) and a unique (rule, story, generation):
+    #      one alert per (rule, story) holds in the schema, not only in the code that decides it. Existing
+    #      alerts are numbered in the order they were raised;
+    #    - the nodes that run on this database, with their heartbeats;
+    #    - cluster jobs: what runs once per cluster and period (housekeeping), and who ran it last.
+    """
+    ALTER TABLE feeds ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE feeds ADD COLUMN claimed_by TEXT;
+    ALTER TABLE deliveries ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    ALTER TABLE alerts ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    UPDATE alerts SET generation = (
+        SELECT COUNT(*) FROM alerts AS older
+        WHERE older.rule_id = alerts.rule_id AND older.story_id = alerts.story_id
+          AND (older.created_at < alerts.created_at OR (older.created_at = alerts.created_at AND older.rowid < alerts.rowid))
+    );
+    CREATE UNIQUE INDEX alerts_generation ON alerts (rule_id, story_id, generation);
+    CREATE TABLE nodes (
+        id           TEXT PRIMARY KEY,
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        version      TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        stopped_at   TEXT
+    );
+    CREATE TABLE cluster_jobs (
+        name    TEXT PRIMARY KEY,
+        holder  TEXT NOT NULL,
+        ran_at  TEXT NOT NULL,
+        until   TEXT NOT NULL
+    );
+    """,
 )

@@ -11,13 +11,15 @@ the feed due again with its old validators, so the items are fetched and decided
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -27,10 +29,14 @@ from monitor.store.records import (
     AlertAttachment,
     AlertState,
     DeliveryRow,
+    FeedClaim,
     FeedRow,
     FeedUpdate,
     NewAlert,
     NewItem,
+    NodeInfo,
+    NodeRow,
+    StaleClaimError,
     StoryRow,
 )
 from monitor.store.schema import MIGRATIONS
@@ -42,7 +48,83 @@ __all__ = ["DELIVERY_LEASE", "SQLiteStore"]
 # How long a claimed delivery is reserved for the worker that claimed it. A worker that dies mid-send (kill -9)
 # leaves the row pending; once the lease runs out it is claimed again: at-least-once, never lost.
 DELIVERY_LEASE = timedelta(minutes=5)
-BUSY_TIMEOUT_MS = 30_000
+NODE_HISTORY = timedelta(days=7)
+DEFAULT_BUSY_TIMEOUT = timedelta(seconds=30)  # config: database_busy_timeout
+
+# SQLite's primary result codes (the low byte of the extended code) that an operator can act on, with the
+# one-line advice the error carries. Anything else is reported with SQLite's own name for it.
+_ADVICE = {
+    5: "database is busy: another process held its write lock for more than {busy:g} s (a long CLI command,"
+    " a backup, or a second writer)",
+    6: "database table is locked by another statement of this process",
+    8: "database is read-only: the daemon needs write access to the file and to its folder (for the -wal"
+    " and -shm files); check owner and mode",
+    10: "disk I/O error: check the file system holding the database (full, failing, or unmounted)",
+    11: "database is corrupt: stop the daemon and restore it from a backup (or try `sqlite3 FILE .recover`)",
+    13: "disk full: free space on the file system holding the database; nothing was recorded from this"
+    " operation, so nothing is lost",
+    14: "cannot open the database file: check that its folder exists and is writable",
+    26: "not a monitor database (the file is not SQLite, or is encrypted)",
+}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def describe_sqlite_error(
+    path: Path, exc: sqlite3.Error, busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT
+) -> str:
+    """One line for an operator: the file, what SQLite said, and what to do about it."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    advice = _ADVICE.get(code & 0xFF) if isinstance(code, int) else None
+    if advice is None:
+        return f"{path}: database error: {exc}"
+    return f"{path}: {advice.format(busy=busy_timeout.total_seconds())} ({exc})"
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a public store method under the store's lock, with SQLite's errors as one-line StoreErrors.
+
+    The lock: the daemon calls the store from its store thread and the status page's handler from that same
+    thread, but a CLI command or a test may call it from another one; one sqlite3 connection must never run
+    two transactions at once. The errors: a locked, read-only, full or corrupt database is an operator's
+    problem, not a bug, so it reaches the log as one line naming the file, never as a traceback."""
+
+    @functools.wraps(method)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        store = args[0]
+        assert isinstance(store, SQLiteStore)
+        with store._lock:
+            try:
+                return method(*args, **kwargs)
+            except sqlite3.Error as exc:
+                if not _operational(exc):
+                    raise  # a constraint or a misuse is a bug, with its traceback
+                raise StoreError(describe_sqlite_error(store.path, exc, store.busy_timeout)) from exc
+
+    return guarded
+
+
+def _operational(exc: sqlite3.Error) -> bool:
+    """Whether the error is the database's state (busy, read-only, full, corrupt...), an operator's to fix."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _ADVICE
+
+
+_UNGUARDED = frozenset(
+    {"close", "transaction"}
+)  # close needs no lock; transaction runs inside guarded methods
+
+_S = TypeVar("_S", bound=type)
+
+
+def _guard_public_methods(cls: _S) -> _S:
+    """Apply `_guarded` to every public method of the class, including the ones added later: a new method
+    cannot forget it."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and name not in _UNGUARDED and callable(value):
+            setattr(cls, name, _guarded(value))
+    return cls
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -59,29 +141,53 @@ def _req_dt(text: str) -> datetime:
     return moment
 
 
+@_guard_public_methods
 class SQLiteStore:
-    """All persistent state of one monitor installation, in one SQLite file."""
+    """All persistent state of one monitor installation, in one SQLite file.
 
-    def __init__(self, path: Path) -> None:
+    `node` names the process that claims feeds and deliveries through this store (the daemon, `once`); the CLI
+    opens it without one. One process writes an SQLite file (monitor.service.DatabaseLock), so `concurrent`
+    is False: nothing another process commits can appear between our reads and writes."""
+
+    concurrent = False
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        node: NodeInfo | None = None,
+        delivery_lease: timedelta = DELIVERY_LEASE,
+        busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
         self.path = path
+        self.node = node
+        self.delivery_lease = delivery_lease
+        self._delivery_claims: dict[str, int] = {}  # delivery id -> fencing token of our claim
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            # check_same_thread=False: the daemon opens the store on its main thread and then calls it from
+            # its store thread (monitor.storethread), so busy waits never stall the event loop; every public
+            # method holds self._lock, so two threads never share the connection at once.
+            conn = sqlite3.connect(
+                str(path), isolation_level=None, timeout=busy_timeout.total_seconds(), check_same_thread=False
+            )
         except OSError as exc:
             raise StoreError(f"{path}: cannot create the database folder: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+            raise StoreError(describe_sqlite_error(path, exc, busy_timeout)) from exc
         self._conn = conn
         self.db = sqlite_utils.Database(conn)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{path}: not a usable monitor database: {exc}") from exc
+            raise StoreError(describe_sqlite_error(path, exc, busy_timeout)) from exc
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -102,7 +208,10 @@ class SQLiteStore:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back on some errors (SQLITE_FULL, SQLITE_IOERR): a second ROLLBACK
+            # would fail and hide the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -163,6 +272,48 @@ class SQLiteStore:
         ).fetchall()
         return [state for (url,) in rows if (state := self.feed_state(url)) is not None]
 
+    def claim_feeds(
+        self, now: datetime, lease: timedelta, *, limit: int = 100, urls: Sequence[str] | None = None
+    ) -> list[FeedClaim]:
+        """Lease feeds to this store's node for one fetch each, until now + lease: the due ones (oldest due
+        first), or with `urls` those feeds whether due or not (`monitor once`). Feeds that are parked, removed
+        or leased to someone else are never claimed. Each claim gets the feed's next fencing token."""
+        if limit <= 0:
+            return []
+        holder = self.node.id if self.node is not None else None
+        with self.transaction() as tx:
+            if urls is None:
+                rows = tx.execute(
+                    "SELECT url FROM feeds WHERE active = 1 AND parked_at IS NULL AND next_fetch_at <= ? "
+                    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_fetch_at, url LIMIT ?",
+                    (_iso(now), _iso(now), limit),
+                ).fetchall()
+            else:
+                rows = tx.execute(
+                    "SELECT url FROM feeds WHERE active = 1 AND parked_at IS NULL "
+                    "AND (lease_until IS NULL OR lease_until <= ?) AND url IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY next_fetch_at, url LIMIT ?",
+                    (_iso(now), _json(list(urls)), limit),
+                ).fetchall()
+            claims = []
+            until = now + lease
+            for (url,) in rows:
+                tx.execute(
+                    "UPDATE feeds SET claim_token = claim_token + 1, lease_until = ?, claimed_by = ? WHERE url = ?",
+                    (_iso(until), holder, url),
+                )
+                token = tx.execute("SELECT claim_token FROM feeds WHERE url = ?", (url,)).fetchone()[0]
+                state = self.feed_state(url)
+                assert state is not None
+                claims.append(FeedClaim(state, int(token), until))
+        return claims
+
+    def release_feed(self, url: str, claim: int) -> None:
+        """Give back the lease of a claim that was not used (a poll abandoned at shutdown): the feed keeps its
+        schedule and any node may claim it at once."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE feeds SET lease_until = NULL WHERE url = ? AND claim_token = ?", (url, claim))
+
     def feed_state(self, url: str) -> FeedState | None:
         row = self._conn.execute(
             "SELECT url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title "
@@ -206,13 +357,22 @@ class SQLiteStore:
             for r in rows
         ]
 
-    def record_fetch_failure(self, url: str, error: str, now: datetime, next_fetch_at: datetime) -> None:
+    def record_fetch_failure(
+        self, url: str, error: str, now: datetime, next_fetch_at: datetime, *, claim: int | None = None
+    ) -> None:
+        """Count a failed fetch and schedule the next one. Under a claim, refused (StaleClaimError) when the
+        feed was claimed again since."""
         with self.transaction() as tx:
-            tx.execute(
+            changed = tx.execute(
                 "UPDATE feeds SET error_count = error_count + 1, last_error = ?, last_fetched_at = ?, "
-                "next_fetch_at = ?, failing_since = COALESCE(failing_since, ?) WHERE url = ?",
-                (error, _iso(now), _iso(next_fetch_at), _iso(now), url),
-            )
+                "next_fetch_at = ?, failing_since = COALESCE(failing_since, ?), lease_until = NULL "
+                "WHERE url = ? AND (? IS NULL OR claim_token = ?)",
+                (error, _iso(now), _iso(next_fetch_at), _iso(now), url, claim, claim),
+            ).rowcount
+            if not changed and claim is not None:
+                raise StaleClaimError(
+                    f"feed {url}: claim {claim} is no longer current; the failure is not recorded"
+                )
 
     # -- feed health (monitor.health) ------------------------------------------------------------------------
 
@@ -352,12 +512,16 @@ class SQLiteStore:
     def story_signatures(self, since: datetime) -> list[dict[str, Any]]:
         """Items published (or, undated, fetched) since `since`, with their clustering signatures, to rebuild
         the story index on start. The time is the one the index itself expires on."""
+        return self._signature_rows("1", (), since)
+
+    def _signature_rows(self, where: str, params: tuple[Any, ...], since: datetime) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT i.key, i.story_id, i.signature, MIN(COALESCE(i.published, i.fetched_at), i.fetched_at), i.url, "
-            "i.content_hash, i.title, i.summary, i.feed_url, COALESCE(m.language, i.language), m.event_features "
-            "FROM items i LEFT JOIN story_members m ON m.item_key = i.key "
-            "WHERE MIN(COALESCE(i.published, i.fetched_at), i.fetched_at) >= ? ORDER BY i.fetched_at, i.rowid",
-            (_iso(since),),
+            "i.content_hash, i.title, i.summary, i.feed_url, COALESCE(m.language, i.language), m.event_features, "
+            "i.rowid FROM items i LEFT JOIN story_members m ON m.item_key = i.key "
+            f"WHERE {where} AND MIN(COALESCE(i.published, i.fetched_at), i.fetched_at) >= ? "
+            "ORDER BY i.fetched_at, i.rowid",
+            (*params, _iso(since)),
         ).fetchall()
         return [
             {
@@ -372,6 +536,7 @@ class SQLiteStore:
                 "source": r[8],
                 "language": r[9],
                 "event_features": r[10],
+                "seq": r[11],
             }
             for r in rows
         ]
@@ -396,10 +561,11 @@ class SQLiteStore:
         open digest delivery (or opens one, due one period from now) instead of getting a delivery of its own."""
         now = _iso(update.fetched_at)
         with self.transaction() as tx:
-            tx.execute(
+            changed = tx.execute(
                 "UPDATE feeds SET title = COALESCE(?, title), etag = ?, last_modified = ?, last_fetched_at = ?, "
                 "last_success_at = ?, next_fetch_at = ?, error_count = 0, last_error = NULL, failing_since = NULL, "
-                "last_new_item_at = CASE WHEN ? THEN ? ELSE last_new_item_at END WHERE url = ?",
+                "last_new_item_at = CASE WHEN ? THEN ? ELSE last_new_item_at END, lease_until = NULL "
+                "WHERE url = ? AND (? IS NULL OR claim_token = ?)",
                 (
                     update.title,
                     update.etag,
@@ -410,8 +576,15 @@ class SQLiteStore:
                     bool(new_items),
                     now,
                     update.url,
+                    update.claim,
+                    update.claim,
                 ),
-            )
+            ).rowcount
+            if not changed and update.claim is not None:
+                raise StaleClaimError(
+                    f"feed {update.url}: claim {update.claim} is no longer current (its lease ran out and the "
+                    "feed was claimed again); this fetch is discarded"
+                )
             for new in new_items:
                 self._insert_item(tx, new, now)
             for key, content_hash in also_seen:
@@ -520,9 +693,18 @@ class SQLiteStore:
     ) -> None:
         now = _iso(at)
         tx.execute(
-            "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-            (alert.id, alert.rule_id, alert.story_id, alert.item_key, now, now, _json(alert.payload)),
+            "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
+            "generation) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            (
+                alert.id,
+                alert.rule_id,
+                alert.story_id,
+                alert.item_key,
+                now,
+                now,
+                _json(alert.payload),
+                alert.generation,
+            ),
         )
         tx.execute(
             "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
@@ -572,8 +754,8 @@ class SQLiteStore:
             row = self._conn.execute(
                 "SELECT id, created_at, item_count, payload, EXISTS (SELECT 1 FROM delivery_alerts da "
                 "JOIN deliveries d ON d.id = da.delivery_id WHERE da.alert_id = alerts.id AND d.status = 'pending' "
-                "AND d.attempts = 0) FROM alerts WHERE rule_id = ? AND story_id = ? "
-                "ORDER BY created_at DESC LIMIT 1",
+                "AND d.attempts = 0), generation FROM alerts WHERE rule_id = ? AND story_id = ? "
+                "ORDER BY generation DESC LIMIT 1",
                 (rule_id, story_id),
             ).fetchone()
             if row is not None:
@@ -585,6 +767,7 @@ class SQLiteStore:
                     item_count=row[2],
                     payload=json.loads(row[3]),
                     pending=bool(row[4]),
+                    generation=int(row[5]),
                 )
         return found
 
@@ -681,7 +864,8 @@ class SQLiteStore:
         """Reserve due pending deliveries (oldest first; of `channel` only, when given) for DELIVERY_LEASE and
         return them with their alert payloads. Claiming counts as an attempt, so a delivery that kills its
         worker is still counted."""
-        lease = _iso(now + DELIVERY_LEASE)
+        lease = _iso(now + self.delivery_lease)
+        holder = self.node.id if self.node is not None else None
         with self.transaction() as tx:
             rows = tx.execute(
                 "SELECT id, channel, attempts, created_at, digest, notice FROM deliveries "
@@ -692,10 +876,14 @@ class SQLiteStore:
             requests = []
             for delivery_id, channel, attempts, created_at, digest, notice in rows:
                 tx.execute(
-                    "UPDATE deliveries SET lease_until = ?, attempts = attempts + 1, last_attempt_at = ? "
-                    "WHERE id = ?",
-                    (lease, _iso(now), delivery_id),
+                    "UPDATE deliveries SET lease_until = ?, attempts = attempts + 1, last_attempt_at = ?, "
+                    "claim_token = claim_token + 1, claimed_by = ? WHERE id = ?",
+                    (lease, _iso(now), holder, delivery_id),
                 )
+                token = tx.execute(
+                    "SELECT claim_token FROM deliveries WHERE id = ?", (delivery_id,)
+                ).fetchone()
+                self._delivery_claims[delivery_id] = int(token[0])
                 payloads = tuple(
                     json.loads(p[0])
                     for p in tx.execute(
@@ -718,6 +906,9 @@ class SQLiteStore:
         return requests
 
     def mark_sent(self, delivery_id: str, now: datetime) -> None:
+        """The receiver accepted it. Not fenced: that it was accepted is a fact whoever holds the claim now (a
+        node that took it over sends it again under the same id, which the receiver deduplicates)."""
+        self._delivery_claims.pop(delivery_id, None)
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, lease_until = NULL, last_error = NULL "
@@ -726,19 +917,23 @@ class SQLiteStore:
             )
 
     def mark_retry(self, delivery_id: str, error: str, now: datetime, retry_at: datetime) -> None:
+        """Schedule another attempt. Fenced: ignored when another claim of the delivery came after ours."""
+        claim = self._delivery_claims.pop(delivery_id, None)
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, last_error = ?, "
-                "last_attempt_at = ? WHERE id = ? AND status = 'pending'",
-                (_iso(retry_at), error, _iso(now), delivery_id),
+                "last_attempt_at = ? WHERE id = ? AND status = 'pending' AND (? IS NULL OR claim_token = ?)",
+                (_iso(retry_at), error, _iso(now), delivery_id, claim, claim),
             )
 
     def mark_dead(self, delivery_id: str, error: str, now: datetime) -> None:
+        """Give up on it. Fenced like mark_retry: a stale worker cannot kill a delivery another one sends."""
+        claim = self._delivery_claims.pop(delivery_id, None)
         with self.transaction() as tx:
             tx.execute(
                 "UPDATE deliveries SET status = 'dead', lease_until = NULL, last_error = ?, last_attempt_at = ? "
-                "WHERE id = ?",
-                (error, _iso(now), delivery_id),
+                "WHERE id = ? AND status != 'sent' AND (? IS NULL OR claim_token = ?)",
+                (error, _iso(now), delivery_id, claim, claim),
             )
 
     def disable_channel(self, channel: str, reason: str, now: datetime) -> None:
@@ -837,6 +1032,8 @@ class SQLiteStore:
         abandoned ones. They are re-sent with the same delivery id (at-least-once) at once, instead of after
         the lease would have run out."""
         with self.transaction() as tx:
+            # Feed leases too: a fetch that was in flight never committed, so the feed is simply due.
+            tx.execute("UPDATE feeds SET lease_until = NULL WHERE lease_until IS NOT NULL")
             return tx.execute(
                 "UPDATE deliveries SET lease_until = NULL, next_attempt_at = MIN(next_attempt_at, ?) "
                 "WHERE status = 'pending' AND lease_until IS NOT NULL",
@@ -850,6 +1047,117 @@ class SQLiteStore:
                 "SELECT status, COUNT(*) FROM deliveries GROUP BY status"
             ).fetchall()
         }
+
+    # -- nodes, cluster jobs, story assignment ----------------------------------------------------------------
+
+    def register_node(self, now: datetime) -> None:
+        """Record this store's node as started (its first heartbeat)."""
+        node = self._require_node()
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO nodes (id, host, pid, version, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+                (node.id, node.host, node.pid, node.version, _iso(now), _iso(now)),
+            )
+
+    def heartbeat(self, now: datetime) -> None:
+        node = self._require_node()
+        with self.transaction() as tx:
+            tx.execute("UPDATE nodes SET heartbeat_at = ? WHERE id = ?", (_iso(now), node.id))
+
+    def stop_node(self, now: datetime) -> int:
+        """Record this node as stopped and give back what it still holds: feed leases (the feeds stay due)
+        and delivery claims (due again now). Returns how many were given back."""
+        node = self._require_node()
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE nodes SET stopped_at = ?, heartbeat_at = ? WHERE id = ?",
+                (_iso(now), _iso(now), node.id),
+            )
+            return self._release_held(tx, [node.id], now)
+
+    def reap_nodes(self, now: datetime, dead_after: timedelta) -> int:
+        """Release the leases and claims of nodes not heard from for `dead_after` (killed, frozen, cut off),
+        so their feeds and deliveries are taken over now rather than when each lease runs out. Safe even if
+        such a node is only paused: its late writes carry stale fencing tokens and are refused."""
+        me = self.node.id if self.node is not None else None
+        with self.transaction() as tx:
+            dead = [
+                row[0]
+                for row in tx.execute(
+                    "SELECT id FROM nodes WHERE heartbeat_at < ? AND (? IS NULL OR id != ?)",
+                    (_iso(now - dead_after), me, me),
+                )
+            ]
+            return self._release_held(tx, dead, now) if dead else 0
+
+    def _release_held(self, tx: sqlite3.Connection, nodes: Sequence[str], now: datetime) -> int:
+        names = _json(list(nodes))
+        feeds = tx.execute(
+            "UPDATE feeds SET lease_until = NULL WHERE lease_until IS NOT NULL "
+            "AND claimed_by IN (SELECT value FROM json_each(?))",
+            (names,),
+        ).rowcount
+        deliveries = tx.execute(
+            "UPDATE deliveries SET lease_until = NULL, next_attempt_at = MIN(next_attempt_at, ?) "
+            "WHERE status = 'pending' AND lease_until IS NOT NULL AND claimed_by IN (SELECT value FROM json_each(?))",
+            (_iso(now), names),
+        ).rowcount
+        return feeds + deliveries
+
+    def list_nodes(self, now: datetime) -> list[NodeRow]:
+        """Every node recorded (newest heartbeat first) with its share of the feeds and what it holds now."""
+        rows = self._conn.execute(
+            "SELECT n.id, n.host, n.pid, n.version, n.started_at, n.heartbeat_at, n.stopped_at, "
+            "(SELECT COUNT(*) FROM feeds f WHERE f.claimed_by = n.id AND f.active = 1), "
+            "(SELECT COUNT(*) FROM feeds f WHERE f.claimed_by = n.id AND f.lease_until > ?), "
+            "(SELECT COUNT(*) FROM deliveries d WHERE d.claimed_by = n.id AND d.status = 'pending' "
+            "AND d.lease_until > ?) FROM nodes n ORDER BY n.heartbeat_at DESC, n.id",
+            (_iso(now), _iso(now)),
+        ).fetchall()
+        return [
+            NodeRow(r[0], r[1], r[2], r[3], _req_dt(r[4]), _req_dt(r[5]), _dt(r[6]), r[7], r[8], r[9])
+            for r in rows
+        ]
+
+    def claim_job(self, name: str, now: datetime, every: timedelta) -> bool:
+        """True when this node is the one to run the cluster job `name` now: nobody ran it within `every`.
+        The first caller of a period wins; the others get False until the period is over."""
+        holder = self.node.id if self.node is not None else "cli"
+        with self.transaction() as tx:
+            return (
+                tx.execute(
+                    "INSERT INTO cluster_jobs (name, holder, ran_at, until) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, ran_at = excluded.ran_at, "
+                    "until = excluded.until WHERE cluster_jobs.until <= excluded.ran_at",
+                    (name, holder, _iso(now), _iso(now + every)),
+                ).rowcount
+                > 0
+            )
+
+    def story_lock(self) -> AbstractContextManager[None]:
+        """Held from catching up the story index to committing the items assigned. One process writes an
+        SQLite file, so there is nobody to exclude: a no-op."""
+        return nullcontext()
+
+    def item_seq(self) -> int:
+        """The commit sequence number of the newest item (0 when there is none): the rowid on SQLite."""
+        row = self._conn.execute("SELECT MAX(rowid) FROM items").fetchone()
+        return int(row[0] or 0)
+
+    def items_after(self, seq: int, since: datetime) -> tuple[list[dict[str, Any]], int]:
+        """Items committed after sequence number `seq` and inside the story window (`since`), as
+        `story_signatures` gives them, and the newest sequence number seen."""
+        rows = self._signature_rows("i.rowid > ?", (seq,), since)
+        newest = max((row["seq"] for row in rows), default=seq)
+        return rows, max(newest, seq)
+
+    def _require_node(self) -> NodeInfo:
+        if self.node is None:
+            raise StoreError(
+                "this store was opened without a node identity (monitor.store.open_store(node=...))"
+            )
+        return self.node
 
     # -- housekeeping ------------------------------------------------------------------------------------------
 
@@ -874,6 +1182,8 @@ class SQLiteStore:
                 "DELETE FROM deliveries WHERE status = 'sent' AND sent_at < ?", (item_cutoff,)
             ).rowcount
             tx.execute("DELETE FROM delivery_alerts WHERE delivery_id NOT IN (SELECT id FROM deliveries)")
+            # Nodes not heard from for a week are history; `monitor nodes` shows the recent ones.
+            tx.execute("DELETE FROM nodes WHERE heartbeat_at < ?", (_iso(now - NODE_HISTORY),))
         return {"items": items, "matches": matches, "seen_keys": keys, "deliveries": sent}
 
     def counts(self) -> dict[str, int]:

@@ -432,6 +432,14 @@ class StoryIndex:
             loaded += 1
         return loaded
 
+    def forget(self, item_keys: Iterable[str]) -> int:
+        """Drop these items (assigned, but their transaction did not commit), so the index holds exactly what
+        the store holds and the next assignment of the same items starts afresh. Returns how many."""
+        found = [entry for key in item_keys if (entry := self._entries.get(key)) is not None]
+        for entry in found:
+            self._remove(entry)
+        return len(found)
+
     def expire(self, before: datetime) -> int:
         """Forget items published before `before` (bounds memory to the window). Returns how many."""
         before = _aware(before)

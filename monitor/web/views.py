@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from monitor.store import FeedRow, SQLiteStore
+from monitor.store import FeedRow, Store
 from monitor.timeutil import to_iso
 
 __all__ = ["ITEM_RATE_WINDOW", "alerts_view", "feed_state", "feeds_view", "openapi_document", "stories_view"]
@@ -31,7 +31,7 @@ def feed_state(feed: FeedRow) -> str:
     return "ok"
 
 
-def feeds_view(store: SQLiteStore, now: datetime) -> list[dict[str, Any]]:
+def feeds_view(store: Store, now: datetime) -> list[dict[str, Any]]:
     counts, first_seen = store.feed_item_counts(now - ITEM_RATE_WINDOW)
     out = []
     for feed in store.list_feeds():
@@ -56,7 +56,7 @@ def feeds_view(store: SQLiteStore, now: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def alerts_view(store: SQLiteStore, limit: int) -> list[dict[str, Any]]:
+def alerts_view(store: Store, limit: int) -> list[dict[str, Any]]:
     out = []
     for alert in store.list_alerts(limit=limit):
         payload = alert["payload"]
@@ -96,7 +96,7 @@ def alerts_view(store: SQLiteStore, limit: int) -> list[dict[str, Any]]:
     return out
 
 
-def stories_view(store: SQLiteStore, limit: int) -> list[dict[str, Any]]:
+def stories_view(store: Store, limit: int) -> list[dict[str, Any]]:
     out = []
     for story in store.list_stories(limit=limit):
         outlets = sorted({item["feed"] for item in story.items if item.get("feed")})

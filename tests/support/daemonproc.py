@@ -96,10 +96,14 @@ def write_config(
     hook_timeout: float = 5.0,
     delivery_poll: str = "0.2s",
     name: str = "monitor.yaml",
+    database: str | None = None,
+    extra: list[str] | None = None,
 ) -> Path:
-    """A monitor.yaml with the default rules, loopback allowed explicitly, and one webhook channel `hook`."""
+    """A monitor.yaml with the default rules, loopback allowed explicitly, and one webhook channel `hook`.
+    `database` replaces the SQLite file (a postgresql:// URL), `extra` adds top-level YAML lines."""
     lines = [
-        f"database: {directory / 'state' / 'monitor.db'}",
+        f"database: {database or directory / 'state' / 'monitor.db'}",
+        *(extra or []),
         'allow_private_networks: ["127.0.0.1/32"]',
         f"interval: {interval}",
         "feeds:",

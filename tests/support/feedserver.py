@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # lower-cased names
     peer: tuple[str, int] = ("", 0)  # the client's address and port: one TCP connection per distinct peer
+    at: float = 0.0  # time.monotonic() when it arrived (how close together two fetches of a feed came)
 
 
 class FeedServer:
@@ -237,6 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.path,
                 {k.lower(): v for k, v in self.headers.items()},
                 (str(self.client_address[0]), int(self.client_address[1])),
+                time.monotonic(),
             )
         )
         route = feeds.lookup(self.path)

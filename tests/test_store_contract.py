@@ -1,0 +1,733 @@
+"""One suite, both backends: every method of the Store protocol, against a real SQLite file and a real PostgreSQL
+database (each test gets its own, dropped afterwards; see conftest.py).
+
+The last test checks that every protocol method is called somewhere in this file, so a method added to the
+protocol without a contract test fails here."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.dburl import PostgresURL
+from monitor.errors import StoreError
+from monitor.health import HealthDecision
+from monitor.store import (
+    AlertAttachment,
+    FeedUpdate,
+    NewAlert,
+    NewItem,
+    NodeInfo,
+    StaleClaimError,
+    Store,
+    StoryMembership,
+    delivery_id_for,
+    open_store,
+)
+from monitor.store.base import Store as StoreProtocol
+from monitor.store.pg_schema import MIGRATIONS as PG_MIGRATIONS
+from monitor.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
+from monitor.types import Hit, Item, Match
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+FEED = "https://news.example/feed"
+OTHER = "https://other.example/feed"
+LEASE = timedelta(minutes=2)
+NODE = NodeInfo("node-a", "host-a", 101, "test")
+
+
+def make_item(key: str, *, feed: str = FEED, title: str = "Seltene Erden", published: datetime = T0) -> Item:
+    return Item(
+        key=key,
+        feed_url=feed,
+        feed_title="Example",
+        guid=key,
+        link=f"https://news.example/{key}",
+        url=f"https://news.example/{key}",
+        title=title,
+        summary="summary",
+        content="",
+        categories=("Politik",),
+        language="de",
+        published=published,
+        content_hash=f"v1:{key}",
+    )
+
+
+def new_item(key: str, story: str | None = None, *, feed: str = FEED) -> NewItem:
+    match = Match("rare-earths", "Rare earths", (Hit("Seltene Erden", "title", 0, 13, "Seltene Erden"),))
+    return NewItem(
+        make_item(key, feed=feed),
+        (match,),
+        story or f"story-{key}",
+        story_is_new=story is None,
+        signature=b"\x01\x02" + key.encode(),
+        membership=StoryMembership(
+            tier="new story" if story is None else "exact",
+            reason="new" if story is None else "hash",
+            score=0.0 if story is None else 1.0,
+            matched_item_key=None,
+            evidence=("content 0.41",) if story else (),
+            language="de",
+            event_features=b"EV" + key.encode(),
+        ),
+    )
+
+
+def alert(
+    alert_id: str,
+    item_key: str,
+    channels: tuple[str, ...] = ("mail", "hook"),
+    at: datetime = T0,
+    *,
+    story: str | None = None,
+    generation: int = 0,
+) -> NewAlert:
+    return NewAlert(
+        alert_id,
+        "rare-earths",
+        story or f"story-{item_key}",
+        item_key,
+        {"version": 1, "id": alert_id, "zeta": 1, "alpha": [1, 2]},
+        channels,
+        at,
+        generation,
+    )
+
+
+def open_backend(kind: str, tmp_path: Path, pg: PostgresURL | None, node: NodeInfo | None = NODE) -> Store:
+    if kind == "sqlite":
+        return open_store(tmp_path / "state" / "monitor.db", node=node)
+    assert pg is not None
+    return open_store(pg, node=node)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, PostgresURL | None]]:
+    if request.param == "postgres":
+        yield "postgres", request.getfixturevalue("postgres_db")
+    else:
+        yield "sqlite", None
+
+
+@pytest.fixture
+def store(backend: tuple[str, PostgresURL | None], tmp_path: Path) -> Iterator[Store]:
+    kind, pg = backend
+    s = open_backend(kind, tmp_path, pg)
+    s.sync_feeds([(FEED, timedelta(minutes=10))], T0)
+    yield s
+    s.close()
+
+
+def test_both_backends_have_the_same_migration_numbers() -> None:
+    assert len(PG_MIGRATIONS) == len(SQLITE_MIGRATIONS)
+    # Migration 4 is issue 11's on both: the same tables appear in both.
+    for table in ("nodes", "cluster_jobs"):
+        assert f"CREATE TABLE {table}" in SQLITE_MIGRATIONS[3] and f"CREATE TABLE {table}" in PG_MIGRATIONS[3]
+
+
+def test_a_new_database_is_migrated_once(backend: tuple[str, PostgresURL | None], tmp_path: Path) -> None:
+    kind, pg = backend
+    with open_backend(kind, tmp_path, pg) as first:
+        assert first.schema_version == len(SQLITE_MIGRATIONS)
+    with open_backend(kind, tmp_path, pg) as again:
+        assert again.schema_version == len(SQLITE_MIGRATIONS)
+        assert again.concurrent is (kind == "postgres")
+
+
+def test_a_database_from_a_newer_monitor_is_refused(postgres_db: PostgresURL) -> None:
+    import psycopg
+
+    open_store(postgres_db).close()
+    with psycopg.connect(postgres_db.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (len(PG_MIGRATIONS) + 1,))
+    with pytest.raises(StoreError, match="newer than this monitor"):
+        open_store(postgres_db)
+
+
+def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    url = PostgresURL("postgresql://monitor:pw-secret-123@127.0.0.1:1/nothing")
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as failure:
+        open_store(url)
+    assert "pw-secret-123" not in str(failure.value)
+
+
+# -- feeds --------------------------------------------------------------------------------------------------
+
+
+def test_feeds_are_due_at_once_then_on_their_schedule(store: Store) -> None:
+    assert [f.url for f in store.due_feeds(T0)] == [FEED]
+    store.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=10), etag='"abc"', last_modified="lm"))
+    assert store.due_feeds(T0 + timedelta(minutes=9)) == []
+    state = store.feed_state(FEED)
+    assert state is not None and state.etag == '"abc"' and state.last_modified == "lm"
+    assert state.last_fetched_at == T0 and state.next_fetch_at == T0 + timedelta(minutes=10)
+    assert [f.url for f in store.due_feeds(T0 + timedelta(minutes=10))] == [FEED]
+    assert store.feed_state("https://absent.example/") is None
+
+
+def test_removed_feeds_are_deactivated_not_forgotten(store: Store) -> None:
+    store.sync_feeds([(OTHER, timedelta(minutes=1))], T0)
+    assert [f.url for f in store.due_feeds(T0)] == [OTHER]
+    rows = {f.url: f for f in store.list_feeds()}
+    assert rows[FEED].active is False and rows[OTHER].active is True
+    assert rows[OTHER].interval_seconds == 60
+    store.sync_feeds([(FEED, timedelta(minutes=5)), (OTHER, timedelta(minutes=1))], T0)
+    assert {f.url for f in store.due_feeds(T0)} == {FEED, OTHER}
+
+
+def test_failures_count_up_and_a_success_resets_them(store: Store) -> None:
+    store.record_fetch_failure(FEED, "HTTP 503", T0, T0 + timedelta(minutes=1))
+    store.record_fetch_failure(FEED, "HTTP 503", T0, T0 + timedelta(minutes=2))
+    state = store.feed_state(FEED)
+    assert state is not None and state.error_count == 2 and state.last_error == "HTTP 503"
+    store.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=10)))
+    state = store.feed_state(FEED)
+    assert state is not None and state.error_count == 0 and state.last_error is None
+
+
+def test_claims_lease_feeds_with_growing_fencing_tokens(store: Store) -> None:
+    store.sync_feeds([(FEED, timedelta(minutes=10)), (OTHER, timedelta(minutes=10))], T0)
+    first = store.claim_feeds(T0, LEASE)
+    assert sorted(c.url for c in first) == [FEED, OTHER]
+    assert all(c.lease_until == T0 + LEASE for c in first)
+    assert store.claim_feeds(T0 + timedelta(seconds=30), LEASE) == []  # leased: not handed out twice
+    assert store.due_feeds(T0 + timedelta(seconds=30)) == []
+    # The node died mid-fetch: once the lease ran out, the feed is claimed again with a newer token.
+    again = store.claim_feeds(T0 + LEASE, LEASE, limit=1)
+    assert len(again) == 1
+    old = next(c for c in first if c.url == again[0].url)
+    assert again[0].token > old.token
+    # The paused node wakes up: its commit is refused and writes nothing.
+    with pytest.raises(StaleClaimError):
+        store.commit_fetch(
+            FeedUpdate(old.url, T0, T0 + timedelta(minutes=10), etag='"stale"', claim=old.token),
+            new_items=[new_item("stale", feed=old.url)],
+        )
+    with pytest.raises(StaleClaimError):
+        store.record_fetch_failure(old.url, "boom", T0, T0 + timedelta(minutes=1), claim=old.token)
+    assert store.unseen_keys(["stale"]) == {"stale"}
+    state = store.feed_state(old.url)
+    assert state is not None and state.etag is None and state.error_count == 0
+    # The current claim commits, which ends its lease; the feed is due again on its schedule.
+    now = T0 + LEASE
+    store.commit_fetch(FeedUpdate(again[0].url, now, now + timedelta(minutes=10), claim=again[0].token))
+    assert again[0].url not in {c.url for c in store.claim_feeds(now + timedelta(minutes=9), LEASE)}
+
+
+def test_a_claim_with_urls_takes_those_feeds_due_or_not(store: Store) -> None:
+    store.sync_feeds([(FEED, timedelta(minutes=10)), (OTHER, timedelta(minutes=10))], T0)
+    store.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=10)))
+    claims = store.claim_feeds(T0, LEASE, urls=[FEED])
+    assert [c.url for c in claims] == [FEED]  # not due, but asked for (`monitor once`)
+    assert [c.url for c in store.claim_feeds(T0, LEASE, urls=[FEED, OTHER])] == [OTHER]
+    store.release_feed(FEED, claims[0].token)
+    assert [c.url for c in store.claim_feeds(T0, LEASE, urls=[FEED])] == [FEED]  # released: free at once
+    assert store.claim_feeds(T0, LEASE, limit=0) == []
+
+
+def test_a_failure_under_a_claim_ends_its_lease(store: Store) -> None:
+    claim = store.claim_feeds(T0, LEASE)[0]
+    store.record_fetch_failure(FEED, "HTTP 500", T0, T0 + timedelta(seconds=30), claim=claim.token)
+    assert [c.url for c in store.claim_feeds(T0 + timedelta(seconds=30), LEASE)] == [FEED]
+
+
+# -- feed health ----------------------------------------------------------------------------------------------
+
+
+def test_feed_health_and_notices(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+    store.commit_fetch(FeedUpdate(FEED, T0 + timedelta(hours=1), T0), new_items=[new_item("b")])
+    store.record_fetch_failure(FEED, "HTTP 500", T0 + timedelta(hours=2), T0 + timedelta(hours=3))
+    health = store.feed_health(FEED, timedelta(minutes=10))
+    assert health is not None and health.error_count == 1 and health.failing_since == T0 + timedelta(hours=2)
+    assert health.new_item_gaps == (timedelta(hours=1),)
+    assert store.feed_health("https://absent.example/", timedelta(minutes=10)) is None
+    payload = {"type": "feed_health", "id": "ntc_1", "condition": "failing"}
+    store.record_health(
+        FEED,
+        HealthDecision(notified=frozenset({"failing"}), park_reason="HTTP 410 Gone"),
+        [(payload, ["hook", "mail"])],
+        T0 + timedelta(hours=2),
+    )
+    assert store.notices_since(T0) == 1  # one notice, two channels
+    assert store.notices_since(T0 + timedelta(hours=3)) == 0
+    health = store.feed_health(FEED, timedelta(minutes=10))
+    assert health is not None and health.notified == frozenset({"failing"})
+    assert health.parked_at == T0 + timedelta(hours=2)
+    due = store.claim_due(T0 + timedelta(hours=2), 10)
+    assert sorted(d.channel for d in due) == ["hook", "mail"] and due[0].notice == payload
+    assert store.due_feeds(T0 + timedelta(days=1)) == []  # parked
+    assert store.unpark_feed(FEED, T0 + timedelta(days=1)) is True
+    assert store.unpark_feed(FEED, T0 + timedelta(days=1)) is False
+    assert [f.url for f in store.due_feeds(T0 + timedelta(days=1))] == [FEED]
+
+
+def test_item_counts_per_feed(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a"), new_item("b")])
+    store.commit_fetch(FeedUpdate(FEED, T0 + timedelta(days=2), T0), new_items=[new_item("c")])
+    counts, first = store.feed_item_counts(T0 + timedelta(days=1))
+    assert counts == {FEED: 1} and first == {FEED: T0}
+
+
+# -- items, stories, alerts ------------------------------------------------------------------------------------
+
+
+def test_commit_writes_items_matches_alerts_and_outbox_together(store: Store) -> None:
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0 + timedelta(minutes=10)),
+        new_items=[new_item("a"), new_item("b")],
+        alerts=[alert("alr_1", "a")],
+    )
+    assert store.unseen_keys(["a", "b", "c", "c"]) == {"c"}
+    assert store.unseen_keys([]) == set()
+    counts = store.counts()
+    assert counts == {
+        "feeds": 1,
+        "items": 2,
+        "seen_keys": 2,
+        "matches": 2,
+        "stories": 2,
+        "alerts": 1,
+        "deliveries": 2,
+    }
+    due = store.claim_due(T0, 10)
+    assert sorted(d.channel for d in due) == ["hook", "mail"]
+    assert all(d.alerts == ({"version": 1, "id": "alr_1", "zeta": 1, "alpha": [1, 2]},) for d in due)
+    assert {d.id for d in due} == {delivery_id_for("alr_1", "mail"), delivery_id_for("alr_1", "hook")}
+
+
+def test_a_failed_transaction_writes_nothing(store: Store) -> None:
+    with pytest.raises(Exception, match=r"(?i)unique|constraint|conflict"):
+        store.commit_fetch(
+            FeedUpdate(FEED, T0, T0 + timedelta(minutes=10), etag='"new"'),
+            new_items=[new_item("a")],
+            alerts=[alert("alr_1", "a"), alert("alr_1", "a")],
+        )
+    assert store.counts()["items"] == 0
+    assert store.unseen_keys(["a"]) == {"a"}
+    state = store.feed_state(FEED)
+    assert state is not None and state.etag is None
+
+
+def test_one_alert_per_rule_story_and_generation(store: Store) -> None:
+    """The schema's backstop: two alerts of one (rule, story) and generation cannot both be recorded."""
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a")])
+    with pytest.raises(Exception, match=r"(?i)unique|constraint|conflict"):
+        store.commit_fetch(
+            FeedUpdate(FEED, T0, T0), new_items=[new_item("b", "story-a")], alerts=[alert("alr_2", "b", story="story-a")]
+        )  # fmt: skip
+    assert store.unseen_keys(["b"]) == {"b"}
+    realert = alert("alr_3", "b", story="story-a", generation=1, at=T0 + timedelta(days=1))
+    store.commit_fetch(
+        FeedUpdate(FEED, T0 + timedelta(days=1), T0), new_items=[new_item("b", "story-a")], alerts=[realert]
+    )
+    states = store.alert_states([("rare-earths", "story-a"), ("rare-earths", "story-none")])
+    assert list(states) == [("rare-earths", "story-a")]
+    state = states[("rare-earths", "story-a")]
+    assert (state.alert_id, state.generation, state.pending, state.item_count) == ("alr_3", 1, True, 1)
+    assert state.created_at == T0 + timedelta(days=1)
+    assert store.alert_states([]) == {}
+
+
+def test_attachments_fold_items_into_an_alert(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a")])
+    later = T0 + timedelta(minutes=5)
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later),
+        new_items=[new_item("b", "story-a")],
+        attachments=[AlertAttachment("alr_1", "b", {"version": 1, "id": "alr_1", "more": ["b"]})],
+    )
+    shown = store.get_alert("alr_1")
+    assert shown is not None
+    assert shown["item_count"] == 2 and [i["key"] for i in shown["items"]] == ["a", "b"]
+    assert shown["payload"] == {"version": 1, "id": "alr_1", "more": ["b"]}
+    assert shown["created_at"] == "2026-01-05T12:00:00.000000Z"
+    assert shown["updated_at"] == "2026-01-05T12:05:00.000000Z"
+    assert shown["items"][1]["added_at"] == "2026-01-05T12:05:00.000000Z"
+    assert sorted(d["channel"] for d in shown["deliveries"]) == ["hook", "mail"]
+    assert store.get_alert("alr_absent") is None
+    state = store.alert_states([("rare-earths", "story-a")])[("rare-earths", "story-a")]
+    assert state.item_count == 2 and state.pending is True
+
+
+def test_alerts_and_stories_list_newest_first(store: Store) -> None:
+    for n in range(3):
+        at = T0 + timedelta(minutes=n)
+        store.commit_fetch(
+            FeedUpdate(FEED, at, at),
+            new_items=[new_item(f"i{n}")],
+            alerts=[alert(f"alr_{n}", f"i{n}", at=at)],
+        )
+    # Two in the same instant: the later insert comes first (SQLite's rowid, PostgreSQL's seq).
+    at = T0 + timedelta(minutes=9)
+    store.commit_fetch(
+        FeedUpdate(FEED, at, at),
+        new_items=[new_item("x"), new_item("y")],
+        alerts=[alert("alr_x", "x", at=at), alert("alr_y", "y", at=at)],
+    )
+    assert [a["id"] for a in store.list_alerts(limit=3)] == ["alr_y", "alr_x", "alr_2"]
+    assert [a["id"] for a in store.list_alerts(limit=10, rule_id="other")] == []
+    assert len(store.list_alerts(rule_id="rare-earths")) == 5
+    stories = store.list_stories(limit=2)
+    assert [s.id for s in stories] == ["story-y", "story-x"]
+    story = store.get_story("story-i1")
+    assert story is not None and story.item_count == 1 and story.title == "Seltene Erden"
+    assert story.items[0]["key"] == "i1" and story.items[0]["tier"] == "new story"
+    assert story.items[0]["published"] == "2026-01-05T12:00:00.000000Z"
+    assert story.items[0]["evidence"] == [] and story.languages == ["de"]
+    assert store.get_story("story-absent") is None
+
+
+def test_story_membership_and_signatures_rebuild_the_index(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+    store.commit_fetch(FeedUpdate(FEED, T0 + timedelta(minutes=1), T0), new_items=[new_item("b", "story-a")])
+    story = store.get_story("story-a")
+    assert story is not None and [i["key"] for i in story.items] == ["a", "b"]
+    assert story.items[1]["tier"] == "exact" and story.items[1]["evidence"] == ["content 0.41"]
+    rows = store.story_signatures(T0 - timedelta(hours=1))
+    assert [(r["item_key"], r["story_id"]) for r in rows] == [("a", "story-a"), ("b", "story-a")]
+    assert rows[0]["signature"] == b"\x01\x02a" and rows[0]["event_features"] == b"EVa"
+    assert rows[0]["published"] == T0 and rows[0]["language"] == "de" and rows[0]["source"] == FEED
+    assert store.story_signatures(T0 + timedelta(hours=1)) == []
+
+
+def test_items_after_a_sequence_number_catch_an_index_up(store: Store) -> None:
+    assert store.item_seq() == 0
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+    seen = store.item_seq()
+    assert seen > 0
+    rows, newest = store.items_after(0, T0 - timedelta(days=1))
+    assert [r["item_key"] for r in rows] == ["a"] and newest == seen
+    with store.story_lock():
+        store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("b"), new_item("c")])
+    rows, newest = store.items_after(seen, T0 - timedelta(days=1))
+    assert [r["item_key"] for r in rows] == ["b", "c"] and newest == store.item_seq() > seen
+    assert store.items_after(newest, T0 - timedelta(days=1)) == ([], newest)
+    assert store.items_after(0, T0 + timedelta(days=1))[0] == []  # outside the window
+
+
+def test_a_failure_inside_the_story_lock_rolls_everything_back(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.story_lock():
+        store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+        raise RuntimeError("assignment failed after the commit statement")
+    # SQLite's lock is a no-op (one writer) and its commit_fetch commits by itself; PostgreSQL's commit_fetch
+    # joins the lock's transaction, which rolled back.
+    if store.concurrent:
+        assert store.unseen_keys(["a"]) == {"a"}
+    with store.story_lock():
+        pass  # the lock is free again
+
+
+def test_seen_keys_and_content_hashes(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], also_seen=[("a2", "v1:a")])
+    assert store.unseen_keys(["a", "a2"]) == set()
+    assert store.seen_content_hashes(FEED, ["v1:a", "v1:zzz"]) == {"v1:a"}
+    assert store.seen_content_hashes(OTHER, ["v1:a"]) == set()
+    assert store.seen_content_hashes(FEED, []) == set()
+    later = T0 + timedelta(days=100)
+    store.touch_seen(["a"], later)
+    store.touch_seen([], later)
+    store.commit_fetch(FeedUpdate(FEED, later, later), seen_again=["a2"])
+    counts = store.prune(later, item_max_age=timedelta(days=30), key_max_age=timedelta(days=50))
+    assert counts == {"items": 1, "matches": 1, "seen_keys": 0, "deliveries": 0}
+    assert store.unseen_keys(["a", "a2"]) == set()  # touched: kept
+
+
+def test_pruning_drops_items_but_keeps_identity_keys(store: Store) -> None:
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0), new_items=[new_item("old")], alerts=[alert("alr_1", "old", ("hook",))]
+    )
+    (delivery,) = store.claim_due(T0, 10)
+    store.mark_sent(delivery.id, T0)
+    later = T0 + timedelta(days=40)
+    counts = store.prune(later, item_max_age=timedelta(days=30), key_max_age=timedelta(days=400))
+    assert counts == {"items": 1, "matches": 1, "seen_keys": 0, "deliveries": 1}
+    assert store.unseen_keys(["old"]) == set()
+    assert store.get_alert("alr_1") is not None  # alerts keep their history
+    counts = store.prune(
+        T0 + timedelta(days=401), item_max_age=timedelta(days=30), key_max_age=timedelta(days=400)
+    )
+    assert counts["seen_keys"] == 1
+
+
+# -- the outbox ------------------------------------------------------------------------------------------------
+
+
+def test_claimed_deliveries_are_leased_then_reclaimed_after_a_crash(store: Store) -> None:
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a", ("hook",))]
+    )
+    first = store.claim_due(T0, 10)
+    assert len(first) == 1 and first[0].attempt == 1 and first[0].created_at == T0
+    assert store.claim_due(T0 + timedelta(minutes=1), 10) == []
+    again = store.claim_due(T0 + timedelta(minutes=6), 10)
+    assert [d.id for d in again] == [first[0].id] and again[0].attempt == 2
+
+
+def test_retry_sent_and_dead_transitions(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a")])
+    mail, hook = sorted(store.claim_due(T0, 10), key=lambda d: d.channel, reverse=True)
+    store.mark_retry(mail.id, "421 try later", T0, T0 + timedelta(seconds=5))
+    store.mark_dead(hook.id, "HTTP 400", T0)
+    assert store.claim_due(T0 + timedelta(seconds=4), 10) == []
+    assert [d.id for d in store.claim_due(T0 + timedelta(seconds=5), 10)] == [mail.id]
+    store.mark_sent(mail.id, T0 + timedelta(seconds=6))
+    assert store.delivery_counts() == {"sent": 1, "dead": 1}
+    dead = store.list_deliveries(statuses=("dead",))
+    assert [(d.id, d.last_error, d.alert_ids) for d in dead] == [(hook.id, "HTTP 400", ("alr_1",))]
+    assert [d.id for d in store.list_deliveries(statuses=None, alert_id="alr_1")] == [mail.id, hook.id]
+    sent = store.list_deliveries(statuses=("sent",))[0]
+    assert sent.sent_at == T0 + timedelta(seconds=6) and sent.attempts == 2
+    assert store.retry_deliveries(T0 + timedelta(seconds=7), all_dead=True) == 1
+    assert [d.id for d in store.claim_due(T0 + timedelta(seconds=7), 10)] == [hook.id]
+    assert store.retry_deliveries(T0, ids=[mail.id]) == 0  # sent stays sent
+
+
+def test_a_stale_claim_cannot_undo_the_new_claim(
+    store: Store, backend: tuple[str, PostgresURL | None], tmp_path: Path
+) -> None:
+    """Two workers: the first paused past its lease, the second took the deliveries over. The first one's
+    failure reports are ignored; a success is a fact whoever reports it."""
+    kind, pg = backend
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a")])
+    old = {d.channel: d for d in store.claim_due(T0, 10)}
+    other = open_backend(kind, tmp_path, pg, NodeInfo("node-b", "host-b", 202, "test"))
+    try:
+        new = {d.channel: d for d in other.claim_due(T0 + timedelta(minutes=6), 10)}
+        assert set(new) == {"mail", "hook"} and all(d.attempt == 2 for d in new.values())
+        store.mark_dead(old["hook"].id, "stale worker gave up", T0 + timedelta(minutes=7))
+        store.mark_retry(
+            old["mail"].id, "stale worker failed", T0 + timedelta(minutes=7), T0 + timedelta(hours=1)
+        )
+        rows = store.list_deliveries(statuses=None)
+        assert [(r.status, r.last_error) for r in rows] == [("pending", None), ("pending", None)]
+        other.mark_sent(new["hook"].id, T0 + timedelta(minutes=8))
+        store.mark_sent(old["mail"].id, T0 + timedelta(minutes=8))
+        assert store.delivery_counts() == {"sent": 2}
+    finally:
+        other.close()
+
+
+def test_group_wait_holds_a_delivery_until_due(store: Store) -> None:
+    held = alert("alr_1", "a", ("hook",), at=T0 + timedelta(minutes=2))
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[held])
+    assert store.claim_due(T0 + timedelta(minutes=1), 10) == []
+    assert len(store.claim_due(T0 + timedelta(minutes=2), 10)) == 1
+
+
+def test_digests_collect_alerts_until_due(store: Store) -> None:
+    digests = {"hook": timedelta(hours=1)}
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0),
+        new_items=[new_item("a")],
+        alerts=[alert("alr_1", "a", ("hook",))],
+        digests=digests,
+    )
+    later = T0 + timedelta(minutes=10)
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later), new_items=[new_item("b")], alerts=[alert("alr_2", "b", ("hook",), at=later)], digests=digests
+    )  # fmt: skip
+    assert store.claim_due(T0 + timedelta(minutes=59), 10) == []
+    (digest,) = store.claim_due(T0 + timedelta(hours=1), 10)
+    assert digest.digest is True and [a["id"] for a in digest.alerts] == ["alr_1", "alr_2"]
+    assert digest.id == delivery_id_for("alr_1", "digest:hook")
+
+
+def test_disabled_channels_are_remembered_until_enabled(store: Store) -> None:
+    store.disable_channel("hook", "HTTP 410 Gone", T0)
+    store.disable_channel("hook", "HTTP 410 Gone again", T0 + timedelta(minutes=1))
+    assert store.disabled_channels() == {"hook"}
+    assert store.disabled_channel_reasons() == {"hook": ("HTTP 410 Gone again", T0 + timedelta(minutes=1))}
+    assert store.enable_channel("hook") is True
+    assert store.enable_channel("hook") is False
+    assert store.disabled_channels() == set()
+
+
+def test_a_claim_can_be_limited_to_one_channel(store: Store) -> None:
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a")])
+    assert [d.channel for d in store.claim_due(T0, 10, "hook")] == ["hook"]
+    assert [d.channel for d in store.claim_due(T0, 10)] == ["mail"]
+
+
+def test_release_claims_frees_every_lease(store: Store) -> None:
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a", ("hook",))]
+    )
+    assert len(store.claim_due(T0, 10)) == 1
+    assert len(store.claim_feeds(T0, LEASE)) == 1
+    assert store.release_claims(T0 + timedelta(seconds=1)) == 1
+    assert len(store.claim_due(T0 + timedelta(seconds=1), 10)) == 1
+    assert len(store.claim_feeds(T0 + timedelta(seconds=1), LEASE)) == 1
+
+
+# -- nodes and cluster jobs ------------------------------------------------------------------------------------
+
+
+def test_nodes_heartbeat_and_the_dead_are_reaped(
+    store: Store, backend: tuple[str, PostgresURL | None], tmp_path: Path
+) -> None:
+    kind, pg = backend
+    store.register_node(T0)
+    other = open_backend(kind, tmp_path, pg, NodeInfo("node-b", "host-b", 202, "test"))
+    try:
+        other.register_node(T0)
+        store.commit_fetch(
+            FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a", ("hook",))]
+        )
+        assert len(other.claim_due(T0, 10)) == 1
+        assert [c.url for c in other.claim_feeds(T0, LEASE)] == [FEED]
+        store.heartbeat(T0 + timedelta(seconds=50))
+        nodes = {n.id: n for n in store.list_nodes(T0 + timedelta(seconds=50))}
+        assert set(nodes) == {"node-a", "node-b"}
+        assert (nodes["node-b"].feeds, nodes["node-b"].leased, nodes["node-b"].deliveries) == (1, 1, 1)
+        assert nodes["node-a"].heartbeat_at == T0 + timedelta(seconds=50)
+        assert nodes["node-b"].alive(T0 + timedelta(seconds=50), 60.0)
+        assert not nodes["node-b"].alive(T0 + timedelta(seconds=61), 60.0)
+        shown = nodes["node-b"].as_json(T0 + timedelta(seconds=50), 60.0)
+        assert shown["host"] == "host-b" and shown["alive"] is True and shown["heartbeat_age_seconds"] == 50.0
+        # node-b goes silent: node-a takes its lease and its claim over.
+        assert store.reap_nodes(T0 + timedelta(seconds=50), timedelta(seconds=60)) == 0
+        assert store.reap_nodes(T0 + timedelta(seconds=61), timedelta(seconds=60)) == 2
+        assert len(store.claim_due(T0 + timedelta(seconds=61), 10)) == 1
+        assert [c.url for c in store.claim_feeds(T0 + timedelta(seconds=61), LEASE)] == [FEED]
+        # A clean stop gives back what the node holds and says it stopped.
+        assert store.stop_node(T0 + timedelta(seconds=62)) == 2
+        stopped = {n.id: n for n in other.list_nodes(T0 + timedelta(seconds=62))}["node-a"]
+        assert stopped.stopped_at == T0 + timedelta(seconds=62) and not stopped.alive(
+            T0 + timedelta(seconds=62), 60.0
+        )
+        # A week later the history is pruned.
+        store.prune(T0 + timedelta(days=8), item_max_age=timedelta(days=30), key_max_age=timedelta(days=400))
+        assert other.list_nodes(T0 + timedelta(days=8)) == []
+    finally:
+        other.close()
+
+
+def test_node_methods_need_a_node(backend: tuple[str, PostgresURL | None], tmp_path: Path) -> None:
+    kind, pg = backend
+    with open_backend(kind, tmp_path, pg, node=None) as cli, pytest.raises(StoreError, match="node identity"):
+        cli.register_node(T0)
+
+
+def test_a_cluster_job_runs_once_per_period(
+    store: Store, backend: tuple[str, PostgresURL | None], tmp_path: Path
+) -> None:
+    kind, pg = backend
+    other = open_backend(kind, tmp_path, pg, NodeInfo("node-b", "host-b", 202, "test"))
+    try:
+        assert store.claim_job("housekeeping", T0, timedelta(hours=1)) is True
+        assert other.claim_job("housekeeping", T0 + timedelta(minutes=1), timedelta(hours=1)) is False
+        assert store.claim_job("housekeeping", T0 + timedelta(minutes=2), timedelta(hours=1)) is False
+        assert other.claim_job("other-job", T0, timedelta(hours=1)) is True
+        assert other.claim_job("housekeeping", T0 + timedelta(hours=1), timedelta(hours=1)) is True
+    finally:
+        other.close()
+
+
+# -- several nodes at once (PostgreSQL) ------------------------------------------------------------------------
+
+
+def test_concurrent_claimers_take_disjoint_feeds(postgres_db: PostgresURL) -> None:
+    urls = [f"https://feeds.example/{n}" for n in range(60)]
+    with open_store(postgres_db) as setup:
+        setup.sync_feeds([(url, timedelta(minutes=5)) for url in urls], T0)
+    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(3)
+
+    def claimer(name: str) -> None:
+        with open_store(postgres_db, node=NodeInfo(name, "h", 1, "t")) as s:
+            barrier.wait()
+            mine: list[str] = []
+            while batch := s.claim_feeds(T0, LEASE, limit=7):
+                mine += [c.url for c in batch]
+            claimed[name] = mine
+
+    threads = [threading.Thread(target=claimer, args=(f"n{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [url for mine in claimed.values() for url in mine]
+    assert sorted(every) == sorted(urls)  # each feed claimed exactly once
+    assert len(set(every)) == len(every)
+
+
+def test_story_assignment_is_serialised_across_nodes(postgres_db: PostgresURL) -> None:
+    """Inside story_lock, a node sees every item committed before it took the lock: the second node's catch-up
+    finds the first node's item, however close together they ran."""
+    with open_store(postgres_db) as setup:
+        setup.sync_feeds([(FEED, timedelta(minutes=5)), (OTHER, timedelta(minutes=5))], T0)
+    inside = threading.Event()
+    order: list[str] = []
+    seen_by_b: list[Any] = []
+
+    def node_a() -> None:
+        with open_store(postgres_db) as s, s.story_lock():
+            inside.set()
+            time.sleep(0.3)  # node b is waiting for the lock now
+            s.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("from-a")])
+            order.append("a committed")
+
+    def node_b() -> None:
+        inside.wait()
+        with open_store(postgres_db) as s, s.story_lock():
+            order.append("b locked")
+            rows, _ = s.items_after(0, T0 - timedelta(days=1))
+            seen_by_b.extend(r["item_key"] for r in rows)
+            s.commit_fetch(FeedUpdate(OTHER, T0, T0), new_items=[new_item("from-b", feed=OTHER)])
+
+    threads = [threading.Thread(target=node_a), threading.Thread(target=node_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert order == ["a committed", "b locked"]
+    assert seen_by_b == ["from-a"]
+
+
+def test_commit_with_items_outside_the_lock_takes_it(postgres_db: PostgresURL) -> None:
+    """Items are only ever inserted under the story lock, so sequence numbers become visible in order."""
+    with open_store(postgres_db) as s:
+        s.sync_feeds([(FEED, timedelta(minutes=5)), (OTHER, timedelta(minutes=5))], T0)
+    done = threading.Event()
+
+    def committer() -> None:
+        with open_store(postgres_db) as s:
+            s.commit_fetch(FeedUpdate(OTHER, T0, T0), new_items=[new_item("outside", feed=OTHER)])
+            done.set()
+
+    with open_store(postgres_db) as holder, holder.story_lock():
+        thread = threading.Thread(target=committer)
+        thread.start()
+        assert not done.wait(0.5)  # blocked behind the lock
+    thread.join()
+    assert done.is_set()
+
+
+def test_round_trips_are_counted(postgres_db: PostgresURL) -> None:
+    with open_store(postgres_db) as s:
+        s.sync_feeds([(FEED, timedelta(minutes=5))], T0)
+        before = s.round_trips  # type: ignore[attr-defined]
+        s.feed_state(FEED)
+        assert s.round_trips == before + 1  # type: ignore[attr-defined]
+        s.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a"), new_item("b")])
+        # BEGIN, the lock, the feed, then one pipelined statement per table, COMMIT: not one per item.
+        assert s.round_trips - before - 1 <= 10  # type: ignore[attr-defined]
+
+
+# -- coverage of the protocol ------------------------------------------------------------------------------------
+
+
+def test_every_protocol_method_has_a_contract_test() -> None:
+    text = Path(__file__).read_text(encoding="utf-8")
+    methods = {name for name in vars(StoreProtocol) if not name.startswith("_")}
+    untested = sorted(name for name in methods if not re.search(rf"\.{name}\b", text))
+    assert untested == [], "add a test to tests/test_store_contract.py for these Store methods"
