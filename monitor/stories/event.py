@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -193,10 +194,10 @@ class EventIndex:
     def _weights(self, features: Iterable[int]) -> dict[int, float]:
         # The hot loop of the tier: log(df + 0.5) from a table, features of weight 0 (in every item) left out.
         log_n = math.log(self._items + 1)
-        df = self._df.get
+        ids = list(features)
+        counts = map(self._df.get, ids, itertools.repeat(0))
         weights = {}
-        for feature in features:
-            count = df(feature, 0)
+        for feature, count in zip(ids, counts):  # noqa: B905 (both of one length)
             weight = log_n - (_LOG_DF[count] if count < _LOG_TABLE else math.log(count + 0.5))
             if weight > 0:
                 weights[feature] = weight
@@ -209,8 +210,8 @@ class EventIndex:
         return Weighed(
             terms,
             shared,
-            math.sqrt(sum(w * w for w in terms.values())),
-            math.sqrt(sum(w * w for w in shared.values())),
+            math.sqrt(sum(map(operator.mul, terms.values(), terms.values()))),
+            math.sqrt(sum(map(operator.mul, shared.values(), shared.values()))),
         )
 
     # -- finding ---------------------------------------------------------------------------------------------
@@ -472,7 +473,11 @@ class EventIndex:
             # Only the weightiest content words are indexed: a probe asks for the weightiest ones too, and a
             # common word's posting list would only be trimmed.
             weights = weighed.terms if weighed is not None else self._weights(term_ids)
-            indexed = set(sorted(term_ids, key=lambda f: weights.get(f, 0.0), reverse=True)[:_INDEXED_TERMS])
+            # sorted(..., reverse=True) keeps ties in their order, as a stable argsort of the negated weights.
+            ranked = np.fromiter(
+                map(weights.get, term_list, itertools.repeat(0.0)), np.float64, len(term_list)
+            )
+            indexed = set(np.asarray(term_ids)[np.argsort(-ranked, kind="stable")[:_INDEXED_TERMS]].tolist())
             new = [f for f in new if f & 1 or f in indexed]
         postings = self._postings
         cid = cluster.cid
