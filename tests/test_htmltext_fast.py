@@ -32,7 +32,7 @@ PIECES = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(PIECES, max_size=14).map("".join))
 def test_the_fast_path_reads_what_html_parser_reads(html: str) -> None:
     if _fast_path_can_read(html):
