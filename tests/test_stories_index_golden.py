@@ -51,7 +51,10 @@ def test_the_bucket_table_behaves_as_a_dict_of_sets() -> None:
         else:
             key = rng.choice(keys)
             table.reserve(next_entry + 1)
-            table.add(key, next_entry)
+            if step % 2:
+                table.add(key, next_entry)
+            else:
+                table.add_many([key], next_entry)
             model.setdefault(key, set()).add(next_entry)
             live.append((key, next_entry))
             next_entry += 1

@@ -177,9 +177,7 @@ class NearDuplicateIndex:
         self._matrix[row] = signature
         self._live.add(row)
         if textual:
-            base = row * self._bands
-            for band, key in enumerate(self._band_keys(signature)):
-                self._buckets.add(key, base + band)
+            self._buckets.add_many(self._band_keys(signature), row * self._bands)
         return row
 
     def remove(self, row: int, textual: bool) -> None:
