@@ -37,7 +37,8 @@ def backends() -> list[type]:
         from monitor.store.postgres import PostgresStore
     except ImportError:
         return found
-    BACKEND_ONLY.setdefault(PostgresStore, {"transaction"})  # its raw transaction handle, as SQLite's
+    # Its raw transaction handle, its URL and the round-trip counter the benchmark reads.
+    BACKEND_ONLY.setdefault(PostgresStore, {"transaction", "url", "round_trips"})
     return [*found, PostgresStore]
 
 
