@@ -9,6 +9,7 @@ alert beside it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from monitor.cli import main
 from monitor.config import load_config
 from monitor.notify import payload_schema
 from monitor.store import SQLiteStore
@@ -77,7 +79,7 @@ def rules_file(tmp_path: Path, extra: str = "") -> Path:
 
 
 def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in_its_thread(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path, server: FeedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with WebhookReceiver() as hook, WebhookReceiver() as legacy, SMTPReceiver() as smtp:
         server.set("/a.xml", rss([first_report()], title="Wire A"))
@@ -121,6 +123,8 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
         # group_by: [rule, story] keeps one message per alert, as before.
         assert sorted(r.json()["rule"]["id"] for r in legacy.requests) == ["manturov", "ree"]
         assert all(r.json()["type"] == "alert" for r in legacy.requests)
+        for request in legacy.requests:
+            validate(request.json())
 
         # A later report of the same story fires `talks`: an update into the story's thread, not a new one.
         clock.now = T0 + timedelta(hours=1)
@@ -144,6 +148,14 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
         with SQLiteStore(config.database) as store:
             kinds = sorted(d.kind for d in store.list_deliveries(statuses=None) if d.channel == "hook")
         assert kinds == ["story", "update"]
+        # `monitor deliveries` says what each delivery is, and which notification an update replies to.
+        assert main(["deliveries", "--all", "--config", str(tmp_path / "monitor.yaml")]) == 0
+        listing = capsys.readouterr().out
+        assert f"{update['id']}  sent    hook         update to {body['id']}" in listing
+        assert main(["deliveries", "--all", "--json", "--config", str(tmp_path / "monitor.yaml")]) == 0
+        rows = {row["id"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+        assert rows[update["id"]]["kind"] == "update" and rows[update["id"]]["in_reply_to"] == body["id"]
+        assert rows[body["id"]]["kind"] == "story" and rows[body["id"]]["story"] == body["story"]["id"]
 
 
 def test_reports_arriving_before_the_notification_is_sent_fold_into_it(
