@@ -200,7 +200,14 @@ MIGRATIONS: tuple[str, ...] = (
         until   TEXT NOT NULL
     );
     """,
-    # 5: notifications grouped by story (issue 8): a delivery says what it is (alert: one (rule, story) alert,
+    # 5: permanent moves and cache hints (issue 13): where a 301/308 of the feed's URL points (polled there from
+    #    then on; the configured URL stays the feed's identity) and the document's own schedule hints (JSON:
+    #    ttl, skipHours, skipDays), kept so that a 304 in between still honours them.
+    """
+    ALTER TABLE feeds ADD COLUMN moved_to TEXT;
+    ALTER TABLE feeds ADD COLUMN hints TEXT;
+    """,
+    # 6: notifications grouped by story (issue 8): a delivery says what it is (alert: one (rule, story) alert,
     #    as before; story: the first notification of a story on a channel, carrying every rule that fired;
     #    update: a later rule on a story already notified, sent into the same thread; escalation; digest;
     #    notice), which story it is about and which delivery it replies to. A thread per (story, channel)
