@@ -164,3 +164,32 @@ def test_a_backlog_counts_by_publication_time_not_by_when_it_was_fetched(
         poll(config, Clock(T0 + timedelta(hours=3)))
         (escalation,) = escalations(desk)
         assert escalation["outlets"] == 3
+
+
+@pytest.mark.parametrize("preset", ["generic", "slack", "mattermost", "discord", "teams", "ntfy"])
+def test_every_preset_sends_an_escalation(preset: str) -> None:
+    """An escalation is a notice with a shape of its own: every webhook preset renders it (pure)."""
+    from monitor.notify.notice import notice_subject, notice_webhook_body
+    from monitor.notify.payload import escalation_payload
+
+    notice = escalation_payload(
+        escalation_id="esc_1",
+        created_at=T0,
+        severity="critical",
+        rule_id="ree",
+        rule_title="Rare earths",
+        story_id="st_1",
+        title=TITLE,
+        outlets=list(OUTLETS),
+        languages=["de"],
+        item_count=4,
+        threshold=3,
+        within="30m",
+    )
+    jsonschema.Draft202012Validator(payload_schema()).validate(notice)
+    body = notice_webhook_body(preset, notice)
+    text = str(body)
+    assert notice_subject(notice).startswith("[monitor] Escalation (CRITICAL): ")
+    assert ("Escalation (CRITICAL)" in text) if preset != "generic" else body == notice
+    if preset == "ntfy":
+        assert body["priority"] == 5
