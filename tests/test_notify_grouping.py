@@ -17,11 +17,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from monitor.cli import main
 from monitor.config import load_config
 from monitor.notify import payload_schema
-from monitor.store import SQLiteStore
+from monitor.store import open_store
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import SMTPReceiver, WebhookReceiver
 from tests.test_story_alerts import Clock, deliver, poll, rss, write_config
@@ -78,8 +79,13 @@ def rules_file(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in_its_thread(
-    tmp_path: Path, server: FeedServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    server: FeedServer,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     with WebhookReceiver() as hook, WebhookReceiver() as legacy, SMTPReceiver() as smtp:
         server.set("/a.xml", rss([first_report()], title="Wire A"))
@@ -95,11 +101,14 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
                 "to": ["analyst@example.org"],
             },
         }
-        config = load_config(
-            write_config(
-                tmp_path, [server.url("/a.xml"), server.url("/b.xml")], channels, rules_file(tmp_path)
-            )
+        path = write_config(
+            tmp_path, [server.url("/a.xml"), server.url("/b.xml")], channels, rules_file(tmp_path)
         )
+        if backend == "postgres":  # the same path through PostgresStore
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document["database"] = request.getfixturevalue("postgres_db").url
+            path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        config = load_config(path)
         clock = Clock(T0)
         poll(config, clock)
 
@@ -145,7 +154,7 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
 
         # The items of `ree` and `manturov` folded in silently: no third message on the grouped channels.
         assert len(hook.requests) == 2 and len(smtp.messages) == 2
-        with SQLiteStore(config.database) as store:
+        with open_store(config.database) as store:
             kinds = sorted(d.kind for d in store.list_deliveries(statuses=None) if d.channel == "hook")
         assert kinds == ["story", "update"]
         # `monitor deliveries` says what each delivery is, and which notification an update replies to.
