@@ -247,7 +247,11 @@ def _enable_channel(store: Store, names: list[str], out: TextIO) -> int:
 def _delivery_line(row: DeliveryRow) -> str:
     when = f"next {to_iso(row.next_attempt_at)}" if row.status == "pending" else to_iso(row.sent_at) or ""
     error = f"\n  last error: {row.last_error}" if row.last_error else ""
-    return f"{row.id}  {row.status:7} {row.channel:12} attempts {row.attempts}  {when}{error}"
+    # The kind says what the analyst gets: a story's first notification, an update into its thread (with the
+    # delivery it replies to), an escalation, a digest, one alert (group_by: [rule, story]) or a notice.
+    reply = f" to {row.in_reply_to}" if row.in_reply_to else ""
+    kind = f"{row.kind}{reply}"
+    return f"{row.id}  {row.status:7} {row.channel:12} {kind:12} attempts {row.attempts}  {when}{error}"
 
 
 def cmd_nodes(args: argparse.Namespace, out: TextIO) -> int:
