@@ -8,6 +8,7 @@
     monitor demo                        offline demo on bundled feeds
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
     monitor nodes                       the daemons sharing this database
+    monitor migrate --from DB --to URL  copy an SQLite database into PostgreSQL
     monitor init [DIR]                  a commented monitor.yaml, a starter rule file, a systemd drop-in
     monitor feeds add|remove URL, feeds import FILE.opml, feeds export   edit the feed list (comments kept)
 
@@ -196,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     nodes.add_argument("--all", action="store_true", help="also stopped and silent nodes of the last week")
     nodes.add_argument("--json", action="store_true", help="one JSON object per node per line")
+    migrate = sub.add_parser(
+        "migrate", help="copy an SQLite database into an empty PostgreSQL database, verified by counts"
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="FILE", help="the SQLite database")
+    migrate.add_argument(
+        "--to", dest="target", required=True, metavar="URL", help="postgresql:// URL (${VAR} allowed)"
+    )
     return parser
 
 
@@ -261,6 +269,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "stories": ops_cmds.cmd_stories,
         "deliveries": ops_cmds.cmd_deliveries,
         "nodes": ops_cmds.cmd_nodes,
+        "migrate": ops_cmds.cmd_migrate,
     }
     if getattr(args, "config", "unset") is None:
         args.config = _default_config()
