@@ -111,7 +111,10 @@ if __name__ == "__main__":
     parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument("--fixed", type=float, default=10.0, help="the fixed interval, minutes")
     parser.add_argument(
-        "--target", type=float, default=None, help="expected new items per poll (default: monitor's TARGET_ITEMS)"
+        "--target",
+        type=float,
+        default=None,
+        help="expected new items per poll (default: monitor's TARGET_ITEMS)",
     )
     ARGS = parser.parse_args()
     if ARGS.target is not None:
