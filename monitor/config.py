@@ -48,6 +48,7 @@ __all__ = [
     "ChannelConfig",
     "FeedConfig",
     "MonitorConfig",
+    "config_from_yaml",
     "interpolate_env",
     "load_config",
     "refused_urls",
@@ -472,7 +473,12 @@ def _substitute(
 
 def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorConfig:
     """Load, interpolate and validate monitor.yaml. Raises ConfigError with file:line:column and field."""
-    doc = load_yaml_file(path)
+    return config_from_yaml(load_yaml_file(path), path, environ)
+
+
+def config_from_yaml(doc: LocatedYaml, path: Path, environ: dict[str, str] | None = None) -> MonitorConfig:
+    """Validate a parsed monitor.yaml as if it were the file at `path` (errors name that file; relative paths are
+    taken from its folder). `monitor feeds add` validates an edited text this way before it writes the file."""
     data = interpolate_env(doc, environ)
     if data is None:
         data = {}

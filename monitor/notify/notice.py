@@ -30,13 +30,42 @@ _HEADINGS = {
 }
 
 
+def _escalation_subject(notice: Notice) -> str:
+    story = notice.get("story") or {}
+    severity = str(notice.get("severity", "")).upper()
+    return (
+        f"[monitor] Escalation ({severity}): {oneline(story.get('title'))} "
+        f"({notice.get('outlets')} outlets within {notice['threshold']['within']})"
+    )
+
+
+def _escalation_text(notice: Notice) -> str:
+    story = notice.get("story") or {}
+    lines = [
+        oneline(notice["detail"]),
+        "",
+        f"Severity:  {notice.get('severity')}",
+        f"Rule:      {oneline(notice['rule'].get('title'))} ({notice['rule']['id']})",
+        f"Story:     {story.get('id')} ({story.get('item_count')} items)",
+        f"Outlets:   {', '.join(oneline(o) for o in story.get('outlets') or [])}",
+    ]
+    if story.get("languages"):
+        lines.append(f"Languages: {', '.join(story['languages'])}")
+    lines += ["", f"`monitor stories show {story.get('id')}` lists every item."]
+    return "\n".join(lines) + "\n"
+
+
 def notice_subject(notice: Notice) -> str:
+    if notice.get("type") == "escalation":
+        return _escalation_subject(notice)
     feed = notice["feed"]
     name = oneline(feed.get("title")) or str(feed["url"])
     return f"[monitor] {_HEADINGS.get(str(notice['condition']), 'Feed health')}: {name}"
 
 
 def notice_message_text(notice: Notice) -> str:
+    if notice.get("type") == "escalation":
+        return _escalation_text(notice)
     lines = [
         oneline(notice["detail"]),
         "",
@@ -77,9 +106,13 @@ def notice_webhook_body(preset: str, notice: Notice) -> dict[str, Any]:
             "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
         }
     if preset == "ntfy":
+        if notice.get("type") == "escalation":
+            # ntfy's priorities: 4 high, 5 max (a critical escalation may break through do-not-disturb).
+            priority = {"critical": 5, "high": 4}.get(str(notice.get("severity")), 3)
+            return {"title": subject, "message": detail, "tags": ["rotating_light"], "priority": priority}
         return {
             "title": subject,
             "message": detail,
-            "tags": ["warning" if notice["condition"] != "recovered" else "white_check_mark"],
+            "tags": ["warning" if notice.get("condition") != "recovered" else "white_check_mark"],
         }
     return dict(notice)
