@@ -81,6 +81,10 @@ class FeedConfig(_Model):
     title: str | None = None
     tags: tuple[str, ...] = ()
     language: str | None = Field(default=None, description="overrides the language the feed declares")
+    honour_skip_hours: bool | None = Field(
+        default=None,
+        description="honour this feed's <skipHours>/<skipDays> (default: fetch.honour_skip_hours)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -105,6 +109,15 @@ class FetchOptions(_Model):
     max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0)
     concurrency: int = Field(default=8, ge=1, description="feeds fetched at the same time")
+    max_cache_hint: Duration = Field(
+        default=timedelta(hours=2),
+        description="the most that Cache-Control/Expires, RSS <ttl> or sy:updatePeriod may delay a feed's next"
+        " poll beyond its interval (0s ignores them)",
+    )
+    honour_skip_hours: bool = Field(
+        default=False,
+        description="honour the feeds' <skipHours> and <skipDays> (per feed: honour_skip_hours)",
+    )
 
 
 class DeliveryOptions(_Model):

@@ -29,7 +29,7 @@ import ssl
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from types import TracebackType
 from typing import Self
@@ -37,6 +37,7 @@ from typing import Self
 import httpx
 
 import monitor
+from monitor.cachehints import http_lifetime
 from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
 from monitor.netpolicy import NetworkPolicy
 from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
@@ -66,6 +67,7 @@ ACCEPT = (
 ACCEPT_ENCODING = "gzip, deflate"
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 
 MAX_BACKOFF = timedelta(hours=24)
@@ -174,12 +176,19 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         hop_url = url
+        # The feed's new home: where the leading run of permanent redirects points. A temporary hop (302, 303,
+        # 307) ends the run: what follows it may change back, so it is followed but not remembered.
+        moved_to: str | None = None
+        permanent = True
         for _hop in range(self.settings.max_redirects + 1):
             await self._check(url, hop_url)
             async with self._send(client, url, hop_url, headers) as response:
                 status = response.status_code
                 if status in REDIRECT_STATUSES:
                     hop_url = self._redirect_target(url, hop_url, response)
+                    permanent = permanent and status in PERMANENT_REDIRECTS
+                    if permanent:
+                        moved_to = hop_url
                     await _drain(response)
                     continue
                 if status == 304 or 200 <= status < 300:
@@ -195,6 +204,13 @@ class Fetcher:
                         last_modified=response.headers.get("Last-Modified"),
                         content_type=response.headers.get("Content-Type"),
                         elapsed=time.monotonic() - started,
+                        fresh_for=http_lifetime(
+                            response.headers.get("Cache-Control"),
+                            response.headers.get("Expires"),
+                            response.headers.get("Date"),
+                            datetime.now(UTC),
+                        ),
+                        moved_to=moved_to if moved_to != url else None,
                     )
                 error = _status_error(url, response)
                 await _drain(response)

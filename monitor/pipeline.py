@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from monitor.alerting import alert_decision
 from monitor.analysis import ActorMentions, Analysis, analyse_item
+from monitor.cachehints import feed_hints, next_poll_at
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
@@ -43,7 +44,7 @@ from monitor.store import (
 from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
-from monitor.types import FeedState, FetchResult, Item, Match
+from monitor.types import FeedHints, FeedState, FetchResult, Item, Match
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -218,8 +219,10 @@ class Pipeline:
         last_modified = state.last_modified if state else None
         error_count = state.error_count if state else 0
         started = time.monotonic()
+        # A feed that moved permanently is polled at its new home; the configured URL stays its identity.
+        fetch_url = state.moved_to if state is not None and state.moved_to else url
         try:
-            result = await self.fetcher.fetch(url, etag=etag, last_modified=last_modified)
+            result = await self.fetcher.fetch(fetch_url, etag=etag, last_modified=last_modified)
         except FetchError as exc:
             failed = await self.store_thread.run(
                 self._failed, url, exc.message, error_count, interval, exc.retry_after, claim
@@ -246,14 +249,18 @@ class Pipeline:
         last_modified = state.last_modified if state else None
         error_count = state.error_count if state else 0
         now = self.clock()
+        moved_to = self._moved(url, state, result)
         if result.not_modified or result.content is None:
             update = FeedUpdate(
                 url=url,
                 fetched_at=now,
-                next_fetch_at=now + interval,
+                next_fetch_at=self._next_poll(
+                    feed, now, interval, result, state.hints if state is not None else FeedHints()
+                ),
                 etag=result.etag or etag,
                 last_modified=result.last_modified or last_modified,
                 claim=claim,
+                moved_to=moved_to,
             )
             self.store.commit_fetch(update)
             return FeedOutcome(
@@ -283,14 +290,17 @@ class Pipeline:
             for key, pending in keyed.items()
             if key in unseen
         ]
+        hints = feed_hints(result.content)
         update = FeedUpdate(
             url=url,
             fetched_at=now,
-            next_fetch_at=now + interval,
+            next_fetch_at=self._next_poll(feed, now, interval, result, hints),
             title=parsed.title,
             etag=result.etag,
             last_modified=result.last_modified,
             claim=claim,
+            moved_to=moved_to,
+            hints=hints,
         )
         outcome = self.record(update, items, seen_again=[key for key in keyed if key not in unseen])
         for warning in parsed.warnings:
@@ -494,6 +504,38 @@ class Pipeline:
             deliver_at=now + (group_wait or timedelta(0)),
             generation=generation,
         )
+
+    def _next_poll(
+        self, feed: FeedConfig, now: datetime, interval: timedelta, result: FetchResult, hints: FeedHints
+    ) -> datetime:
+        """The feed's interval, raised by the server's and the document's cache hints (monitor.cachehints)."""
+        honour = feed.honour_skip_hours
+        at, why = next_poll_at(
+            now,
+            interval,
+            http_seconds=result.fresh_for,
+            hints=hints,
+            cap=self.config.fetch.max_cache_hint,
+            honour_skip=self.config.fetch.honour_skip_hours if honour is None else honour,
+        )
+        if why is not None:
+            log.debug("feed %s: next poll at %s: %s", feed.url, at, why, extra={"feed": feed.url})
+        return at
+
+    def _moved(self, url: str, state: FeedState | None, result: FetchResult) -> str | None:
+        """The feed's new home when this fetch met a permanent redirect (said once, in the log); else None."""
+        if result.moved_to is None:
+            return None
+        known = state.moved_to if state is not None else None
+        if result.moved_to != known:
+            log.warning(
+                "feed %s moved permanently to %s: polled there from now on (the configuration is not "
+                "rewritten; update it when convenient)",
+                url,
+                result.moved_to,
+                extra={"feed": url},
+            )
+        return result.moved_to
 
     def _failed(
         self,

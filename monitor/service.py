@@ -256,17 +256,38 @@ async def open_runtime(
             lock.release()
 
 
-async def poll_all(runtime: Runtime, urls: list[str] | None = None) -> list[FeedOutcome]:
+async def poll_all(
+    runtime: Runtime, urls: list[str] | None = None, *, respect_backoff: bool = False
+) -> list[FeedOutcome]:
     """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency.
 
     Each feed is claimed just before it is fetched (not all at once, so no claim waits for a slot past its
-    lease); a feed another node is fetching right now is skipped and said so."""
-    parked = {f.url for f in runtime.store.list_feeds() if f.parked_at is not None}
-    targets = urls if urls is not None else [f.url for f in runtime.config.feeds if f.url not in parked]
+    lease); a feed another node is fetching right now is skipped and said so. With `respect_backoff` (what
+    `monitor once` does unless --force), so is a feed in backoff after failures, or under a server's
+    Retry-After, until its next attempt is due: a cron job running `once` every few minutes must not hammer a
+    feed that is down or a server that asked for a pause."""
+    feeds = {f.url: f for f in await runtime.store_thread.run(runtime.store.list_feeds)}
+    targets = (
+        urls
+        if urls is not None
+        else [
+            f.url for f in runtime.config.feeds if feeds.get(f.url) is None or feeds[f.url].parked_at is None
+        ]
+    )
     limit = asyncio.Semaphore(runtime.config.fetch.concurrency)
     lease = runtime.config.cluster.lease
+    now = runtime.pipeline.clock()
 
     async def one(url: str) -> FeedOutcome:
+        row = feeds.get(url)
+        if respect_backoff and row is not None and row.error_count and row.next_fetch_at > now:
+            return FeedOutcome(
+                url,
+                "skipped",
+                error=f"backing off after {row.error_count} failed attempts (last: {row.last_error}); next "
+                f"attempt at {row.next_fetch_at.isoformat(timespec='seconds')} (--force polls it now)",
+                next_fetch_at=row.next_fetch_at,
+            )
         async with limit:
             try:
                 claims = await runtime.store_thread.run(

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "DeliveryRequest",
     "Entry",
+    "FeedHints",
     "FeedState",
     "FetchResult",
     "Hit",
@@ -153,6 +154,20 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedHints:
+    """What a feed document says about its own schedule (RSS <ttl>, sy:updatePeriod/updateFrequency,
+    <skipHours>, <skipDays>); see monitor.cachehints. Hours are 0-23 GMT, days 0 (Monday) to 6 (Sunday)."""
+
+    ttl_seconds: float | None = None
+    skip_hours: frozenset[int] = frozenset()
+    skip_days: frozenset[int] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return self.ttl_seconds is None and not self.skip_hours and not self.skip_days
+
+
+@dataclass(frozen=True, slots=True)
 class FeedState:
     """What the store knows about a feed between fetches: the schedule of record."""
 
@@ -164,6 +179,10 @@ class FeedState:
     last_error: str | None = None
     last_fetched_at: datetime | None = None
     title: str | None = None
+    moved_to: str | None = (
+        None  # where a permanent redirect (301, 308) of the feed's URL points: fetched there
+    )
+    hints: FeedHints = FeedHints()  # from the document's last 200, kept for the 304s in between
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +197,8 @@ class FetchResult:
     last_modified: str | None = None
     content_type: str | None = None
     elapsed: float = 0.0
+    fresh_for: float | None = None  # seconds the server says the answer stays fresh (max-age, Expires)
+    moved_to: str | None = None  # the URL after the leading permanent redirects (301, 308), when it changed
 
     @property
     def not_modified(self) -> bool:

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop delivering after this long and list what is still pending (default 300)",
     )
+    once.add_argument(
+        "--force",
+        action="store_true",
+        help="also poll feeds in backoff after failures or under a server's Retry-After (skipped otherwise)",
+    )
     with_config(sub.add_parser("check", help="validate the configuration and the rules"))
 
     match = sub.add_parser(

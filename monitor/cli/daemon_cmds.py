@@ -42,26 +42,32 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_once(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
-    outcomes, delivered = asyncio.run(run_once(config, deadline=getattr(args, "deadline", 300.0)))
+    outcomes, delivered = asyncio.run(
+        run_once(config, deadline=getattr(args, "deadline", 300.0), force=getattr(args, "force", False))
+    )
     for outcome in outcomes:
         out.write(format_outcome(outcome) + "\n")
     failed = [o for o in outcomes if o.status == "error"]
+    skipped = sum(1 for o in outcomes if o.status in ("skipped", "stale"))
     out.write(
-        f"{len(outcomes)} feeds polled, {len(failed)} failed; "
-        f"{sum(o.alerts for o in outcomes)} alerts; deliveries: {delivered}\n"
+        f"{len(outcomes) - skipped} feeds polled, {len(failed)} failed"
+        + (f", {skipped} skipped" if skipped else "")
+        + f"; {sum(o.alerts for o in outcomes)} alerts; deliveries: {delivered}\n"
     )
     # A feed's own failure is the feed's (exit 0, it is listed); a poll the store could not record is the
     # installation's: nothing of it was kept, and cron should hear about it.
     return 1 if any(o.unrecorded for o in outcomes) else 0
 
 
-async def run_once(config: MonitorConfig, *, deadline: float = 300.0) -> tuple[list[FeedOutcome], str]:
+async def run_once(
+    config: MonitorConfig, *, deadline: float = 300.0, force: bool = False
+) -> tuple[list[FeedOutcome], str]:
     """Poll every configured feed once, then deliver batch after batch until nothing is due or `deadline`
     seconds have passed. Returns the outcomes and a delivery summary: one line, then per channel and reason a
     "pending" line for what is still pending (a later retry, a deferral, or the deadline)."""
     ruleset = check_config(config)
     async with open_runtime(config, ruleset) as runtime:
-        outcomes = await poll_all(runtime)
+        outcomes = await poll_all(runtime, respect_backoff=not force)
         total = DeliveryReport()
         loop = asyncio.get_running_loop()
         stop_at = loop.time() + deadline

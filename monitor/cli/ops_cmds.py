@@ -51,9 +51,15 @@ def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
                 state = f"PARKED since {to_iso(feed.parked_at)} ({feed.parked_reason}), not polled"
             errors = f"  errors: {feed.error_count} ({feed.last_error})" if feed.error_count else ""
             next_poll = "never (unpark it)" if feed.parked_at is not None else to_iso(feed.next_fetch_at)
+            moved = (
+                f"  moved to {feed.moved_to} (permanent redirect): polled there; the config still says "
+                "the old URL\n"
+                if feed.moved_to and feed.moved_to != feed.url
+                else ""
+            )
             out.write(
                 f"{feed.url}\n  {state}, every {int(feed.interval_seconds)}s, next {next_poll}, "
-                f"last success {to_iso(feed.last_success_at) or 'never'}{errors}\n"
+                f"last success {to_iso(feed.last_success_at) or 'never'}{errors}\n{moved}"
             )
     return 0
 

@@ -57,6 +57,8 @@ from monitor.store.records import (
     NodeRow,
     StaleClaimError,
     StoryRow,
+    hints_from_json,
+    hints_json,
 )
 from monitor.store.sqlite import DELIVERY_LEASE, NODE_HISTORY, delivery_id_for
 from monitor.timeutil import to_iso
@@ -304,7 +306,7 @@ class PostgresStore:
                     holder,
                 ),
             ).fetchall()
-        claims = [FeedClaim(_state(row[:8]), int(row[8]), until) for row in rows]
+        claims = [FeedClaim(_state(row[:-1]), int(row[-1]), until) for row in rows]
         claims.sort(key=lambda c: (c.state.next_fetch_at or now, c.url))
         return claims
 
@@ -321,7 +323,7 @@ class PostgresStore:
     def list_feeds(self) -> list[FeedRow]:
         rows = self._rows(
             "SELECT url, title, active, interval_seconds, next_fetch_at, last_fetched_at, last_success_at, "
-            "error_count, last_error, etag, last_modified, parked_at, parked_reason FROM feeds ORDER BY url"
+            "error_count, last_error, etag, last_modified, parked_at, parked_reason, moved_to FROM feeds ORDER BY url"
         )
         return [
             FeedRow(
@@ -338,6 +340,7 @@ class PostgresStore:
                 last_modified=r[10],
                 parked_at=_utc(r[11]),
                 parked_reason=r[12],
+                moved_to=r[13],
             )
             for r in rows
         ]
@@ -527,7 +530,8 @@ class PostgresStore:
                 "UPDATE feeds SET title = COALESCE(%s, title), etag = %s, last_modified = %s, "
                 "last_fetched_at = %s, last_success_at = %s, next_fetch_at = %s, error_count = 0, "
                 "last_error = NULL, failing_since = NULL, "
-                "last_new_item_at = CASE WHEN %s THEN %s ELSE last_new_item_at END, lease_until = NULL "
+                "last_new_item_at = CASE WHEN %s THEN %s ELSE last_new_item_at END, lease_until = NULL, "
+                "moved_to = COALESCE(%s, moved_to), hints = COALESCE(%s, hints) "
                 "WHERE url = %s AND (%s::bigint IS NULL OR claim_token = %s)",
                 (
                     update.title,
@@ -538,6 +542,8 @@ class PostgresStore:
                     update.next_fetch_at,
                     bool(new_items),
                     now,
+                    update.moved_to,
+                    hints_json(update.hints),
                     update.url,
                     update.claim,
                     update.claim,
@@ -1184,9 +1190,10 @@ class PostgresStore:
         return {table: int(value) for table, value in zip(tables, row, strict=True)}
 
 
-_STATE_COLUMNS = "url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title"
+_STATE_COLUMNS = "url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title, moved_to, hints"
 _STATE_COLUMNS_F = (
-    "f.url, f.etag, f.last_modified, f.next_fetch_at, f.error_count, f.last_error, f.last_fetched_at, f.title"
+    "f.url, f.etag, f.last_modified, f.next_fetch_at, f.error_count, f.last_error, f.last_fetched_at, f.title, "
+    "f.moved_to, f.hints"
 )
 
 
@@ -1200,6 +1207,8 @@ def _state(row: Sequence[Any]) -> FeedState:
         last_error=row[5],
         last_fetched_at=_utc(row[6]),
         title=row[7],
+        moved_to=row[8],
+        hints=hints_from_json(row[9]),
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from monitor.errors import StoreError
 from monitor.timeutil import to_iso
-from monitor.types import FeedState, Item, Match
+from monitor.types import FeedHints, FeedState, Item, Match
 
 
 class StaleClaimError(StoreError):
@@ -43,6 +44,10 @@ class FeedUpdate:
     etag: str | None = None
     last_modified: str | None = None
     claim: int | None = None  # the fencing token of the claim the fetch ran under (FeedClaim.token)
+    moved_to: str | None = None  # a new permanent home (301/308) of the feed's URL; None keeps the known one
+    hints: FeedHints | None = (
+        None  # the document's schedule hints (a 200); None keeps the stored ones (a 304)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,7 @@ class FeedRow:
     last_modified: str | None
     parked_at: datetime | None = None  # 410 Gone or failing too long: not polled until unparked
     parked_reason: str | None = None
+    moved_to: str | None = None  # polled at this URL since a permanent redirect (the config is not rewritten)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,3 +254,32 @@ class StoryRow:
             if outlet not in found:
                 found.append(outlet)
         return found
+
+
+def hints_json(hints: FeedHints | None) -> str | None:
+    """The hints as stored in feeds.hints (None: leave the column as it is)."""
+    if hints is None:
+        return None
+    return json.dumps(
+        {
+            "ttl": hints.ttl_seconds,
+            "skip_hours": sorted(hints.skip_hours),
+            "skip_days": sorted(hints.skip_days),
+        }
+    )
+
+
+def hints_from_json(text: str | None) -> FeedHints:
+    """feeds.hints read back; FeedHints() for none or for a value this version cannot read."""
+    if not text:
+        return FeedHints()
+    try:
+        raw = json.loads(text)
+        ttl = raw.get("ttl")
+        return FeedHints(
+            ttl_seconds=float(ttl) if ttl is not None else None,
+            skip_hours=frozenset(int(h) for h in raw.get("skip_hours", ())),
+            skip_days=frozenset(int(d) for d in raw.get("skip_days", ())),
+        )
+    except (ValueError, TypeError, AttributeError):
+        return FeedHints()

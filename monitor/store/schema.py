@@ -200,4 +200,11 @@ MIGRATIONS: tuple[str, ...] = (
         until   TEXT NOT NULL
     );
     """,
+    # 5: permanent moves and cache hints (issue 13): where a 301/308 of the feed's URL points (polled there from
+    #    then on; the configured URL stays the feed's identity) and the document's own schedule hints (JSON:
+    #    ttl, skipHours, skipDays), kept so that a 304 in between still honours them.
+    """
+    ALTER TABLE feeds ADD COLUMN moved_to TEXT;
+    ALTER TABLE feeds ADD COLUMN hints TEXT;
+    """,
 )

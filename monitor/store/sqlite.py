@@ -38,6 +38,8 @@ from monitor.store.records import (
     NodeRow,
     StaleClaimError,
     StoryRow,
+    hints_from_json,
+    hints_json,
 )
 from monitor.store.schema import MIGRATIONS
 from monitor.timeutil import from_iso, to_iso
@@ -316,8 +318,8 @@ class SQLiteStore:
 
     def feed_state(self, url: str) -> FeedState | None:
         row = self._conn.execute(
-            "SELECT url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title "
-            "FROM feeds WHERE url = ?",
+            "SELECT url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title, "
+            "moved_to, hints FROM feeds WHERE url = ?",
             (url,),
         ).fetchone()
         if row is None:
@@ -331,12 +333,14 @@ class SQLiteStore:
             last_error=row[5],
             last_fetched_at=_dt(row[6]),
             title=row[7],
+            moved_to=row[8],
+            hints=hints_from_json(row[9]),
         )
 
     def list_feeds(self) -> list[FeedRow]:
         rows = self._conn.execute(
             "SELECT url, title, active, interval_seconds, next_fetch_at, last_fetched_at, last_success_at, "
-            "error_count, last_error, etag, last_modified, parked_at, parked_reason FROM feeds ORDER BY url"
+            "error_count, last_error, etag, last_modified, parked_at, parked_reason, moved_to FROM feeds ORDER BY url"
         ).fetchall()
         return [
             FeedRow(
@@ -353,6 +357,7 @@ class SQLiteStore:
                 last_modified=r[10],
                 parked_at=_dt(r[11]),
                 parked_reason=r[12],
+                moved_to=r[13],
             )
             for r in rows
         ]
@@ -564,7 +569,8 @@ class SQLiteStore:
             changed = tx.execute(
                 "UPDATE feeds SET title = COALESCE(?, title), etag = ?, last_modified = ?, last_fetched_at = ?, "
                 "last_success_at = ?, next_fetch_at = ?, error_count = 0, last_error = NULL, failing_since = NULL, "
-                "last_new_item_at = CASE WHEN ? THEN ? ELSE last_new_item_at END, lease_until = NULL "
+                "last_new_item_at = CASE WHEN ? THEN ? ELSE last_new_item_at END, lease_until = NULL, "
+                "moved_to = COALESCE(?, moved_to), hints = COALESCE(?, hints) "
                 "WHERE url = ? AND (? IS NULL OR claim_token = ?)",
                 (
                     update.title,
@@ -575,6 +581,8 @@ class SQLiteStore:
                     _iso(update.next_fetch_at),
                     bool(new_items),
                     now,
+                    update.moved_to,
+                    hints_json(update.hints),
                     update.url,
                     update.claim,
                     update.claim,

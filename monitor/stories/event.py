@@ -26,8 +26,11 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
 
 from monitor.stories.features import FIGURE, KIND_MASK, NAME, EventFeatures, label_of
 
@@ -54,16 +57,22 @@ _SHORT_NEEDS = 0.5
 
 @dataclass(eq=False, slots=True)
 class _Cluster:
-    """One language's part of a story: its members' feature counts (the centroid) and its time span."""
+    """One language's part of a story: its members' feature counts (the centroid) and its time span.
 
+    The centroid is two numpy arrays, not a dict: the sorted feature ids and, once the sub-cluster has a second
+    member, their counts (None: every count is 1). A dict of Python ints cost about 70 bytes per feature, the
+    arrays cost 4 (6 with counts), and the candidates of an item are scored against them in one numpy pass."""
+
+    cid: int  # its number in the index, for the posting lists
     story_id: str
     language: str
     first_item_key: str
     oldest: datetime
     newest: datetime
+    features: U32
+    counts: npt.NDArray[np.int32] | None = None
     size: int = 0
-    counts: dict[int, int] = field(default_factory=dict)
-    figures: int = 0  # how many of `counts` are figures
+    figures: int = 0  # how many of `features` are figures
     names: int = 0  # and how many names
     sources: tuple[str, ...] = ()  # the feeds of its members
     alive: bool = True
@@ -89,6 +98,23 @@ class _Member:
     shared: array[int]
 
 
+U32 = npt.NDArray[np.uint32]
+_NO_FEATURES: U32 = np.zeros(0, dtype=np.uint32)
+
+
+@dataclass(slots=True)
+class _Overlap:
+    """What one candidate sub-cluster shares with the item, from one numpy pass over all candidates."""
+
+    content: float  # sum over shared content words of w² × count / size
+    entities: float  # the same over shared language-independent features
+    shared: int  # how many language-independent features are shared
+    figures: int  # how many of the item's figures the sub-cluster has
+    results: int  # how many of the item's results
+    kinds: int  # bit mask of the kinds of the shared language-independent features
+    across: float  # the sum of the weights of the shared language-independent features
+
+
 @dataclass(frozen=True, slots=True)
 class EventMatch:
     """The sub-cluster an item joins, with the evidence: the blended score, its two parts, and the shared
@@ -103,16 +129,26 @@ class EventMatch:
     evidence: tuple[str, ...]
 
 
-def _conflict(figures: list[int], cluster_figures: int, counts: dict[int, int], results: list[int]) -> bool:
+def _conflict(figures: int, cluster_figures: int, overlap: _Overlap, results: int) -> bool:
     """True when the item and the sub-cluster both state figures and fewer than half of the smaller set is
     shared (as the near-duplicate tier's veto, `figures_conflict`, over the centroid's figures), or when the
     item states a result ("2:1") the sub-cluster does not have while it has figures: another match."""
     if not figures or not cluster_figures:
         return False
-    if results and not any(f in counts for f in results):
+    if results and not overlap.results:
         return True
-    shared = sum(1 for f in figures if f in counts)
-    return 2 * shared < min(len(figures), cluster_figures)
+    return 2 * overlap.figures < min(figures, cluster_figures)
+
+
+def _features_of(terms: array[int], shared: array[int]) -> U32:
+    """An item's features, sorted (content words are even, the others odd: the two never overlap)."""
+    both = np.concatenate((np.frombuffer(terms, dtype=np.uint32), np.frombuffer(shared, dtype=np.uint32)))
+    both.sort()
+    return both
+
+
+def _cosine(dot: float, norm: float, cluster_norm: float) -> float:
+    return dot / (norm * cluster_norm) if norm and cluster_norm else 0.0
 
 
 class EventIndex:
@@ -138,7 +174,11 @@ class EventIndex:
         self._df: Counter[int] = Counter()
         self._items = 0
         self._clusters: dict[tuple[str, str], _Cluster] = {}
-        self._postings: dict[int, list[_Cluster]] = {}
+        # Feature → numbers (`_Cluster.cid`) of the sub-clusters having it, newest last: one int, or a compact
+        # int32 array when there are several.
+        self._postings: dict[int, int | array[int]] = {}
+        self._by_cid: dict[int, _Cluster] = {}  # the live sub-clusters
+        self._next_cid = 0
         self._members: dict[str, _Member] = {}
 
     def __len__(self) -> int:
@@ -186,50 +226,140 @@ class EventIndex:
         if weighed is None:
             weighed = self.weigh(features)
         terms, shared = weighed.terms, weighed.shared
-        # Probe with the weightiest features that some sub-cluster has (a feature no earlier item had is the
-        # weightiest of all and finds nothing), content words and language-independent ones apart, so that an
-        # item in another language, which shares none of the words, still finds its event by names and figures.
-        postings = self._postings
-        hits: Counter[_Cluster] = Counter()
-        for weights, count in ((terms, _PROBE_FEATURES), (shared, _PROBE_SHARED)):
-            known = [f for f in weights if f in postings]
-            for feature in sorted(known, key=weights.__getitem__, reverse=True)[:count]:
-                hits.update(postings[feature])
-        if not hits:
+        candidates = self._candidates(terms, shared)
+        if not candidates:
             return None
+        live = [
+            cluster
+            for cluster in candidates
+            if self._in_time(cluster, published) and (source is None or cluster.sources != (source,))
+        ]
+        if not live:
+            return None
+        overlaps = self._overlaps(live, weighed, features.results)
+        figures = sum(1 for f in shared if f & KIND_MASK == FIGURE)
+        names = sum(1 for f in shared if f & KIND_MASK == NAME)
+        results = len(features.results)
         norm_terms, norm_shared = weighed.norm_terms, weighed.norm_shared
-        figures = [f for f in shared if f & KIND_MASK == FIGURE]
-        names = [f for f in shared if f & KIND_MASK == NAME]
-        best: EventMatch | None = None
-        cross: EventMatch | None = None
-        for cluster, shared_count in hits.most_common(_SCORED_CANDIDATES):
-            if shared_count < 2:
-                break  # one probed feature in common is no event (and the rest have no more)
-            if not cluster.alive or not self._in_time(cluster, published):
-                continue
-            if source is not None and cluster.sources == (source,):
-                continue
-            if _conflict(figures, cluster.figures, cluster.counts, features.results):
+        best: tuple[float, _Cluster, _Overlap, float, float] | None = None
+        cross: tuple[float, _Cluster, _Overlap] | None = None
+        for cluster, overlap in zip(live, overlaps, strict=True):
+            if _conflict(figures, cluster.figures, overlap, results):
                 continue  # one template with other facts (Monday's prices, Tuesday's prices): another event
             same_language = cluster.language == features.language
-            if (
-                same_language
-                and len(names) >= 2
-                and cluster.names >= 2
-                and not any(f in cluster.counts for f in shared)
-            ):
+            if same_language and names >= 2 and cluster.names >= 2 and not overlap.shared:
                 continue  # the same words about other people, places and figures (the ECB's decision, the BoE's)
             if abs(cluster.norm_items - self._items) * 20 > self._items:
                 self._renorm(cluster)  # the stream grew or shrank by a quarter since: its IDF moved
             if same_language:
-                found = self._within(cluster, terms, shared, norm_terms, norm_shared, features)
-                if found is not None and (best is None or found.score > best.score):
-                    best = found
+                within = self._within(cluster, overlap, len(terms), norm_terms, norm_shared)
+                if within is not None and (best is None or within[0] > best[0]):
+                    best = (within[0], cluster, overlap, within[1], within[2])
             elif best is None:
-                found = self._across(cluster, shared, norm_shared, features)
-                if found is not None and (cross is None or found.score > cross.score):
-                    cross = found
-        return best or cross
+                evidence = self._across(overlap)
+                if evidence is not None and (cross is None or evidence > cross[0]):
+                    cross = (evidence, cluster, overlap)
+        if best is not None:
+            score, cluster, _, content, entities = best
+            return self._match(cluster, score, content, entities, False, weighed, features)
+        if cross is not None:
+            evidence, cluster, _ = cross
+            return self._match(cluster, evidence, 0.0, evidence, True, weighed, features)
+        return None
+
+    def _candidates(self, terms: dict[int, float], shared: dict[int, float]) -> list[_Cluster]:
+        """The live sub-clusters among the `_SCORED_CANDIDATES` most often hit by the item's probed features,
+        with at least two hits, most hits first (ties: the first hit first)."""
+        # Probe with the weightiest features that some sub-cluster has (a feature no earlier item had is the
+        # weightiest of all and finds nothing), content words and language-independent ones apart, so that an
+        # item in another language, which shares none of the words, still finds its event by names and figures.
+        postings = self._postings
+        probed: list[int] = []
+        for weights, count in ((terms, _PROBE_FEATURES), (shared, _PROBE_SHARED)):
+            known = [f for f in weights if f in postings]
+            for feature in sorted(known, key=weights.__getitem__, reverse=True)[:count]:
+                posting = postings[feature]
+                if isinstance(posting, int):
+                    probed.append(posting)
+                else:
+                    probed += posting
+        if not probed:
+            return []
+        hits = np.array(probed, dtype=np.int32)
+        # np.unique with return_index and return_counts, without its overhead (this runs for every item).
+        by_value = np.argsort(hits, kind="stable")
+        ordered = hits[by_value]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        cids, first = ordered[starts], by_value[starts]
+        counts = np.diff(np.concatenate((starts, [len(ordered)])))
+        # Counter.most_common order: by count, ties in the order first seen.
+        order = np.lexsort((first, -counts))[:_SCORED_CANDIDATES]
+        by_cid = self._by_cid
+        # One probed feature in common is no event; a sub-cluster that died since keeps its place in the ranking.
+        chosen = [
+            int(cid)
+            for cid, hit in zip(cids[order].tolist(), counts[order].tolist(), strict=True)
+            if hit >= 2
+        ]
+        return [by_cid[cid] for cid in chosen if cid in by_cid]
+
+    def _overlaps(self, clusters: list[_Cluster], weighed: Weighed, results: list[int]) -> list[_Overlap]:
+        """What each sub-cluster shares with the item, for all of them in one pass: every centroid feature is
+        looked up in the item's sorted features."""
+        ids = np.fromiter(itertools.chain(weighed.terms, weighed.shared), dtype=np.uint32)
+        weights = np.fromiter(
+            itertools.chain(weighed.terms.values(), weighed.shared.values()), dtype=np.float64, count=len(ids)
+        )
+        empty = [_Overlap(0.0, 0.0, 0, 0, 0, 0, 0.0) for _ in clusters]
+        if not len(ids):
+            return empty
+        order = np.argsort(ids)
+        ids, weights = ids[order], weights[order]
+        features = np.concatenate([cluster.features for cluster in clusters])
+        lengths = [len(cluster.features) for cluster in clusters]
+        segment = np.repeat(np.arange(len(clusters)), lengths)
+        position = np.minimum(np.searchsorted(ids, features), len(ids) - 1)
+        hit = ids[position] == features
+        found, where, within = features[hit], position[hit], segment[hit]
+        counts = np.concatenate(
+            [
+                cluster.counts
+                if cluster.counts is not None
+                else np.ones(len(cluster.features), dtype=np.int32)
+                for cluster in clusters
+            ]
+        )[hit]
+        sizes = np.array([cluster.size for cluster in clusters], dtype=np.float64)[within]
+        weight = weights[where]
+        parts = weight * weight * counts / sizes
+        odd = (found & 1).astype(bool)
+        kind = found & KIND_MASK
+        k = len(clusters)
+        content = np.bincount(within[~odd], weights=parts[~odd], minlength=k)
+        entities = np.bincount(within[odd], weights=parts[odd], minlength=k)
+        across = np.bincount(within[odd], weights=weight[odd], minlength=k)
+        shared = np.bincount(within[odd], minlength=k)
+        figures = np.bincount(within[kind == FIGURE], minlength=k)
+        if results:
+            result_hits = np.bincount(within[np.isin(found, np.array(results, dtype=np.uint32))], minlength=k)
+        else:
+            result_hits = np.zeros(k, dtype=np.int64)
+        kinds = np.zeros(k, dtype=np.int64)
+        for name in (NAME, FIGURE):
+            kinds |= (np.bincount(within[kind == name], minlength=k) > 0) * (1 << name)
+        return [
+            _Overlap(*row)
+            for row in zip(
+                content.tolist(),
+                entities.tolist(),
+                shared.tolist(),
+                figures.tolist(),
+                result_hits.tolist(),
+                kinds.tolist(),
+                across.tolist(),
+                strict=True,
+            )
+        ]
 
     def _in_time(self, cluster: _Cluster, published: datetime) -> bool:
         return (
@@ -237,49 +367,29 @@ class EventIndex:
             and published - cluster.oldest <= self.max_age
         )
 
-    def _cosine(
-        self, cluster: _Cluster, weights: dict[int, float], norm: float, cluster_norm: float
-    ) -> tuple[float, list[tuple[float, int]]]:
-        if not norm or not cluster_norm:
-            return 0.0, []
-        counts, size = cluster.counts, cluster.size
-        parts = [(w * w * counts[f] / size, f) for f, w in weights.items() if f in counts]
-        return sum(p for p, _ in parts) / (norm * cluster_norm), parts
-
     def _within(
-        self,
-        cluster: _Cluster,
-        terms: dict[int, float],
-        shared: dict[int, float],
-        norm_terms: float,
-        norm_shared: float,
-        features: EventFeatures,
-    ) -> EventMatch | None:
-        content, term_parts = self._cosine(cluster, terms, norm_terms, cluster.norm_terms)
+        self, cluster: _Cluster, overlap: _Overlap, term_count: int, norm_terms: float, norm_shared: float
+    ) -> tuple[float, float, float] | None:
+        """(score, content, entities) when the sub-cluster passes the within-language thresholds."""
+        content = _cosine(overlap.content, norm_terms, cluster.norm_terms)
         if content < self.min_content:
             return None
-        entities, shared_parts = self._cosine(cluster, shared, norm_shared, cluster.norm_shared)
+        entities = _cosine(overlap.entities, norm_shared, cluster.norm_shared)
         score = self.content_share * content + (1 - self.content_share) * entities
         if score < self.threshold:
             return None
-        if len(terms) < _FEW_TERMS and (content < _SHORT_NEEDS or entities < _SHORT_NEEDS):
+        if term_count < _FEW_TERMS and (content < _SHORT_NEEDS or entities < _SHORT_NEEDS):
             return None  # a headline alone: one template of few words fits many events
-        return self._match(cluster, score, content, entities, False, term_parts + shared_parts, features)
+        return score, content, entities
 
-    def _across(
-        self, cluster: _Cluster, shared: dict[int, float], norm_shared: float, features: EventFeatures
-    ) -> EventMatch | None:
+    def _across(self, overlap: _Overlap) -> float | None:
         # Not a cosine: a German report's capitalised nouns are "names" that no other language has, and would
         # dilute it. The evidence is the IDF of what is shared, in units of the IDF of a feature seen once:
         # two rare names, or a rare name and a figure with its unit, make one event.
-        counts = cluster.counts
-        parts = [(w, f) for f, w in shared.items() if f in counts]
-        if len(parts) < 2 or not any(f & KIND_MASK in (NAME, FIGURE) for _, f in parts):
+        if overlap.shared < 2 or not overlap.kinds & ((1 << NAME) | (1 << FIGURE)):
             return None  # actors alone: the same people, not necessarily the same event
-        evidence = sum(w for w, _ in parts) / math.log(self._items + 1) if self._items else 0.0
-        if evidence < self.cross_threshold:
-            return None
-        return self._match(cluster, evidence, 0.0, evidence, True, parts, features)
+        evidence = overlap.across / math.log(self._items + 1) if self._items else 0.0
+        return evidence if evidence >= self.cross_threshold else None
 
     @staticmethod
     def _match(
@@ -288,9 +398,21 @@ class EventIndex:
         content: float,
         entities: float,
         cross_language: bool,
-        parts: list[tuple[float, int]],
+        weighed: Weighed,
         features: EventFeatures,
     ) -> EventMatch:
+        # The shared features that weighed most: w² × count / size within a language, w across.
+        position = {int(f): i for i, f in enumerate(cluster.features.tolist())}
+        counts = cluster.counts
+        size = cluster.size
+        parts: list[tuple[float, int]] = []
+        kinds = (weighed.shared,) if cross_language else (weighed.terms, weighed.shared)
+        for weights in kinds:
+            for f, w in weights.items():
+                at = position.get(f)
+                if at is not None:
+                    count = 1 if counts is None else int(counts[at])
+                    parts.append((w if cross_language else w * w * count / size, f))
         strongest = sorted(parts, reverse=True)[:8]
         evidence = tuple(features.labels.get(f) or label_of(f) for _, f in strongest)
         return EventMatch(
@@ -309,23 +431,35 @@ class EventIndex:
         key = (story_id, language)
         cluster = self._clusters.get(key)
         if cluster is None:
-            cluster = self._clusters[key] = _Cluster(story_id, language, item_key, published, published)
+            cluster = self._clusters[key] = _Cluster(
+                self._next_cid, story_id, language, item_key, published, published, _NO_FEATURES
+            )
+            self._by_cid[cluster.cid] = cluster
+            self._next_cid += 1
         cluster.oldest = min(cluster.oldest, published)
         cluster.newest = max(cluster.newest, published)
         cluster.size += 1
         if source is not None and source not in cluster.sources:
             cluster.sources = (*cluster.sources, source)
         # The hot path of every item: counting and indexing stay in C calls where they can.
-        self._df.update(term_ids)
-        self._df.update(shared_ids)
-        counts = cluster.counts
-        if counts:
-            new = [f for f in itertools.chain(term_ids, shared_ids) if f not in counts]
-            for feature in itertools.chain(term_ids, shared_ids):
-                counts[feature] = counts.get(feature, 0) + 1
+        # The ids as Python ints once, so that the frequencies and the posting lists share the key objects.
+        term_list, shared_list = term_ids.tolist(), shared_ids.tolist()
+        self._df.update(term_list)
+        self._df.update(shared_list)
+        mine = _features_of(term_ids, shared_ids)
+        if len(cluster.features):
+            known = np.isin(mine, cluster.features)
+            fresh = set(mine[~known].tolist())
+            new = [f for f in itertools.chain(term_list, shared_list) if f in fresh]
+            merged = np.union1d(cluster.features, mine)
+            counts = np.zeros(len(merged), dtype=np.int32)
+            old = cluster.counts if cluster.counts is not None else 1
+            counts[np.searchsorted(merged, cluster.features)] = old
+            counts[np.searchsorted(merged, mine)] += 1
+            cluster.features, cluster.counts = merged, counts
         else:  # a new sub-cluster: every feature is new to it
-            new = [*term_ids, *shared_ids]
-            counts.update(dict.fromkeys(new, 1))
+            new = [*term_list, *shared_list]
+            cluster.features = mine
         for feature in new:
             if feature & 1:
                 kind = feature & KIND_MASK
@@ -340,14 +474,18 @@ class EventIndex:
             indexed = set(sorted(term_ids, key=lambda f: weights.get(f, 0.0), reverse=True)[:_INDEXED_TERMS])
             new = [f for f in new if f & 1 or f in indexed]
         postings = self._postings
+        cid = cluster.cid
+        by_cid = self._by_cid
         for feature in new:
             posting = postings.get(feature)
-            if posting is None:
-                postings[feature] = [cluster]
+            if posting is None:  # most features are in one sub-cluster only: a plain int, not an array
+                postings[feature] = cid
+            elif isinstance(posting, int):
+                postings[feature] = array("i", (posting, cid))
             else:
-                posting.append(cluster)
+                posting.append(cid)
                 if len(posting) > 2 * _POSTING_KEEP:
-                    posting[:] = [c for c in posting[-_POSTING_KEEP:] if c.alive]
+                    posting[:] = array("i", [c for c in posting[-_POSTING_KEEP:] if c in by_cid])
         self._items += 1
         self._members[item_key] = _Member(cluster, term_ids, shared_ids)
         self._renorm(cluster)
@@ -357,17 +495,14 @@ class EventIndex:
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
         size = cluster.size
         log_n = math.log(self._items + 1)
-        df = self._df
-        counts = cluster.counts
-        features = list(counts)
-        seen = list(map(df.__getitem__, features))
+        features = cluster.features.tolist()
+        seen = list(map(self._df.__getitem__, features))
         idf = [log_n - (_LOG_DF[n] if n < _LOG_TABLE else math.log(n + 0.5)) for n in seen]
-        if size == 1:
+        if size == 1 or cluster.counts is None:
             squares = [w * w if w > 0 else 0.0 for w in idf]
         else:
-            squares = [
-                (w * counts[f] / size) ** 2 if w > 0 else 0.0 for w, f in zip(idf, features, strict=True)
-            ]
+            counts = cluster.counts.tolist()
+            squares = [(w * c / size) ** 2 if w > 0 else 0.0 for w, c in zip(idf, counts, strict=True)]
         shared_sq = sum(q for q, f in zip(squares, features, strict=True) if f & 1)
         cluster.norm_terms = math.sqrt(max(0.0, sum(squares) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)
@@ -379,7 +514,6 @@ class EventIndex:
         if member is None:
             return
         cluster = member.cluster
-        counts = cluster.counts
         for ids in (member.terms, member.shared):
             for feature in ids:
                 left = self._df[feature] - 1
@@ -388,20 +522,29 @@ class EventIndex:
                 else:  # no item of the window has it any more
                     del self._df[feature]
                     self._postings.pop(feature, None)
-                remaining = counts.get(feature, 0) - 1
-                if remaining > 0:
-                    counts[feature] = remaining
-                elif counts.pop(feature, None) is not None:
-                    kind = feature & KIND_MASK
-                    if kind == FIGURE:
-                        cluster.figures -= 1
-                    elif kind == NAME:
-                        cluster.names -= 1
+        mine = _features_of(member.terms, member.shared)
+        features = cluster.features
+        at = np.searchsorted(features, mine)
+        at = at[(at < len(features)) & (features[np.minimum(at, len(features) - 1)] == mine)]
+        counts = (
+            cluster.counts.copy() if cluster.counts is not None else np.ones(len(features), dtype=np.int32)
+        )
+        counts[at] -= 1
+        gone = features[counts <= 0]
+        for feature in gone.tolist():
+            kind = feature & KIND_MASK
+            if kind == FIGURE:
+                cluster.figures -= 1
+            elif kind == NAME:
+                cluster.names -= 1
+        keep = counts > 0
+        cluster.features, cluster.counts = features[keep], counts[keep]
         self._items -= 1
         cluster.size -= 1
         if cluster.size <= 0:
             cluster.alive = False
             del self._clusters[(cluster.story_id, cluster.language)]
+            del self._by_cid[cluster.cid]
         else:
             self._renorm(cluster)
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from monitor.stories.buckets import BucketTable
+
 __all__ = [
     "SIGNATURE_VERSION",
     "MinHasher",
@@ -126,9 +128,9 @@ class NearDuplicateIndex:
     """Signatures of the window's items in one growing numpy matrix (expired rows are reused), with an LSH
     band index over the textual ones and, column-major, the first values of every row for probing short texts.
 
-    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of one dict
-    (`int → row | [rows]`): several times less memory than datasketch's `MinHashLSH` (a bytes key and a set per
-    band per item)."""
+    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of a compact hash
+    table (`monitor.stories.buckets`: about 20 bytes per item and band, where a dict of Python ints took about
+    100 and datasketch's `MinHashLSH` a bytes key and a set per band per item)."""
 
     def __init__(
         self,
@@ -154,13 +156,13 @@ class NearDuplicateIndex:
         # Odd 64-bit multipliers that mix a band's values and its index into one integer bucket key.
         self._band_mix = seeded_uint64("monitor-lsh-mix", rows + 1, 1, 1 << 63) | np.uint64(1)
         self._matrix: U32 = np.zeros((1024, num_perm), dtype=np.uint32)
-        # The first values of every row again, column-major, so that probing a short text scans contiguous memory.
+        # Short texts are probed with the first values of every row, read from the matrix itself (a column-major
+        # copy of them cost 192 bytes per item for a scan that only short texts pay).
         self._probe_width = min(_SHORT_PROBE, num_perm)
-        self._probe: U32 = np.zeros((self._probe_width, 1024), dtype=np.uint32)
         self._free_rows: list[int] = []
         self._next_row = 0
         self._live: set[int] = set()
-        self._buckets: dict[int, int | list[int]] = {}
+        self._buckets = BucketTable(1024 * bands)
 
     def row_signature(self, row: int) -> U32:
         signature: U32 = self._matrix[row]
@@ -170,43 +172,34 @@ class NearDuplicateIndex:
         """Store a signature; textual ones are indexed for candidates. Returns its row."""
         row = self._allocate_row()
         self._matrix[row] = signature
-        self._probe[:, row] = signature[: self._probe_width]
         self._live.add(row)
         if textual:
-            for key in self._band_keys(signature):
-                slot = self._buckets.get(key)
-                if slot is None:
-                    self._buckets[key] = row
-                elif isinstance(slot, int):
-                    self._buckets[key] = [slot, row]
-                else:
-                    slot.append(row)
+            base = row * self._bands
+            for band, key in enumerate(self._band_keys(signature)):
+                self._buckets.add(key, base + band)
         return row
 
     def remove(self, row: int, textual: bool) -> None:
         self._live.discard(row)
         if textual:
-            for key in self._band_keys(self._matrix[row]):
-                slot = self._buckets.get(key)
-                if slot == row:
-                    del self._buckets[key]
-                elif isinstance(slot, list):
-                    slot.remove(row)
-                    if len(slot) == 1:
-                        self._buckets[key] = slot[0]
+            base = row * self._bands
+            for band, key in enumerate(self._band_keys(self._matrix[row])):
+                self._buckets.remove(key, base + band)
         self._free_rows.append(row)
 
     def candidates(self, signature: U32, size: int) -> list[int]:
-        """Rows that may be near-duplicates of a text of `size` shingles, in row order."""
+        """Rows that may be near-duplicates of a text of `size` shingles, in row order: those sharing an LSH
+        band with it (checked against the stored values, as the bucket table may offer rows of a bucket with
+        the same fingerprint) and, for short texts, those sharing one of the first signature values."""
+        entries = self._buckets.entries(self._band_keys(signature))
         found: set[int] = set()
-        for key in self._band_keys(signature):
-            slot = self._buckets.get(key)
-            if slot is None:
-                continue
-            if isinstance(slot, int):
-                found.add(slot)
-            else:
-                found.update(slot)
+        if entries:
+            rows = np.unique(np.array(entries, dtype=np.int64) // self._bands)
+            width = self._bands * self._rows
+            stored = self._matrix[rows, :width].reshape(len(rows), self._bands, self._rows)
+            wanted = signature[:width].reshape(self._bands, self._rows)
+            same = (stored == wanted).all(axis=2).any(axis=1)
+            found.update(rows[same].tolist())
         if self.min_short_size <= size < PROBE_BELOW:
             found |= self._short_candidates(signature)
         return sorted(found)
@@ -247,10 +240,8 @@ class NearDuplicateIndex:
         """Rows sharing one of the first `_SHORT_PROBE` signature values with a short text. A short text inside
         a long one (a headline with its first sentence) has a low Jaccard similarity, so the 2-row LSH bands
         rarely offer the pair; single values do, at the cost of a scan that only short texts pay."""
-        columns = self._probe[:, : self._next_row]
-        found = columns[0] == signature[0]
-        for column in range(1, self._probe_width):
-            found |= columns[column] == signature[column]
+        width = self._probe_width
+        found = (self._matrix[: self._next_row, :width] == signature[:width]).any(axis=1)
         hits = np.flatnonzero(found)
         live = self._live
         return {int(row) for row in hits if int(row) in live}
@@ -268,11 +259,13 @@ class NearDuplicateIndex:
         if self._free_rows:
             return self._free_rows.pop()
         if self._next_row == len(self._matrix):
-            grown = np.zeros((2 * len(self._matrix), self.num_perm), dtype=np.uint32)
+            # Grow by a quarter, not double: the matrix is most of the index's memory, and a copy per 25% of
+            # growth is cheap next to the assignments that filled it.
+            grown = np.zeros(
+                (len(self._matrix) + max(1024, len(self._matrix) // 4), self.num_perm), dtype=np.uint32
+            )
             grown[: len(self._matrix)] = self._matrix
             self._matrix = grown
-            grown_probe = np.zeros((self._probe_width, len(grown)), dtype=np.uint32)
-            grown_probe[:, : self._probe.shape[1]] = self._probe
-            self._probe = grown_probe
+            self._buckets.reserve(len(grown) * self._bands)
         self._next_row += 1
         return self._next_row - 1

@@ -252,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         status = route.effective_status
         if 200 <= status < 300 and self._not_modified(route):
             self.send_response(304)
+            for name, value in route.headers.items():  # Cache-Control, Expires: a 304 carries them too
+                self.send_header(name, value)
             self._validators(route)
             self.send_header("Content-Length", "0")
             self.end_headers()
