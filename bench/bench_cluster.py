@@ -88,6 +88,18 @@ def node_main(config_path: Path) -> None:
                         lock_held[0] += time.perf_counter() - got
 
             store.story_lock = timed_lock  # type: ignore[method-assign]
+            # Time in commit_fetch (the transaction's statements; under the lock when the fetch had new items).
+            commit_time = [0.0]
+            original_commit = store.commit_fetch
+
+            def timed_commit(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return original_commit(*args, **kwargs)
+                finally:
+                    commit_time[0] += time.perf_counter() - started
+
+            store.commit_fetch = timed_commit  # type: ignore[method-assign]
             print("ready", flush=True)
             sys.stdin.readline()  # "go"
             rt0 = int(getattr(store, "round_trips", 0))
@@ -122,6 +134,7 @@ def node_main(config_path: Path) -> None:
                 "round_trips": int(getattr(store, "round_trips", 0)) - rt0 + statements[0],
                 "lock_wait": lock_wait[0],
                 "lock_held": lock_held[0],
+                "commit": commit_time[0],
             }
             # Reported while the connections are still open: the driver reads the server's CPU of their
             # backends now, before they exit with the pool.
@@ -229,6 +242,8 @@ def run_round(configs: list[Path], farm: FeedFarm, dbname: str | None) -> dict[s
         # assignment is the serial bottleneck) and the mean wait for it per poll.
         "lock_held_share": sum(r["lock_held"] for r in results) / wall if wall else 0.0,
         "lock_wait_ms_per_poll": 1000 * sum(r["lock_wait"] for r in results) / max(polls, 1),
+        "lock_held_ms_per_poll": 1000 * sum(r["lock_held"] for r in results) / max(polls, 1),
+        "commit_ms_per_poll": 1000 * sum(r["commit"] for r in results) / max(polls, 1),
         "requests": stats["requests"],
         "not_modified": stats["not_modified"],
         "max_fetches_per_feed": stats["max_fetches_per_feed"],
@@ -318,7 +333,8 @@ def main() -> None:
     print()
     print(
         "| setup | round | polls (per node) | new items | wall s | polls/s | CPU ms/poll (nodes) | "
-        "CPU ms/poll (server) | round trips/poll | story lock held | lock wait ms/poll | 304s | max fetches of a feed |"
+        "CPU ms/poll (server) | round trips/poll | story lock held | lock held / wait / commit ms per poll | 304s | "
+        "max fetches of a feed |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -326,7 +342,8 @@ def main() -> None:
         print(
             f"| {r['setup']} | {r['round']} | {r['polls']} ({per_node}) | {r['new_items']:,} | {r['wall']:.1f} | "
             f"{r['polls_per_s']:.1f} | {r['cpu_ms_per_poll']:.1f} | {r['server_cpu_ms_per_poll']:.1f} | "
-            f"{r['round_trips_per_poll']:.1f} | {100 * r['lock_held_share']:.0f} % | {r['lock_wait_ms_per_poll']:.1f} | "
+            f"{r['round_trips_per_poll']:.1f} | {100 * r['lock_held_share']:.0f} % | {r['lock_held_ms_per_poll']:.1f} / "
+            f"{r['lock_wait_ms_per_poll']:.1f} / {r['commit_ms_per_poll']:.1f} | "
             f"{r['not_modified']} | {r['max_fetches_per_feed']} |"
         )
 
