@@ -680,6 +680,35 @@ def test_concurrent_claimers_take_disjoint_feeds(postgres_db: PostgresURL) -> No
     assert len(set(every)) == len(every)
 
 
+def test_concurrent_senders_claim_disjoint_deliveries(postgres_db: PostgresURL) -> None:
+    """Three nodes draining one outbox at the same moment: every delivery is handed to exactly one of them."""
+    with open_store(postgres_db) as setup:
+        setup.sync_feeds([(FEED, timedelta(minutes=5))], T0)
+        setup.commit_fetch(
+            FeedUpdate(FEED, T0, T0),
+            new_items=[new_item(f"i{n}") for n in range(40)],
+            alerts=[alert(f"alr_{n}", f"i{n}") for n in range(40)],
+        )
+    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(3)
+
+    def sender(name: str) -> None:
+        with open_store(postgres_db, node=NodeInfo(name, "h", 1, "t")) as s:
+            barrier.wait()
+            mine: list[str] = []
+            while batch := s.claim_due(T0, 5):
+                mine += [d.id for d in batch]
+            claimed[name] = mine
+
+    threads = [threading.Thread(target=sender, args=(f"n{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [delivery for mine in claimed.values() for delivery in mine]
+    assert len(every) == 80 and len(set(every)) == 80  # 40 alerts × 2 channels, each claimed once
+
+
 def test_story_assignment_is_serialised_across_nodes(postgres_db: PostgresURL) -> None:
     """Inside story_lock, a node sees every item committed before it took the lock: the second node's catch-up
     finds the first node's item, however close together they ran."""
