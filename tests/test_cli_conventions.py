@@ -27,6 +27,7 @@ LISTINGS = (
     ("nodes",),
     ("match", "feed.xml"),
     ("rules", "list"),
+    ("rules", "replay"),
 )
 
 
@@ -61,18 +62,19 @@ def test_listings_with_json_write_one_object_per_line_and_nothing_else(
     for argv in LISTINGS:
         words = [str(tmp_path / word) if word.endswith(".xml") else word for word in argv]
         extra = ["--all"] if argv[0] in ("deliveries", "nodes") else []
-        config_args = [] if argv[0] in ("match", "rules") else ["--config", str(config)]
+        config_args = [] if argv[0] == "match" or argv == ("rules", "list") else ["--config", str(config)]
         assert main([*words, "--json", *extra, *config_args]) == 0, argv
         captured = capsys.readouterr()
         lines = captured.out.splitlines()
         objects = [json.loads(line) for line in lines]  # every line is JSON
         assert all(isinstance(obj, dict) for obj in objects), argv
-        counts[argv[0] if argv[0] != "rules" else "rules list"] = len(objects)
+        counts[" ".join(word for word in argv if not word.endswith(".xml"))] = len(objects)
         if argv[0] == "deliveries":
             assert "CHANNEL DISABLED hook" in captured.err
             assert {obj["status"] for obj in objects} >= {"dead"}
     assert counts["feeds"] == 1 and counts["alerts"] >= 3 and counts["stories"] >= 3
     assert counts["match"] == 3 and counts["rules list"] >= 8 and counts["deliveries"] >= 1
+    assert counts["rules replay"] == counts["stories"]  # every stored story here has an alert
 
 
 def test_a_closed_pipe_ends_quietly_with_status_0(tmp_path: Path, repo_dir: Path) -> None:

@@ -5,6 +5,7 @@
     monitor check    --config FILE      validate config and rules
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
+    monitor rules replay [--since 7d]   run rules over the stored items, by story (changes nothing)
     monitor demo                        offline demo on bundled feeds
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
     monitor nodes                       the daemons sharing this database
@@ -123,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     rules_list = rules_sub.add_parser("list", help="list the rules")
     rules_list.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
     rules_list.add_argument("--json", action="store_true", help="one JSON object per rule per line")
+    rules_replay = with_config(
+        rules_sub.add_parser(
+            "replay",
+            help="run rules over the stored items and show what would have alerted, by story (changes nothing)",
+        )
+    )
+    rules_replay.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: the config's rules)"
+    )
+    rules_replay.add_argument(
+        "--since", default="7d", help="items fetched within this long (default 7d; 30d, 12h, ...)"
+    )
+    rules_replay.add_argument(
+        "--rule", action="append", default=[], metavar="ID", help="only this rule (repeatable)"
+    )
+    rules_replay.add_argument("--json", action="store_true", help="one JSON object per story per line")
 
     demo = sub.add_parser(
         "demo", help="offline demo: bundled feeds on 127.0.0.1, default rules, shows alerts"
