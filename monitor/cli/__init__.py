@@ -99,9 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     match = sub.add_parser(
         "match", help="show which rules fire on the entries of feed files or URLs (dry run)"
     )
-    match.add_argument("sources", nargs="+", metavar="SOURCE", help="feed file or http(s) URL")
     match.add_argument(
-        "--rules", type=Path, default=None, help="rule file or folder (default: bundled rules)"
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="feed file or http(s) URL (with --config: default every feed)",
+    )
+    match.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: the config's, else bundled)"
+    )
+    match.add_argument(
+        "--config",
+        "-c",
+        dest="match_config",  # not `config`: without it, match reads no config at all (see _dispatch)
+        type=Path,
+        default=None,
+        help="apply this config's feed settings (tags, language, title) to the sources that are its feed URLs, "
+        "its rules and its network policy",
     )
     match.add_argument("--json", action="store_true", help="one JSON object per entry per line")
     match.add_argument("--explain", action="store_true", help="show which terms fired, where, on what text")

@@ -30,12 +30,20 @@ __all__ = ["cmd_match", "cmd_rules", "match_record"]
 
 
 def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
-    ruleset = load_rules(args.rules or DEFAULT_RULES)
+    config = load_config(args.match_config) if args.match_config else None
+    sources: list[str] = args.sources or ([feed.url for feed in config.feeds] if config else [])
+    if not sources:
+        raise MonitorError("match needs a SOURCE (a feed file or URL), or --config with feeds")
+    ruleset = load_rules(args.rules or (config.rules if config else DEFAULT_RULES))
     prefer_languages(language for rule in ruleset.rules for language in rule.languages)
     feed_languages = FeedLanguages()
-    policy = NetworkPolicy.from_setting(bool(args.allow_private_networks))
+    setting = config.allow_private_networks if config else False
+    policy = NetworkPolicy.from_setting(True if args.allow_private_networks else setting)
+    # A source that is one of the config's feed URLs is read as that feed: its tags, language and title, so
+    # rules scoped by `tags:` or `languages:` fire in the dry run as they will in the daemon.
+    configured = {feed.url: feed for feed in config.feeds} if config else {}
     failures = 0
-    for source in args.sources:
+    for source in sources:
         try:
             data = asyncio.run(_fetch(source, policy)) if _is_url(source) else _read(source)
             parsed = parse_feed(data, source=source, base_url=source if _is_url(source) else None)
@@ -45,7 +53,15 @@ def cmd_match(args: argparse.Namespace, out: TextIO) -> int:
             continue
         for warning in parsed.warnings:
             print(f"monitor match: {source}: warning: {warning}", file=sys.stderr)
-        for item in normalize_entries(parsed, feed_url=source, feed_languages=feed_languages):
+        feed = configured.get(source)
+        for item in normalize_entries(
+            parsed,
+            feed_url=source,
+            feed_title=feed.title if feed else None,
+            feed_tags=feed.tags if feed else (),
+            language_override=feed.language if feed else None,
+            feed_languages=feed_languages,
+        ):
             matches = ruleset.match(item)
             if args.json:
                 emit_json(out, match_record(item, matches, source))
