@@ -11,7 +11,7 @@ deliveries; a test holds the database file byte-identical across a replay.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,14 +48,17 @@ def replay(
     *,
     feed_tags: Mapping[str, tuple[str, ...]],
     rule_ids: Sequence[str] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[list[ReplayStory], int]:
     """The stories the rules fire on, in the order their first matched item was fetched, and the number of
-    items looked at. `rule_ids` limits the result to those rules."""
+    items looked at. `rule_ids` limits the result to those rules; `progress` is told the count now and then."""
     wanted = set(rule_ids)
     stories: dict[str, ReplayStory] = {}
     seen = 0
     for entry in stored:
         seen += 1
+        if progress is not None and seen % 100 == 0:
+            progress(seen)
         item = entry.item
         tags = feed_tags.get(item.feed_url, ())
         if tags != item.feed_tags:
@@ -67,4 +70,6 @@ def replay(
             if story is None:
                 story = stories[entry.story_id] = ReplayStory(entry.story_id, item.title, entry.fetched_at)
             story.rules.setdefault(match.rule_id, []).append(ReplayHit(entry, match))
+    if progress is not None:
+        progress(seen)
     return list(stories.values()), seen

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from monitor.cli import emit_json
 from monitor.cli.ops_cmds import open_existing_store
+from monitor.cli.progress import Progress
 from monitor.config import DEFAULT_RULES, load_config
 from monitor.errors import FetchError, MonitorError, ParseError
 from monitor.feedlanguage import FeedLanguages
@@ -148,7 +149,14 @@ def _replay(args: argparse.Namespace, out: TextIO) -> int:
     prefer_languages(language for rule in ruleset.rules for language in rule.languages)
     feed_tags = {feed.url: feed.tags for feed in config.feeds}
     with open_existing_store(args, config) as store:
-        stories, seen = replay(store.stored_items(since), ruleset, feed_tags=feed_tags, rule_ids=args.rule)
+        stored = store.stored_items(since)
+        progress = Progress.for_output(out, "replaying stored items", len(stored), as_json=args.json)
+        try:
+            stories, seen = replay(
+                stored, ruleset, feed_tags=feed_tags, rule_ids=args.rule, progress=progress.update
+            )
+        finally:
+            progress.close()
         states = store.alert_states((rule, story.story_id) for story in stories for rule in story.rules)
     would = sum(len(story.rules) for story in stories)
     fresh = sum(1 for story in stories for rule in story.rules if (rule, story.story_id) not in states)
