@@ -81,7 +81,8 @@ def add_feeds(path: Path, feeds: Sequence[NewFeed], *, skip_listed: bool = False
         if url in listed:
             line = listed[url]
             if skip_listed:
-                edit.skipped.append((url, f"already listed at {path}:{line}"))
+                # line 0: added a moment ago, from earlier in the same import
+                edit.skipped.append((url, f"already listed at {path}:{line}" if line else "listed twice"))
                 continue
             where = f"{feed.source}:{feed.line}: " if feed.source and feed.line else ""
             raise ConfigError(f"{where}{url} is already listed", file=str(path), line=line, field="feeds")

@@ -281,6 +281,23 @@ def test_import_reads_each_readers_export_with_folders_and_categories_as_tags(
     assert config.read_bytes() == before
 
 
+def test_import_takes_a_url_listed_twice_in_the_opml_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("feeds: []\n", encoding="utf-8")
+    opml = tmp_path / "twice.opml"
+    opml.write_bytes(
+        b'<?xml version="1.0"?>\n<opml version="2.0"><head/><body>\n'
+        b'<outline text="A" title="A"><outline text="x" xmlUrl="https://a.example.org/rss"/></outline>\n'
+        b'<outline text="B" title="B"><outline text="x" xmlUrl="https://a.example.org/rss"/></outline>\n'
+        b"</body></opml>\n"
+    )
+    assert main(["feeds", "import", str(opml), "--config", str(config)]) == 0
+    assert "skipped https://a.example.org/rss: listed twice" in capsys.readouterr().out
+    assert [(f.url, f.tags) for f in load_config(config).feeds] == [("https://a.example.org/rss", ("A",))]
+
+
 def test_import_refuses_a_private_address_naming_the_opml_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
