@@ -17,6 +17,7 @@ from monitor.cli import EXIT_CODES, build_parser, main
 from tests.support.daemonproc import FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import WebhookReceiver
+from tests.support.terminal import on_a_terminal
 
 # Every command that lists things; each must take --json.
 LISTINGS = (
@@ -144,3 +145,19 @@ def test_the_readme_documents_every_command_help_lists(
     assert not missing, f"listed by --help but not documented in README.md: {missing}"
     # And the parser agrees with what --help printed (nothing hidden from it).
     assert len(top) == len(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def test_once_shows_its_progress_on_a_terminal_only(tmp_path: Path, repo_dir: Path) -> None:
+    with FeedServer() as server:
+        for name in ("a", "b", "c"):
+            server.set(f"/{name}.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url(f"/{name}.xml") for name in ("a", "b", "c")])
+        status, screen = on_a_terminal(["once", "--config", str(config)], repo_dir)
+        assert status == 0, screen
+        assert "\rpolling feeds: 3/3" in screen
+        assert "3 feeds polled, 0 failed" in screen
+        piped = subprocess.run(
+            [sys.executable, "-m", "monitor", "once", "--config", str(config)],
+            capture_output=True, text=True, cwd=repo_dir, timeout=300, check=False,
+        )  # fmt: skip
+        assert piped.returncode == 0 and "polling feeds" not in piped.stdout + piped.stderr

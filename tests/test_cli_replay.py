@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pty
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +16,7 @@ from monitor.cli import main
 from tests.support.daemonproc import HEADLINES, QUIET, FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import WebhookReceiver
+from tests.support.terminal import on_a_terminal
 from tests.test_cli import run_monitor
 
 NEW_RULES = """\
@@ -135,37 +132,13 @@ def test_a_replay_leaves_the_database_byte_identical(state: Path, capsys: pytest
     assert _digest(database) == before
 
 
-def _on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str]:
-    """Run `monitor ARGV` with stdout and stderr on a pseudo-terminal, as a person at a terminal would."""
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", *argv],
-        stdout=secondary,
-        stderr=secondary,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-    )
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:  # EIO: the other side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(primary)
-    return process.wait(timeout=300), b"".join(chunks).decode("utf-8", errors="replace")
-
-
 def test_progress_shows_on_a_terminal_only_and_never_with_json(state: Path, repo_dir: Path) -> None:
-    status, screen = _on_a_terminal(["rules", "replay", "--config", str(state)], repo_dir)
+    status, screen = on_a_terminal(["rules", "replay", "--config", str(state)], repo_dir)
     assert status == 0, screen
     assert re.search(r"\rreplaying stored items: (\d+)/\1", screen), screen
     assert screen.rstrip().endswith("nothing was sent or written")
 
-    status, screen = _on_a_terminal(["rules", "replay", "--json", "--config", str(state)], repo_dir)
+    status, screen = on_a_terminal(["rules", "replay", "--json", "--config", str(state)], repo_dir)
     assert status == 0 and "replaying" not in screen
     assert all(json.loads(line) for line in screen.replace("\r\n", "\n").splitlines())
 
