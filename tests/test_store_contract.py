@@ -434,6 +434,26 @@ def test_items_after_a_sequence_number_catch_an_index_up(store: Store) -> None:
     assert store.items_after(0, T0 + timedelta(days=1))[0] == []  # outside the window
 
 
+def test_stored_items_give_back_the_items_with_their_stories_oldest_first(store: Store) -> None:
+    later = T0 + timedelta(hours=1)
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later), new_items=[new_item("b"), new_item("c", story="story-a")]
+    )
+    before = store.counts()
+    everything = store.stored_items(T0 - timedelta(days=1))
+    assert [(s.item.key, s.story_id, s.fetched_at) for s in everything] == [
+        ("a", "story-a", T0),
+        ("b", "story-b", later),
+        ("c", "story-a", later),
+    ]
+    assert everything[0].item == make_item("a")  # every field the rules read comes back as it went in
+    assert [s.item.key for s in store.stored_items(T0 + timedelta(minutes=30))] == ["b", "c"]
+    assert [s.item.key for s in store.stored_items(T0 - timedelta(days=1), limit=1)] == ["a"]
+    assert store.stored_items(later + timedelta(seconds=1)) == []
+    assert store.counts() == before
+
+
 def test_a_failure_inside_the_story_lock_rolls_everything_back(store: Store) -> None:
     with pytest.raises(RuntimeError), store.story_lock():
         store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])

@@ -5,6 +5,7 @@
     monitor check    --config FILE      validate config and rules
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
+    monitor rules replay [--since 7d]   run rules over the stored items, by story (changes nothing)
     monitor demo                        offline demo on bundled feeds
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
     monitor nodes                       the daemons sharing this database
@@ -98,9 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     match = sub.add_parser(
         "match", help="show which rules fire on the entries of feed files or URLs (dry run)"
     )
-    match.add_argument("sources", nargs="+", metavar="SOURCE", help="feed file or http(s) URL")
     match.add_argument(
-        "--rules", type=Path, default=None, help="rule file or folder (default: bundled rules)"
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="feed file or http(s) URL (with --config: default every feed)",
+    )
+    match.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: the config's, else bundled)"
+    )
+    match.add_argument(
+        "--config",
+        "-c",
+        dest="match_config",  # not `config`: without it, match reads no config at all (see _dispatch)
+        type=Path,
+        default=None,
+        help="apply this config's feed settings (tags, language, title) to the sources that are its feed URLs, "
+        "its rules and its network policy",
     )
     match.add_argument("--json", action="store_true", help="one JSON object per entry per line")
     match.add_argument("--explain", action="store_true", help="show which terms fired, where, on what text")
@@ -123,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     rules_list = rules_sub.add_parser("list", help="list the rules")
     rules_list.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
     rules_list.add_argument("--json", action="store_true", help="one JSON object per rule per line")
+    rules_replay = with_config(
+        rules_sub.add_parser(
+            "replay",
+            help="run rules over the stored items and show what would have alerted, by story (changes nothing)",
+        )
+    )
+    rules_replay.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: the config's rules)"
+    )
+    rules_replay.add_argument(
+        "--since", default="7d", help="items fetched within this long (default 7d; 30d, 12h, ...)"
+    )
+    rules_replay.add_argument(
+        "--rule", action="append", default=[], metavar="ID", help="only this rule (repeatable)"
+    )
+    rules_replay.add_argument("--json", action="store_true", help="one JSON object per story per line")
 
     demo = sub.add_parser(
         "demo", help="offline demo: bundled feeds on 127.0.0.1, default rules, shows alerts"

@@ -25,6 +25,7 @@ from monitor.store.records import (
     NodeInfo,
     NodeRow,
     StaleClaimError,
+    StoredItem,
     StoryMembership,
     StoryRow,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "SQLiteStore",
     "StaleClaimError",
     "Store",
+    "StoredItem",
     "StoryMembership",
     "StoryRow",
     "database_exists",

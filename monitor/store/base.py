@@ -33,6 +33,7 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    StoredItem,
     StoryRow,
 )
 from monitor.types import DeliveryRequest, FeedState
@@ -173,6 +174,11 @@ class Store(Protocol):
     ) -> dict[str, list[tuple[str, datetime, str | None]]]:
         """Per story, each stored item's outlet (feed title, else feed URL), time (published, else fetched, never
         after it was fetched) and language, oldest first: what an escalation counts outlets over."""
+        ...
+
+    def stored_items(self, since: datetime, *, limit: int = 1_000_000) -> list[StoredItem]:
+        """The stored items fetched at or after `since`, oldest first (at most `limit`), each with its story:
+        what `monitor rules replay` runs a rule set over. Reads only."""
         ...
 
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]: ...

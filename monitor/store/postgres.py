@@ -57,13 +57,14 @@ from monitor.store.records import (
     NodeInfo,
     NodeRow,
     StaleClaimError,
+    StoredItem,
     StoryRow,
     hints_from_json,
     hints_json,
 )
 from monitor.store.sqlite import DELIVERY_LEASE, NODE_HISTORY, delivery_id_for
 from monitor.timeutil import to_iso
-from monitor.types import DeliveryRequest, FeedState
+from monitor.types import DeliveryRequest, FeedState, Item
 
 __all__ = ["MIGRATION_LOCK_KEY", "STORY_LOCK_KEY", "PostgresStore"]
 
@@ -946,6 +947,34 @@ class PostgresStore:
         ):
             found[str(story_id)].append((str(outlet), _req(moment), language))
         return found
+
+    def stored_items(self, since: datetime, *, limit: int = 1_000_000) -> list[StoredItem]:
+        return [
+            StoredItem(
+                Item(
+                    key=row[0],
+                    feed_url=row[1],
+                    feed_title=row[2],
+                    guid=row[3],
+                    link=row[4],
+                    url=row[5],
+                    title=row[6],
+                    summary=row[7],
+                    content=row[8],
+                    categories=tuple(row[9] or ()),
+                    language=row[10],
+                    published=_utc(row[11]),
+                    content_hash=row[12],
+                ),
+                story_id=row[13],
+                fetched_at=_req(row[14]),
+            )
+            for row in self._rows(
+                "SELECT key, feed_url, feed_title, guid, link, url, title, summary, content, categories, language, published, content_hash, story_id, fetched_at "
+                "FROM items WHERE fetched_at >= %s ORDER BY fetched_at, seq LIMIT %s",
+                (since, limit),
+            )
+        ]
 
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
         ids = [

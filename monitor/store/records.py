@@ -30,6 +30,7 @@ __all__ = [
     "NodeInfo",
     "NodeRow",
     "StaleClaimError",
+    "StoredItem",
     "StoryRow",
 ]
 
@@ -303,3 +304,13 @@ def hints_from_json(text: str | None) -> FeedHints:
         )
     except (ValueError, TypeError, AttributeError):
         return FeedHints()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """A stored item as the rules see it (`monitor rules replay`), with the story it joined and when it was
+    fetched. `item.feed_tags` is empty: tags live in the config, not the database."""
+
+    item: Item
+    story_id: str
+    fetched_at: datetime

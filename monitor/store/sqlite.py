@@ -38,13 +38,14 @@ from monitor.store.records import (
     NodeInfo,
     NodeRow,
     StaleClaimError,
+    StoredItem,
     StoryRow,
     hints_from_json,
     hints_json,
 )
 from monitor.store.schema import MIGRATIONS
 from monitor.timeutil import from_iso, to_iso
-from monitor.types import DeliveryRequest, FeedState
+from monitor.types import DeliveryRequest, FeedState, Item
 
 __all__ = ["DELIVERY_LEASE", "SQLiteStore"]
 
@@ -956,6 +957,36 @@ class SQLiteStore:
         ):
             found[str(story_id)].append((str(outlet), _req_dt(moment), language))
         return found
+
+    def stored_items(self, since: datetime, *, limit: int = 1_000_000) -> list[StoredItem]:
+        """The stored items fetched at or after `since`, oldest first, each with its story (a read only)."""
+        rows = self._conn.execute(
+            "SELECT key, feed_url, feed_title, guid, link, url, title, summary, content, categories, language, published, content_hash, story_id, fetched_at "
+            "FROM items WHERE fetched_at >= ? ORDER BY fetched_at, rowid LIMIT ?",
+            (_iso(since), limit),
+        ).fetchall()
+        return [
+            StoredItem(
+                Item(
+                    key=row[0],
+                    feed_url=row[1],
+                    feed_title=row[2],
+                    guid=row[3],
+                    link=row[4],
+                    url=row[5],
+                    title=row[6],
+                    summary=row[7],
+                    content=row[8],
+                    categories=tuple(json.loads(row[9])),
+                    language=row[10],
+                    published=_dt(row[11]),
+                    content_hash=row[12],
+                ),
+                story_id=row[13],
+                fetched_at=_req_dt(row[14]),
+            )
+            for row in rows
+        ]
 
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id FROM alerts"
