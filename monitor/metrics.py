@@ -118,6 +118,12 @@ class Metrics:
         for channel in notifications:
             self.notifications.labels(channel, kind).inc()
 
+    def notified(self, created: Iterable[tuple[str, str]]) -> None:
+        """Outbox rows a committed fetch created: (channel, delivery kind). An alert that joined a story's
+        open notification created none; an escalation counts as kind "escalation", the rest as "alert"."""
+        for channel, kind in created:
+            self.notifications.labels(channel, "escalation" if kind == "escalation" else "alert").inc()
+
     def health_notice(self, condition: str, outcome: str, channels: Iterable[str]) -> None:
         self.health_notices.labels(condition, outcome).inc()
         for channel in channels:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from monitor.alerting import alert_decision
+from monitor.alerting import alert_decision, outlets_within, reaches
 from monitor.analysis import ActorMentions, Analysis, analyse_item
 from monitor.cachehints import feed_hints, next_poll_at
 from monitor.config import FeedConfig, MonitorConfig
@@ -27,15 +27,16 @@ from monitor.fetch import Fetcher, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
 from monitor.normalize import keyed_entries, normalize_entry
-from monitor.notify import alert_payload
+from monitor.notify import alert_payload, escalation_payload
 from monitor.parse import read_feed
-from monitor.rules import RuleSet
+from monitor.rules import Rule, RuleSet
 from monitor.store import (
     AlertAttachment,
     AlertState,
     FeedClaim,
     FeedUpdate,
     NewAlert,
+    NewEscalation,
     NewItem,
     StaleClaimError,
     Store,
@@ -44,7 +45,7 @@ from monitor.store import (
 from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.timeutil import utcnow
-from monitor.types import FeedHints, FeedState, FetchResult, Item, Match
+from monitor.types import FeedHints, FeedState, FetchResult, Item, Match, Severity
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -71,6 +72,7 @@ class FeedOutcome:
     gone: bool = False  # the server answered 410 Gone
     churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
     notices: int = 0  # feed health notices queued after this poll
+    escalations: int = 0  # stories that reached a rule's `escalate` threshold in this poll
     unrecorded: bool = (
         False  # the store failed (busy, read-only, full, corrupt): nothing of the poll was kept
     )
@@ -104,6 +106,14 @@ class Pipeline:
             name: channel.digest
             for name, channel in self.config.channels.items()
             if channel.digest is not None
+        }
+        # group_by: [rule, story] channels keep one message per alert; the others get one per story.
+        self._per_rule = frozenset(name for name, channel in self.config.channels.items() if channel.per_rule)
+        self._group_intervals: Mapping[str, timedelta] = {
+            name: channel.group_interval for name, channel in self.config.channels.items()
+        }
+        self._min_severity: Mapping[str, Severity] = {
+            name: channel.min_severity for name, channel in self.config.channels.items()
         }
 
     @property
@@ -314,6 +324,7 @@ class Pipeline:
             alerts=outcome.alerts,
             folded=outcome.folded,
             churned=outcome.churned,
+            escalations=outcome.escalations,
             next_fetch_at=update.next_fetch_at,
             warnings=(*parsed.warnings, *outcome.warnings),
             fetch_seconds=fetch_seconds,
@@ -351,8 +362,9 @@ class Pipeline:
                 continue
             batch_hashes.add(item.content_hash)
             analysed.append((item, analysis, matches, actors))
+        escalations: list[NewEscalation] = []
         if not analysed:
-            self.store.commit_fetch(update, also_seen=also_seen, seen_again=seen_again)
+            created = self.store.commit_fetch(update, also_seen=also_seen, seen_again=seen_again)
             new_items: list[NewItem] = []
             alerts: list[NewAlert] = []
             attachments: list[AlertAttachment] = []
@@ -360,7 +372,8 @@ class Pipeline:
             # Story assignment, the alert decisions and the commit form one critical section across every node
             # writing this database (Store.story_lock): each node first catches its in-memory index up with the
             # items the others committed, so every tier sees every committed item, and the (rule, story)
-            # alert states it reads are current. See docs/design/cluster.md.
+            # alert states it reads are current. See docs/design/cluster.md. Escalations are decided in it
+            # too, so two nodes never both count the same story's outlets without seeing each other's items.
             assigned: list[str] = []
             try:
                 with self.store.story_lock():
@@ -369,7 +382,8 @@ class Pipeline:
                     new_items = [self._assign(item, analysis, matches, actors, now, assigned)
                                  for item, analysis, matches, actors in analysed]  # fmt: skip
                     alerts, attachments = self._decide_alerts(new_items, now)
-                    self.store.commit_fetch(
+                    escalations = self._decide_escalations(new_items, alerts, now)
+                    created = self.store.commit_fetch(
                         update,
                         new_items=new_items,
                         also_seen=also_seen,
@@ -377,6 +391,9 @@ class Pipeline:
                         attachments=attachments,
                         digests=self._digests,
                         seen_again=seen_again,
+                        per_rule=self._per_rule,
+                        escalations=escalations,
+                        group_intervals=self._group_intervals,
                     )
             except BaseException:
                 # Nothing was committed: the index must not keep assignments the database does not have (the
@@ -387,8 +404,9 @@ class Pipeline:
             new_items=len(new_items),
             matches=(m.rule_id for n in new_items for m in n.matches),
             alerts=(a.rule_id for a in alerts),
-            notifications=(channel for a in alerts for channel in a.channels),
+            notifications=(),
         )
+        self.metrics.notified(created)
         return FeedOutcome(
             update.url,
             "ok",
@@ -398,6 +416,7 @@ class Pipeline:
             folded=len(attachments),
             warnings=tuple(skipped),
             churned=len(also_seen),
+            escalations=len(escalations),
         )
 
     def _catch_up(self, now: datetime) -> None:
@@ -475,22 +494,25 @@ class Pipeline:
                     )
                     continue
                 generation = existing.generation + 1 if existing is not None else 0
-                alert = self._new_alert(match, new, now, rule.group_wait, generation)
+                alert = self._new_alert(match, new, now, rule, generation)
                 alerts.append(alert)
                 states[key] = AlertState(
                     alert.id, match.rule_id, new.story_id, now, 1, alert.payload, True, generation
                 )
         return alerts, attachments
 
-    def _new_alert(
-        self, match: Match, new: NewItem, now: datetime, group_wait: timedelta | None, generation: int
-    ) -> NewAlert:
-        alert_id = f"alr_{secrets.token_hex(12)}"
-        channels = tuple(
+    def _channels(self, notify: Sequence[str] | None, severity: Severity) -> tuple[str, ...]:
+        """The configured channels of `notify` (every channel when None) whose min_severity `severity` meets."""
+        return tuple(
             name
-            for name in (match.notify if match.notify is not None else self.channel_names)
-            if name in self.channel_names
+            for name in (notify if notify is not None else self.channel_names)
+            if name in self.channel_names and reaches(severity, self._min_severity.get(name, "low"))
         )
+
+    def _new_alert(self, match: Match, new: NewItem, now: datetime, rule: Rule, generation: int) -> NewAlert:
+        alert_id = f"alr_{secrets.token_hex(12)}"
+        group_wait = rule.group_wait
+        channels = self._channels(match.notify, rule.severity)
         payload = alert_payload(
             alert_id=alert_id, match=match, item=new.item, story_id=new.story_id, created_at=now
         )
@@ -536,6 +558,72 @@ class Pipeline:
                 extra={"feed": url},
             )
         return result.moved_to
+
+    def _decide_escalations(
+        self, new_items: Sequence[NewItem], alerts: Sequence[NewAlert], now: datetime
+    ) -> list[NewEscalation]:
+        """The stories of this fetch that a rule with `escalate` alerted (before or now), that were not
+        escalated for it yet, and whose reports now come from the rule's number of distinct outlets within its
+        window (monitor.alerting.outlets_within): one escalation each."""
+        rules = [rule for rule in self.ruleset.rules if rule.escalate is not None]
+        if not rules or not new_items:
+            return []
+        touched = {new.story_id for new in new_items}
+        pairs = {(rule.id, story) for rule in rules for story in touched}
+        titles: dict[tuple[str, str], str] = {
+            (a.rule_id, a.story_id): str(a.payload["item"]["title"])
+            for a in alerts
+            if (a.rule_id, a.story_id) in pairs
+        }
+        for key, state in self.store.alert_states(pairs - titles.keys()).items():
+            titles[key] = str((state.payload.get("item") or {}).get("title") or "")
+        candidates = set(titles) - self.store.escalated(titles)
+        if not candidates:
+            return []
+        reports = self.store.story_outlet_times({story for _, story in candidates})
+        for new in new_items:
+            if new.story_id in reports:
+                item = new.item
+                moment = min(item.published or now, now)
+                reports[new.story_id].append((item.feed_title or item.feed_url, moment, item.language))
+        escalations: list[NewEscalation] = []
+        for rule_id, story_id in sorted(candidates):
+            rule = self.ruleset.get(rule_id)
+            escalate = rule.escalate
+            assert escalate is not None
+            story_reports = reports[story_id]
+            outlets = outlets_within([(o, t) for o, t, _ in story_reports], escalate.within)
+            if len(outlets) < escalate.outlets:
+                continue
+            languages = list(dict.fromkeys(lang for _, _, lang in story_reports if lang))
+            payload = escalation_payload(
+                escalation_id=f"esc_{secrets.token_hex(12)}",
+                created_at=now,
+                severity=escalate.severity,
+                rule_id=rule.id,
+                rule_title=rule.title,
+                story_id=story_id,
+                title=titles[(rule_id, story_id)],
+                outlets=outlets,
+                languages=languages,
+                item_count=len(story_reports),
+                threshold=escalate.outlets,
+                within=escalate.within_text,
+            )
+            escalations.append(
+                NewEscalation(
+                    rule_id=rule.id,
+                    story_id=story_id,
+                    severity=escalate.severity,
+                    outlets=len(outlets),
+                    payload=payload,
+                    channels=self._channels(rule.notify, escalate.severity),
+                )
+            )
+            log.warning(
+                "escalation (%s): %s", escalate.severity, payload["detail"], extra={"story": story_id}
+            )
+        return escalations
 
     def _failed(
         self,

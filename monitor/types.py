@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
+    "SEVERITIES",
     "DeliveryRequest",
     "Entry",
     "FeedHints",
@@ -23,7 +24,13 @@ __all__ = [
     "ParsedFeed",
     "PendingEntry",
     "PendingFeed",
+    "Severity",
 ]
+
+# How urgent a notification is, least first. A rule's alerts carry its `severity` (normal by default), an
+# escalation the severity its rule's `escalate` names; a channel's `min_severity` drops what is below it.
+Severity = Literal["low", "normal", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("low", "normal", "high", "critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,5 +228,19 @@ class DeliveryRequest:
     created_at: datetime | None = None
     digest: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-    # A notice instead of alerts (feed health: monitor.health): its JSON payload; `alerts` is empty then.
+    # A notice instead of alerts (feed health: monitor.health; escalations): its JSON payload; `alerts` is
+    # empty then.
     notice: dict[str, Any] | None = None
+    # What the delivery is (see monitor.store.schema, migration 5): "alert" (one (rule, story) alert),
+    # "story" (the first notification of a story on its channel, every rule that fired on it), "update" (rules
+    # that fired later on a story already notified), "escalation", "digest", "notice".
+    kind: str = "alert"
+    story_id: str | None = None
+    # The id of the story's first notification on this channel, for an update or an escalation: the thread
+    # it belongs in (webhook payload `in_reply_to`, e-mail In-Reply-To/References).
+    in_reply_to: str | None = None
+
+    @property
+    def thread(self) -> str:
+        """The thread this delivery belongs to: the id of the story's first notification on its channel."""
+        return self.in_reply_to or self.id

@@ -154,7 +154,12 @@ def test_demo_runs_offline_and_reports_alerts(capsys: pytest.CaptureFixture[str]
     sent = int(re.search(r"deliveries: sent (\d+)", out).group(1))  # type: ignore[union-attr]
     posts = int(re.search(r"webhook receiver got (\d+) POSTs", out).group(1))  # type: ignore[union-attr]
     assert alerts > 0
-    assert alerts == sent == posts
+    # One notification per story (issue 8): far fewer messages than alerts (91 alerts → 37 messages when
+    # this was written; 91 messages before), and every message was delivered.
+    assert sent == posts <= alerts // 2
+    got = re.search(r"The analyst got (\d+) notifications for (\d+) items in (\d+) stories", out)
+    assert got is not None, out
+    assert int(got.group(1)) == posts and int(got.group(2)) == 63 and 0 < int(got.group(3)) <= 63
     assert "FAILED" not in out
     # Both seed articles come through as alerts.
     assert "[rare-earths] " in out

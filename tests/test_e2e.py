@@ -3,6 +3,10 @@
 Feeds come over HTTP from a FeedServer on 127.0.0.1 (with ETag and 304), alerts go out by email to an aiosmtpd
 server and by webhook to a real HTTP receiver, and the state is a real SQLite file in tmp_path. Every run goes
 through the CLI entry point (`monitor.cli.main`) in-process, the way an operator's cron job would.
+
+Both channels here say `group_by: [rule, story]`: one message per (rule, story) alert, the behaviour before
+issue 8, so these tests count deliveries per alert; tests/test_notify_grouping.py covers the default (one
+notification per story).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from monitor.cli import main
+from tests.support.alerts import alerts_in
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import SMTPReceiver, WebhookReceiver
 
@@ -104,11 +109,13 @@ def write_config(
                 port: {smtp_port}
                 sender: monitor@example.org
                 to: [analyst@example.org]
+                group_by: [rule, story]
               hook:
                 type: webhook
                 url: {hook_url}
                 secret: {secret}
                 concurrency: {hook_concurrency}
+                group_by: [rule, story]
             """
         ).format(
             feeds=feeds,
@@ -324,9 +331,9 @@ def test_the_seed_articles_fire_their_rules_through_the_pipeline(
         assert main(["once", "--config", str(config)]) == 0
         capsys.readouterr()
         fired: dict[str, set[str]] = {}
-        for request in hook.requests:
-            payload = request.json()
-            fired.setdefault(payload["item"]["link"].rsplit("/", 1)[1], set()).add(payload["rule"]["id"])
+        for request in hook.requests:  # one notification per story, each naming every rule that fired
+            for alert in alerts_in(request.json()):
+                fired.setdefault(alert["item"]["link"].rsplit("/", 1)[1], set()).add(alert["rule"]["id"])
     # What each seed is about (../shared/eval/README.md gives the meaning of each rule).
     assert fired["seed-000_2b055ce7dbbe14c1"] >= {
         "rare-earths",

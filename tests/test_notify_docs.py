@@ -34,6 +34,8 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
             "build_channels",
             "deliver_due",
             "digest_payload",
+            "escalation_payload",
+            "notification_payload",
             "payload_schema",
         ]
     )

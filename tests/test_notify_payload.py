@@ -24,14 +24,20 @@ def validator() -> jsonschema.Draft202012Validator:
 
 def test_payload_is_versioned_and_valid_against_its_schema() -> None:
     payload = make_payload()
-    assert payload["version"] == PAYLOAD_VERSION == 1
+    assert payload["version"] == PAYLOAD_VERSION == 2
     validator().validate(payload)
     assert payload["rule"] == {"id": "rare-earths", "title": "Rare earths"}
     assert payload["item"]["feed"] == {"url": "https://news.example.org/feed.xml", "title": "Example News"}
     assert payload["item"]["published"] == "2025-03-01T11:30:00.000000Z"
     assert payload["hits"][0]["term"] == "rare earth"
     assert payload["explanation"] == "matched 'rare earth' ('Rare earth') in title"
-    assert payload["story"] == {"id": "sto_1", "item_count": 1, "sources": ["Example News"], "items": []}
+    assert payload["story"] == {
+        "id": "sto_1",
+        "item_count": 1,
+        "sources": ["Example News"],
+        "languages": ["en"],
+        "items": [],
+    }
 
 
 def test_schema_rejects_a_payload_missing_a_field_or_with_another_version() -> None:
@@ -39,7 +45,7 @@ def test_schema_rejects_a_payload_missing_a_field_or_with_another_version() -> N
     del payload["rule"]
     assert not validator().is_valid(payload)
     payload = make_payload()
-    payload["version"] = 2
+    payload["version"] = 1
     assert not validator().is_valid(payload)
 
 

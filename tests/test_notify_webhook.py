@@ -71,7 +71,7 @@ def test_posts_the_payload_with_standard_webhooks_headers_and_a_verifiable_signa
     assert request.headers["webhook-id"] == "msg_abc"
     assert verify_standard_webhook(SECRET, request)
     body = request.json()
-    assert body["version"] == 1 and body["type"] == "alert" and body["rule"]["id"] == "rare-earths"
+    assert body["version"] == 2 and body["type"] == "alert" and body["rule"]["id"] == "rare-earths"
 
 
 def test_signature_does_not_verify_with_another_secret_or_a_changed_body(receiver: WebhookReceiver) -> None:

@@ -35,6 +35,9 @@ CASES = [
     ("aliases_without_context.yaml", 4, 14, "context"),
     ("yaml_syntax.yaml", 4, 1, "invalid YAML"),
     ("no_terms.yaml", 2, 5, "looks for nothing"),
+    ("escalate_outlets.yaml", 4, 25, "greater than or equal to 2"),
+    ("escalate_within.yaml", 6, 15, "not a duration"),
+    ("escalate_severity.yaml", 7, 17, "Input should be 'low', 'normal', 'high' or 'critical'"),
 ]
 
 

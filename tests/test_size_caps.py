@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -84,3 +85,29 @@ def test_an_email_stays_within_max_body_bytes() -> None:
         asyncio.run(run())
         (mail,) = smtp.mails
     assert len(mail.data) <= 128 * 1024
+
+
+@pytest.mark.parametrize("limit", [None, 16 * 1024])
+def test_a_story_notification_stays_within_max_body_bytes_and_names_every_cut(limit: int | None) -> None:
+    """The caps hold on the grouped shape (issue 8): one notification carrying several huge alerts."""
+    options: dict[str, Any] = {} if limit is None else {"max_body_bytes": limit}
+    request = dataclasses.replace(
+        make_request(alerts=(huge_payload(), huge_payload(), huge_payload())), kind="story"
+    )
+    with WebhookReceiver() as hook:
+
+        async def run() -> None:
+            channel = WebhookChannel("hook", WebhookConfig(url=hook.url, **options), policy=LOCAL)
+            try:
+                await channel.send(request)
+            finally:
+                await channel.aclose()
+
+        asyncio.run(run())
+        (received,) = hook.requests
+    assert len(received.body) <= (limit or 256 * 1024)
+    body = received.json()
+    assert body["type"] == "notification" and len(body["alerts"]) == 3
+    assert "alerts.hits: 50 of 20000" in body["truncated"]
+    assert body["item"]["title"].endswith("…")
+    jsonschema.validate(body, payload_schema())

@@ -23,6 +23,7 @@ from monitor.store import (
     AlertAttachment,
     FeedUpdate,
     NewAlert,
+    NewEscalation,
     NewItem,
     NodeInfo,
     StaleClaimError,
@@ -712,6 +713,32 @@ def test_commit_with_items_outside_the_lock_takes_it(postgres_db: PostgresURL) -
     assert done.is_set()
 
 
+def test_a_lost_connection_is_one_store_error_then_the_store_carries_on(postgres_db: PostgresURL) -> None:
+    """The server ends our sessions (a restart, a failover, an administrator): a read is repeated once on a
+    fresh connection; a write fails with one StoreError naming the database, not a driver traceback, and
+    writes nothing; the next call runs on a fresh connection."""
+    import psycopg
+
+    def end_sessions() -> None:
+        with psycopg.connect(postgres_db.url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid != pg_backend_pid()"
+            )
+
+    with open_store(postgres_db) as s:
+        s.sync_feeds([(FEED, timedelta(minutes=5))], T0)
+        end_sessions()
+        assert s.feed_state(FEED) is not None  # a read is repeated once on a fresh connection
+        end_sessions()
+        with pytest.raises(StoreError) as failure:  # a write is not: one line naming the database
+            s.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=5)), new_items=[new_item("a")])
+        assert postgres_db.dbname in str(failure.value) and "\n" not in str(failure.value)
+        assert s.unseen_keys(["a"]) == {"a"}  # and it wrote nothing
+        s.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=5)), new_items=[new_item("a")])
+        assert s.unseen_keys(["a"]) == set()
+
+
 def test_round_trips_are_counted(postgres_db: PostgresURL) -> None:
     with open_store(postgres_db) as s:
         s.sync_feeds([(FEED, timedelta(minutes=5))], T0)
@@ -731,3 +758,74 @@ def test_every_protocol_method_has_a_contract_test() -> None:
     methods = {name for name in vars(StoreProtocol) if not name.startswith("_")}
     untested = sorted(name for name in methods if not re.search(rf"\.{name}\b", text))
     assert untested == [], "add a test to tests/test_store_contract.py for these Store methods"
+
+
+def test_alerts_of_one_story_share_a_notification_then_an_update_replies_in_its_thread(store: Store) -> None:
+    """Issue 8: the store routes alerts to story notifications inside the fetch's transaction."""
+    created = store.commit_fetch(
+        FeedUpdate(FEED, T0, T0),
+        new_items=[new_item("a"), new_item("b", "story-a")],
+        alerts=[alert("alr_1", "a", ("hook", "legacy")), alert("alr_2", "b", ("hook", "legacy"), story="story-a", generation=1)],
+        per_rule=["legacy"],
+    )  # fmt: skip
+    assert sorted(created) == [("hook", "story"), ("legacy", "alert"), ("legacy", "alert")]
+    due = {(d.channel, d.kind): d for d in store.claim_due(T0, 10, "hook")}
+    first = due[("hook", "story")]
+    assert [a["id"] for a in first.alerts] == ["alr_1", "alr_2"]
+    assert first.story_id == "story-a" and first.in_reply_to is None and first.thread == first.id
+    assert first.id == delivery_id_for("alr_1", "hook")
+    store.mark_sent(first.id, T0)
+    # A later rule on the story, after the notification was claimed: an update in its thread, held until the
+    # thread has been quiet for the group interval; an alert joining it does not bring it forward.
+    later = T0 + timedelta(minutes=5)
+    intervals = {"hook": timedelta(minutes=30)}
+    update = FeedUpdate(FEED, later, later)
+    created = store.commit_fetch(
+        update,
+        alerts=[alert("alr_3", "b", ("hook",), at=later, story="story-a", generation=2)],
+        group_intervals=intervals,
+    )
+    assert created == [("hook", "update")]
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later), alerts=[alert("alr_4", "b", ("hook",), at=later, story="story-a", generation=3)], group_intervals=intervals
+    )  # fmt: skip
+    assert store.claim_due(T0 + timedelta(minutes=29), 10, "hook") == []
+    (reply,) = store.claim_due(T0 + timedelta(minutes=30), 10, "hook")
+    assert reply.kind == "update" and reply.in_reply_to == first.id == reply.thread
+    assert [a["id"] for a in reply.alerts] == ["alr_3", "alr_4"]
+    rows = {row.id: row for row in store.list_deliveries(statuses=None)}
+    assert rows[reply.id].kind == "update" and rows[reply.id].in_reply_to == first.id
+    assert rows[first.id].story_id == "story-a"
+
+
+def test_escalations_are_told_once_per_rule_and_story_into_the_thread(store: Store) -> None:
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0), new_items=[new_item("a"), new_item("b", "story-a", feed=OTHER)],
+        alerts=[alert("alr_1", "a", ("hook",))],
+    )  # fmt: skip
+    times = store.story_outlet_times(["story-a", "story-none"])
+    assert times["story-none"] == []
+    assert [(outlet, moment) for outlet, moment, _ in times["story-a"]] == [("Example", T0), ("Example", T0)]
+    assert {language for _, _, language in times["story-a"]} == {"de"}
+    assert store.escalated([("rare-earths", "story-a")]) == set()
+    escalation = NewEscalation(
+        "rare-earths",
+        "story-a",
+        "high",
+        3,
+        {"version": 2, "type": "escalation", "id": "esc_1"},
+        ("hook", "pager"),
+    )
+    created = store.commit_fetch(FeedUpdate(FEED, T0, T0), escalations=[escalation])
+    assert sorted(created) == [("hook", "escalation"), ("pager", "escalation")]
+    again = NewEscalation(
+        "rare-earths", "story-a", "high", 4, {"version": 2, "type": "escalation", "id": "esc_2"}, ("hook",)
+    )
+    assert store.commit_fetch(FeedUpdate(FEED, T0, T0), escalations=[again]) == []
+    assert store.escalated([("rare-earths", "story-a"), ("rare-earths", "story-b")]) == {
+        ("rare-earths", "story-a")
+    }
+    due = {d.channel: d for d in store.claim_due(T0, 10) if d.kind == "escalation"}
+    assert due["hook"].notice == {"version": 2, "type": "escalation", "id": "esc_1"}
+    assert due["hook"].in_reply_to == delivery_id_for("alr_1", "hook")  # the story's first notification there
+    assert due["pager"].in_reply_to is None  # no notification of the story on the pager

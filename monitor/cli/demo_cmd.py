@@ -33,10 +33,30 @@ def _report(result: DemoResult, out: TextIO) -> None:
     for outcome in result.outcomes:
         out.write(format_outcome(outcome) + "\n")
     out.write(f"\n{len(result.alerts)} alerts; deliveries: {result.delivery_summary}\n")
-    out.write(f"webhook receiver got {len(result.webhook_bodies)} POSTs\n\n")
+    out.write(f"webhook receiver got {len(result.webhook_bodies)} POSTs\n")
+    # What the analyst saw: one notification per story, naming every rule that fired on it (issue 8).
+    out.write(
+        f"\nThe analyst got {len(result.webhook_bodies)} notifications for {result.items} items in "
+        f"{result.stories} stories ({result.stories_alerted} of them matched a rule; {len(result.alerts)} "
+        "alerts, one per rule and story, grouped into one message per story).\n\n"
+    )
     by_rule = Counter(alert["rule"] for alert in result.alerts)
     for rule, count in sorted(by_rule.items()):
         out.write(f"  {rule:24} {count} alerts\n")
+    # The stories the most rules fired on first: each is one message naming all of them.
+    notifications = [b for b in result.webhook_bodies if b.get("type") == "notification"]
+    if notifications:
+        out.write("\nNotifications (those naming the most rules first):\n")
+        widest = sorted(notifications, key=lambda b: len(b.get("alerts") or ()), reverse=True)[:8]
+        for body in widest:
+            rules = ", ".join(rule["id"] for rule in body.get("rules") or ())
+            story = body.get("story") or {}
+            count = int(story.get("item_count") or 1)
+            languages = story.get("languages") or []
+            also = f"  ({count} reports" + (f", in {len(languages)} languages" if len(languages) > 1 else "")
+            also = also + ")" if count > 1 else ""
+            out.write(f"  [{rules}] {(body.get('item') or {}).get('title', '')}{also}\n")
+        out.write("\n")
     # Alerts with folded copies first: that is the story clustering at work; then the newest.
     shown = sorted(result.alerts, key=lambda alert: len(alert["items"]), reverse=True)[:12]
     out.write("\nAlerts (those with syndicated copies folded in first):\n")

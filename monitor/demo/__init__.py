@@ -39,6 +39,9 @@ class DemoResult:
     delivery_summary: str
     alerts: list[dict[str, Any]]
     webhook_bodies: list[dict[str, Any]] = field(default_factory=list)
+    items: int = 0  # new items the feeds brought
+    stories: int = 0  # the stories they were folded into
+    stories_alerted: int = 0  # stories some rule fired on
 
 
 class _DemoHandler(BaseHTTPRequestHandler):
@@ -119,4 +122,14 @@ def run_demo(state_dir: Path) -> DemoResult:
             received = list(server.received)
     with open_store(config.database) as store:
         alerts = store.list_alerts(limit=1000)
-    return DemoResult(config_path, outcomes, summary, alerts, received)
+        counts = store.counts()
+    return DemoResult(
+        config_path,
+        outcomes,
+        summary,
+        alerts,
+        received,
+        items=counts["items"],
+        stories=counts["stories"],
+        stories_alerted=len({alert["story"] for alert in alerts}),
+    )

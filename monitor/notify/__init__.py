@@ -15,7 +15,15 @@ from monitor.notify.base import CHANNEL_CONFIGS, Channel, ChannelConfig, build_c
 from monitor.notify.email import EmailChannel, EmailConfig
 from monitor.notify.limits import ChannelLimits
 from monitor.notify.outbox import DeliveryQueue, DeliveryReport, deliver_due
-from monitor.notify.payload import PAYLOAD_VERSION, alert_payload, attach_item, digest_payload, payload_schema
+from monitor.notify.payload import (
+    PAYLOAD_VERSION,
+    alert_payload,
+    attach_item,
+    digest_payload,
+    escalation_payload,
+    notification_payload,
+    payload_schema,
+)
 from monitor.notify.retry import RetryPolicy
 from monitor.notify.webhook import WebhookChannel, WebhookConfig
 
@@ -37,5 +45,7 @@ __all__ = [
     "build_channels",
     "deliver_due",
     "digest_payload",
+    "escalation_payload",
+    "notification_payload",
     "payload_schema",
 ]

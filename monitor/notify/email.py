@@ -191,19 +191,43 @@ def build_message(
         return notice_message(request, config, now=now)
     alerts = request.alerts
     message = EmailMessage(policy=default_policy)
-    message["Subject"] = header_text(render_subject(subject_template, alerts, digest=request.digest))
+    message["Subject"] = header_text(
+        render_subject(subject_template, alerts, digest=request.digest, kind=request.kind)
+    )
     message["From"] = config.sender
     message["To"] = ", ".join(config.to)
     message["Date"] = format_datetime((request.created_at or now).astimezone(UTC))
     message["Message-ID"] = message_id(request.id, config.sender_domain())
+    _thread_headers(message, request, config)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to the sender
     rules = sorted({str(alert["rule"]["id"]) for alert in alerts})
     message["X-Monitor-Rule"] = header_text(", ".join(rules))
     message["X-Monitor-Delivery"] = header_text(request.id)
-    kind = "digest" if request.digest else "alert"
-    message.set_content(render(f"{kind}.txt", alerts, digest=request.digest))
-    message.add_alternative(render(f"{kind}.html", alerts, digest=request.digest), subtype="html")
+    template = "digest" if request.digest else "alert"
+    for name, subtype in (("txt", None), ("html", "html")):
+        body = render(
+            f"{template}.{name}",
+            alerts,
+            digest=request.digest,
+            kind=request.kind,
+            delivery_id=request.id,
+            in_reply_to=request.in_reply_to,
+        )
+        if subtype is None:
+            message.set_content(body)
+        else:
+            message.add_alternative(body, subtype=subtype)
     return message
+
+
+def _thread_headers(message: EmailMessage, request: DeliveryRequest, config: EmailConfig) -> None:
+    """An update or an escalation replies to the story's first notification on this channel (RFC 5322
+    In-Reply-To and References), whose Message-ID derives from its delivery id as every Message-ID does: mail
+    clients show them in one thread."""
+    if request.in_reply_to:
+        first = message_id(request.in_reply_to, config.sender_domain())
+        message["In-Reply-To"] = first
+        message["References"] = first
 
 
 def notice_message(request: DeliveryRequest, config: EmailConfig, *, now: datetime) -> EmailMessage:
@@ -215,6 +239,7 @@ def notice_message(request: DeliveryRequest, config: EmailConfig, *, now: dateti
     message["To"] = ", ".join(config.to)
     message["Date"] = format_datetime((request.created_at or now).astimezone(UTC))
     message["Message-ID"] = message_id(request.id, config.sender_domain())
+    _thread_headers(message, request, config)
     message["Auto-Submitted"] = "auto-generated"
     message["X-Monitor-Notice"] = header_text(str(request.notice.get("type", "notice")))
     message["X-Monitor-Delivery"] = header_text(request.id)

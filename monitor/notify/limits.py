@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from monitor.timeutil import parse_duration
+from monitor.types import Severity
 
 __all__ = ["ChannelLimits", "ChannelOptions", "Rate", "RateLimiter", "parse_rate"]
 
@@ -81,6 +82,35 @@ class ChannelOptions(BaseModel):
         ge=4096,
         description="a webhook body or an e-mail is at most this large: alerts are cut to fit (see 'truncated')",
     )
+
+    group_by: tuple[Literal["rule", "story"], ...] = Field(
+        default=("story",),
+        description="what one message is about: [story] (default) one notification per story naming every rule "
+        "that fired on it, later rules as updates in its thread; [rule, story] one message per alert",
+    )
+    group_interval: Annotated[timedelta, BeforeValidator(parse_duration)] = Field(
+        default=timedelta(minutes=30),
+        description="an update (a rule that fired later on a story already notified) waits until the story's "
+        "thread on this channel has been quiet this long, so one wave of follow-up reports sends one update "
+        "(like Alertmanager's group_interval); 0s sends each at once",
+    )
+    min_severity: Severity = Field(
+        default="low",
+        description="only notifications at least this severe reach the channel (low, normal, high, critical): "
+        "`high` on a pager channel lets only escalations of high or critical severity through",
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_grouping(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if sorted(set(value)) not in (["story"], ["rule", "story"]):
+            raise ValueError(f"group_by is [story] or [rule, story], got {list(value)}")
+        return value
+
+    @property
+    def per_rule(self) -> bool:
+        """One message per (rule, story) alert, as before issue 8 (``group_by: [rule, story]``)."""
+        return "rule" in self.group_by
 
     def limits(self) -> ChannelLimits:
         return ChannelLimits(concurrency=self.concurrency, rate=self.rate, deadline=2 * self.timeout + 5)

@@ -30,13 +30,42 @@ _HEADINGS = {
 }
 
 
+def _escalation_subject(notice: Notice) -> str:
+    story = notice.get("story") or {}
+    severity = str(notice.get("severity", "")).upper()
+    return (
+        f"[monitor] Escalation ({severity}): {oneline(story.get('title'))} "
+        f"({notice.get('outlets')} outlets within {notice['threshold']['within']})"
+    )
+
+
+def _escalation_text(notice: Notice) -> str:
+    story = notice.get("story") or {}
+    lines = [
+        oneline(notice["detail"]),
+        "",
+        f"Severity:  {notice.get('severity')}",
+        f"Rule:      {oneline(notice['rule'].get('title'))} ({notice['rule']['id']})",
+        f"Story:     {story.get('id')} ({story.get('item_count')} items)",
+        f"Outlets:   {', '.join(oneline(o) for o in story.get('outlets') or [])}",
+    ]
+    if story.get("languages"):
+        lines.append(f"Languages: {', '.join(story['languages'])}")
+    lines += ["", f"`monitor stories show {story.get('id')}` lists every item."]
+    return "\n".join(lines) + "\n"
+
+
 def notice_subject(notice: Notice) -> str:
+    if notice.get("type") == "escalation":
+        return _escalation_subject(notice)
     feed = notice["feed"]
     name = oneline(feed.get("title")) or str(feed["url"])
     return f"[monitor] {_HEADINGS.get(str(notice['condition']), 'Feed health')}: {name}"
 
 
 def notice_message_text(notice: Notice) -> str:
+    if notice.get("type") == "escalation":
+        return _escalation_text(notice)
     lines = [
         oneline(notice["detail"]),
         "",

@@ -6,7 +6,15 @@ Schema in ``alert-payload.schema.json`` beside this module (``PAYLOAD_SCHEMA``),
 ``"version": PAYLOAD_VERSION``. Compatible additions (new optional fields) keep the version; a change that can
 break a receiver (renamed or removed field, changed meaning) increments it.
 
-A digest delivery sends an envelope ``{"version", "type": "digest", "id", "alerts": [payload, ...]}``.
+What a channel receives is a *notification*, built at send time from the stored alert payloads of its delivery
+(`notification_payload`): by default one per story and channel, naming every rule that fired on it
+(``type: "notification"``), then ``type: "update"`` for rules that fire on it later, in the same thread
+(``thread``, ``in_reply_to``). A channel with ``group_by: [rule, story]`` receives the alert payload itself
+(``type: "alert"``). A digest delivery sends an envelope ``{"version", "type": "digest", "id", "alerts":
+[payload, ...]}``. An escalation (`escalation_payload`) is stored whole, like a feed health notice.
+
+Version 2 (issue 8) changed the default shape from one alert per (rule, story) to one notification per story;
+see docs/design/notify.md.
 
 Everything here is pure: no clock, no I/O beyond reading the schema file once.
 """
@@ -27,6 +35,7 @@ from monitor.types import Hit, Item, Match
 
 __all__ = [
     "MAX_HITS",
+    "MAX_NOTIFICATION_ALERTS",
     "MAX_PAYLOAD_BYTES",
     "MAX_STORY_ITEMS",
     "PAYLOAD_VERSION",
@@ -35,12 +44,15 @@ __all__ = [
     "attach_item",
     "cap_payload",
     "digest_payload",
+    "escalation_payload",
     "explain",
+    "notification_payload",
     "payload_schema",
     "shrunk_alerts",
+    "story_line",
 ]
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 SUMMARY_EXCERPT_CHARS = 500
 MAX_STORY_ITEMS = 20  # later items listed in story.items; story.item_count keeps counting past it
 # A feed decides how long a title is, how many categories an item has and (through its text) how many hits a
@@ -51,6 +63,7 @@ MAX_HITS = 50
 MAX_CATEGORIES = 50
 MAX_SHORT_TEXT_CHARS = 200  # a hit's text, a category, a feed title
 MAX_URL_CHARS = 4096
+MAX_NOTIFICATION_ALERTS = 50  # alerts (rules) listed in one notification; the rest are named in `truncated`
 
 
 def excerpt(text: str, limit: int = SUMMARY_EXCERPT_CHARS) -> str:
@@ -90,6 +103,7 @@ def _story_item(item: Item) -> dict[str, Any]:
         "link": item.link,
         "feed": {"url": redact(item.feed_url), "title": item.feed_title},
         "published": to_iso(item.published),
+        "language": item.language,
     }
 
 
@@ -129,6 +143,7 @@ def alert_payload(
             "id": story_id,
             "item_count": 1,
             "sources": [item.feed_title] if item.feed_title else [],
+            "languages": [item.language] if item.language else [],
             "items": [],
         }
     return cap_payload(payload)
@@ -224,6 +239,9 @@ def attach_item(payload: dict[str, Any], item: Item) -> dict[str, Any]:
     story["item_count"] = int(story.get("item_count", 1)) + 1
     if item.feed_title and item.feed_title not in story["sources"]:
         story["sources"].append(item.feed_title)
+    languages = story.setdefault("languages", [])
+    if item.language and item.language not in languages:
+        languages.append(item.language)
     if len(story["items"]) < MAX_STORY_ITEMS:
         story["items"].append(_story_item(item))
     return cap_payload(updated)
@@ -235,8 +253,171 @@ def digest_payload(delivery_id: str, alerts: Sequence[Mapping[str, Any]]) -> dic
         "version": PAYLOAD_VERSION,
         "type": "digest",
         "id": delivery_id,
-        "alerts": [dict(a) for a in alerts],
+        "alerts": [{**a, "version": PAYLOAD_VERSION} for a in alerts],
     }
+
+
+def merged_story(alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The story of a notification, from the stories of its alerts (all of one story): every item any of them
+    carries (the items that raised them first, then those folded in), counted once, with their sources and
+    languages in the order they came. None when the alerts carry no story."""
+    stories = [a["story"] for a in alerts if isinstance(a.get("story"), dict)]
+    if not stories:
+        return None
+    items: dict[str, dict[str, Any]] = {}
+    sources: list[str] = []
+    languages: list[str] = []
+
+    def add(entry: Mapping[str, Any]) -> None:
+        key = str(entry.get("key"))
+        if key not in items:
+            items[key] = {k: entry.get(k) for k in ("key", "title", "link", "feed", "published", "language")}
+        source = (entry.get("feed") or {}).get("title")
+        if source and source not in sources:
+            sources.append(source)
+        language = entry.get("language")
+        if language and language not in languages:
+            languages.append(language)
+
+    for alert in alerts:
+        if isinstance(alert.get("item"), dict):
+            add(alert["item"])
+    for story in stories:
+        for entry in story.get("items") or []:
+            if isinstance(entry, dict):
+                add(entry)
+        for source in story.get("sources") or []:
+            if source not in sources:
+                sources.append(source)
+        for language in story.get("languages") or []:
+            if language not in languages:
+                languages.append(language)
+    lead = next(iter(items), None)
+    listed = [entry for key, entry in items.items() if key != lead]
+    return {
+        "id": stories[0].get("id"),
+        "item_count": max([len(items), *(int(s.get("item_count") or 1) for s in stories)]),
+        "sources": sources,
+        "languages": languages,
+        "items": listed[:MAX_STORY_ITEMS],
+    }
+
+
+def story_line(alerts: Sequence[Mapping[str, Any]]) -> str:
+    """How widely the notification's story was reported beyond its first item: "also reported by 3 more
+    outlets (A, B, C), in 2 languages (de, ru)", or "" when only one item reported it."""
+    story = merged_story(alerts)
+    if story is None:
+        return ""
+    first = " ".join(str(((alerts[0].get("item") or {}).get("feed") or {}).get("title") or "").split())
+    sources = [" ".join(str(s).split()) for s in story.get("sources") or []]
+    languages = [str(language) for language in story.get("languages") or []]
+    more = [s for s in sources if s != first]
+    if not more and int(story.get("item_count") or 1) <= 1:
+        return ""
+    if more:
+        text = f"also reported by {len(more)} more outlet{'s' if len(more) != 1 else ''}"
+        text += f" ({', '.join(more[:8])}{', …' if len(more) > 8 else ''})"
+    else:
+        count = int(story.get("item_count") or 1) - 1
+        text = f"{count} more report{'s' if count != 1 else ''} of this story"
+    if len(languages) > 1:
+        text += f", in {len(languages)} languages ({', '.join(languages)})"
+    return text
+
+
+def notification_payload(
+    delivery_id: str,
+    alerts: Sequence[Mapping[str, Any]],
+    *,
+    kind: str,
+    in_reply_to: str | None = None,
+) -> dict[str, Any]:
+    """What a channel receives for one delivery of `kind` (see DeliveryRequest.kind).
+
+    * ``alert`` (``group_by: [rule, story]``): the alert payload itself, as in version 1;
+    * ``story`` / ``update``: one notification of one story, ``type: "notification"`` or ``"update"``: the
+      story (every item, source and language its alerts carry), the item that raised the first alert, the
+      rules that fired (`rules`) and each alert with its item, hits and explanation (`alerts`, without the
+      story they share). ``thread`` is the id of the story's first notification on the channel (its own id
+      for the first), ``in_reply_to`` that id for an update, else null.
+
+    Alerts past MAX_NOTIFICATION_ALERTS and story items past MAX_STORY_ITEMS are cut, and every cut (of the
+    envelope and of each alert) is named in ``truncated``. Pure."""
+    if not alerts:
+        raise ValueError(f"delivery {delivery_id!r} holds no alerts")
+    if kind == "alert":
+        return {**alerts[0], "version": PAYLOAD_VERSION, "thread": delivery_id, "in_reply_to": None}
+    cuts: list[str] = []
+    shown = list(alerts[:MAX_NOTIFICATION_ALERTS])
+    if len(alerts) > len(shown):
+        cuts.append(f"alerts: {len(shown)} of {len(alerts)}")
+    story = merged_story(alerts)
+    for alert in shown:
+        for cut in alert.get("truncated") or []:
+            cut = f"alerts.{cut}"
+            if cut not in cuts:
+                cuts.append(cut)
+    payload: dict[str, Any] = {
+        "version": PAYLOAD_VERSION,
+        "type": "update" if kind == "update" else "notification",
+        "id": delivery_id,
+        "thread": in_reply_to or delivery_id,
+        "in_reply_to": in_reply_to,
+        "created_at": alerts[0].get("created_at"),
+        "story": story,
+        "item": alerts[0].get("item"),
+        "rules": [{"id": a["rule"]["id"], "title": a["rule"].get("title")} for a in shown],
+        "alerts": [{k: v for k, v in a.items() if k not in ("story", "version", "truncated")} for a in shown],
+    }
+    if cuts:
+        payload["truncated"] = cuts
+    return payload
+
+
+def escalation_payload(
+    *,
+    escalation_id: str,
+    created_at: datetime,
+    severity: str,
+    rule_id: str,
+    rule_title: str,
+    story_id: str,
+    title: str,
+    outlets: Sequence[str],
+    languages: Sequence[str],
+    item_count: int,
+    threshold: int,
+    within: str,
+) -> dict[str, Any]:
+    """The payload of one escalation: a story that `rule_id` alerted reached `threshold` distinct outlets
+    within `within`. Stored whole with the escalation's deliveries (like a feed health notice); the channel
+    adds ``thread`` and ``in_reply_to`` (the story's first notification on that channel). Pure."""
+    shown = [excerpt(o, MAX_SHORT_TEXT_CHARS) for o in outlets[:MAX_CATEGORIES]]
+    payload: dict[str, Any] = {
+        "version": PAYLOAD_VERSION,
+        "type": "escalation",
+        "id": escalation_id,
+        "created_at": to_iso(created_at),
+        "severity": severity,
+        "rule": {"id": rule_id, "title": rule_title},
+        "story": {
+            "id": story_id,
+            "title": excerpt(title, MAX_TITLE_CHARS),
+            "item_count": item_count,
+            "outlets": shown,
+            "languages": list(languages),
+        },
+        "outlets": len(outlets),
+        "threshold": {"outlets": threshold, "within": within},
+        "detail": (
+            f"{len(outlets)} outlets reported {excerpt(title, 200)!r} within {within} "
+            f"(rule {rule_title}: escalate at {threshold})"
+        ),
+    }
+    if len(shown) < len(outlets):
+        payload["truncated"] = [f"story.outlets: {len(shown)} of {len(outlets)}"]
+    return payload
 
 
 @cache

@@ -9,7 +9,12 @@
 - ``teams``: Microsoft Teams (Workflows / incoming webhook) message with an Adaptive Card attachment.
 - ``ntfy``: ntfy JSON publishing: the body ``{"topic", "title", "message", "click", "tags"}`` is POSTed to the
   server's root, the topic being the last path segment of the configured URL (https://ntfy.sh/my-topic).
-- ``generic`` (no preset): the versioned alert payload itself, or a digest envelope (see payload.py).
+- ``generic`` (no preset): the versioned notification (see payload.notification_payload), or a digest envelope.
+
+A story notification names every rule that fired on the story in its rule line ("Rare earths, Putin · Source"),
+says how widely the story was reported ("also reported by 3 more outlets, in 2 languages"), and an update is
+headed "Update:" (incoming webhooks of chat services cannot reply in a thread; the generic payload carries
+`thread` and `in_reply_to` for receivers that can).
 
 A custom body is a Jinja2 template in the channel config (``body_template``), rendered in the sandbox with the
 template context of templates.py; ``tojson`` gives JSON-safe strings.
@@ -21,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from monitor.notify.payload import digest_payload
+from monitor.notify.payload import digest_payload, notification_payload, story_line
 from monitor.notify.templates import oneline
 
 __all__ = ["PRESETS", "Preset", "ntfy_target", "preset_body"]
@@ -55,10 +60,15 @@ def _rule(alert: Alert) -> str:
     return oneline(alert["rule"].get("title")) or str(alert["rule"]["id"])
 
 
-def _heading(alerts: Sequence[Alert], digest: bool) -> str:
+def _rules(alerts: Sequence[Alert]) -> str:
+    """Every rule of one notification, once each, in the order they fired."""
+    return ", ".join(dict.fromkeys(_rule(a) for a in alerts))
+
+
+def _heading(alerts: Sequence[Alert], digest: bool, update: bool = False) -> str:
     if digest:
         return f"{len(alerts)} alerts"
-    return f"{_rule(alerts[0])}: {_title(alerts[0])}"
+    return f"{'Update: ' if update else ''}{_rules(alerts)}: {_title(alerts[0])}"
 
 
 # -- Slack ------------------------------------------------------------------------------------------------
@@ -68,22 +78,29 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _slack_alert(alert: Alert) -> str:
+def _slack_alert(alert: Alert, group: Sequence[Alert] = (), update: bool = False) -> str:
+    group = group or (alert,)
     title = _slack_escape(_title(alert))
     link = _link(alert)
     # Slack splits a link at "|" and ends it at ">": keep both out of the URL and the title.
     head = f"*<{quote(link, safe=_URL_SAFE)}|{title.replace('|', '¦')}>*" if link else f"*{title}*"
-    lines = [head, f"{_slack_escape(_rule(alert))} · {_slack_escape(_source(alert))}"]
+    if update:
+        head = "Update: " + head
+    lines = [head, f"{_slack_escape(_rules(group))} · {_slack_escape(_source(alert))}"]
     summary = alert["item"].get("summary")
     if summary:
         lines.append(_slack_escape(oneline(summary)))
+    also = story_line(group)
+    if also:
+        lines.append(_slack_escape(also))
     return "\n".join(lines)
 
 
-def slack(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
+def slack(alerts: Sequence[Alert], digest: bool, update: bool = False) -> dict[str, Any]:
+    if not digest:
+        return {"text": _cut(_slack_alert(alerts[0], alerts, update), 39_000), "unfurl_links": False}
     parts = [_slack_alert(a) for a in alerts]
-    if digest:
-        parts.insert(0, f"*{len(alerts)} alerts*")
+    parts.insert(0, f"*{len(alerts)} alerts*")
     return {"text": _cut("\n\n".join(parts), 39_000), "unfurl_links": False}
 
 
@@ -94,7 +111,8 @@ def _md_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "\\`*_[]()#<>|~" else ch for ch in text)
 
 
-def _mattermost_alert(alert: Alert) -> str:
+def _mattermost_alert(alert: Alert, group: Sequence[Alert] = (), update: bool = False) -> str:
+    group = group or (alert,)
     title = _md_escape(_title(alert))
     link = _link(alert)
     head = (
@@ -102,30 +120,39 @@ def _mattermost_alert(alert: Alert) -> str:
         if link
         else f"**{title}**"
     )
-    lines = [head, f"{_md_escape(_rule(alert))} · {_md_escape(_source(alert))}"]
+    if update:
+        head = "Update: " + head
+    lines = [head, f"{_md_escape(_rules(group))} · {_md_escape(_source(alert))}"]
     summary = alert["item"].get("summary")
     if summary:
         lines.append("> " + _md_escape(oneline(summary)))
+    also = story_line(group)
+    if also:
+        lines.append(_md_escape(also))
     return "\n".join(lines)
 
 
-def mattermost(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
+def mattermost(alerts: Sequence[Alert], digest: bool, update: bool = False) -> dict[str, Any]:
+    if not digest:
+        return {"text": _cut(_mattermost_alert(alerts[0], alerts, update), 16_000)}
     parts = [_mattermost_alert(a) for a in alerts]
-    if digest:
-        parts.insert(0, f"#### {len(alerts)} alerts")
+    parts.insert(0, f"#### {len(alerts)} alerts")
     return {"text": _cut("\n\n".join(parts), 16_000)}
 
 
 # -- Discord ----------------------------------------------------------------------------------------------
 
 
-def _discord_embed(alert: Alert) -> dict[str, Any]:
+def _discord_embed(alert: Alert, group: Sequence[Alert] = (), update: bool = False) -> dict[str, Any]:
+    group = group or (alert,)
     summary = oneline(alert["item"].get("summary"))
-    description = "\n\n".join(p for p in (summary, oneline(alert.get("explanation"))) if p)
+    explanations = [f"{_rule(a)}: {oneline(a.get('explanation'))}" for a in group] if len(group) > 1 else []
+    parts = [summary, *explanations] if explanations else [summary, oneline(alert.get("explanation"))]
+    description = "\n\n".join(p for p in (*parts, story_line(group)) if p)
     embed: dict[str, Any] = {
-        "title": _cut(_title(alert), 256),
+        "title": _cut(("Update: " if update else "") + _title(alert), 256),
         "description": _cut(description, 1_000),
-        "footer": {"text": _cut(f"{_rule(alert)} · {_source(alert)}", 2_048)},
+        "footer": {"text": _cut(f"{_rules(group)} · {_source(alert)}", 2_048)},
     }
     link = _link(alert)
     if link:
@@ -136,7 +163,10 @@ def _discord_embed(alert: Alert) -> dict[str, Any]:
     return embed
 
 
-def discord(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
+def discord(alerts: Sequence[Alert], digest: bool, update: bool = False) -> dict[str, Any]:
+    if not digest:
+        embed = _discord_embed(alerts[0], alerts, update)
+        return {"content": "", "embeds": [embed], "allowed_mentions": {"parse": []}}
     shown = alerts[:DISCORD_MAX_EMBEDS]
     content = ""
     if digest:
@@ -151,14 +181,19 @@ def discord(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
 # -- Microsoft Teams --------------------------------------------------------------------------------------
 
 
-def _teams_blocks(alert: Alert) -> list[dict[str, Any]]:
+def _teams_blocks(alert: Alert, group: Sequence[Alert] = (), update: bool = False) -> list[dict[str, Any]]:
+    group = group or (alert,)
+    title = ("Update: " if update else "") + _title(alert)
     blocks: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": _title(alert), "weight": "Bolder", "size": "Medium", "wrap": True},
-        {"type": "TextBlock", "text": f"{_rule(alert)} · {_source(alert)}", "isSubtle": True, "wrap": True},
+        {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True},
+        {"type": "TextBlock", "text": f"{_rules(group)} · {_source(alert)}", "isSubtle": True, "wrap": True},
     ]
     summary = oneline(alert["item"].get("summary"))
     if summary:
         blocks.append({"type": "TextBlock", "text": summary, "wrap": True})
+    also = story_line(group)
+    if also:
+        blocks.append({"type": "TextBlock", "text": also, "isSubtle": True, "wrap": True})
     link = _link(alert)
     if link:
         blocks.append(
@@ -170,14 +205,18 @@ def _teams_blocks(alert: Alert) -> list[dict[str, Any]]:
     return blocks
 
 
-def teams(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
+def teams(alerts: Sequence[Alert], digest: bool, update: bool = False) -> dict[str, Any]:
     body: list[dict[str, Any]] = []
     if digest:
         body.append(
             {"type": "TextBlock", "text": f"{len(alerts)} alerts", "weight": "Bolder", "size": "Large"}
         )
-    for alert in alerts:
-        body.append({"type": "Container", "separator": True, "items": _teams_blocks(alert)})
+        for alert in alerts:
+            body.append({"type": "Container", "separator": True, "items": _teams_blocks(alert)})
+    else:
+        body.append(
+            {"type": "Container", "separator": True, "items": _teams_blocks(alerts[0], alerts, update)}
+        )
     return {
         "type": "message",
         "attachments": [
@@ -210,14 +249,15 @@ def ntfy_target(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, base + "/", "", "")), topic
 
 
-def ntfy(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
+def ntfy(alerts: Sequence[Alert], digest: bool, update: bool = False) -> dict[str, Any]:
     if digest:
         message = "\n".join(f"• {_title(a)} ({_source(a)})" for a in alerts)
     else:
         alert = alerts[0]
-        message = "\n".join(p for p in (_source(alert), oneline(alert["item"].get("summary"))) if p)
+        parts = (_source(alert), oneline(alert["item"].get("summary")), story_line(alerts))
+        message = "\n".join(p for p in parts if p)
     body: dict[str, Any] = {
-        "title": _cut(_heading(alerts, digest), 250),
+        "title": _cut(_heading(alerts, digest, update), 250),
         "message": _cut(message, 4_000),
         "tags": sorted({str(a["rule"]["id"]) for a in alerts})[:5],
     }
@@ -227,13 +267,19 @@ def ntfy(alerts: Sequence[Alert], digest: bool) -> dict[str, Any]:
     return body
 
 
-def generic(alerts: Sequence[Alert], digest: bool, delivery_id: str) -> dict[str, Any]:
+def generic(
+    alerts: Sequence[Alert],
+    digest: bool,
+    delivery_id: str,
+    kind: str = "alert",
+    in_reply_to: str | None = None,
+) -> dict[str, Any]:
     if digest:
         return digest_payload(delivery_id, alerts)
-    return dict(alerts[0])
+    return notification_payload(delivery_id, alerts, kind=kind, in_reply_to=in_reply_to)
 
 
-PRESETS: dict[str, Callable[[Sequence[Alert], bool], dict[str, Any]]] = {
+PRESETS: dict[str, Callable[[Sequence[Alert], bool, bool], dict[str, Any]]] = {
     "slack": slack,
     "discord": discord,
     "teams": teams,
@@ -242,10 +288,19 @@ PRESETS: dict[str, Callable[[Sequence[Alert], bool], dict[str, Any]]] = {
 }
 
 
-def preset_body(preset: Preset, alerts: Sequence[Alert], *, digest: bool, delivery_id: str) -> dict[str, Any]:
-    """The JSON body a preset sends for these alerts (one alert unless `digest`)."""
+def preset_body(
+    preset: Preset,
+    alerts: Sequence[Alert],
+    *,
+    digest: bool,
+    delivery_id: str,
+    kind: str = "alert",
+    in_reply_to: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body a preset sends for these alerts: a digest (`digest`), one story notification naming every
+    rule (`kind` story or update, see DeliveryRequest.kind), or one alert (`kind` alert)."""
     if not alerts:
         raise ValueError(f"delivery {delivery_id!r} holds no alerts")
     if preset == "generic":
-        return generic(alerts, digest, delivery_id)
-    return PRESETS[preset](alerts, digest)
+        return generic(alerts, digest, delivery_id, kind, in_reply_to)
+    return PRESETS[preset](alerts, digest, kind == "update")

@@ -10,7 +10,10 @@ a small allowlist (text formatting and links, links forced to rel="noopener nore
 the HTML templates use for them. The ``oneline`` filter folds all whitespace, line breaks included, to single
 spaces: the form every header and subject takes.
 
-Template context: ``alert`` (the first alert payload), ``alerts`` (all of them), ``digest`` (bool), ``count``.
+Template context: ``alert`` (the first alert payload), ``alerts`` (all of them), ``digest`` (bool), ``count``,
+``rules`` (the titles of the rules that fired, once each), ``update`` (bool: a later rule on a story already
+notified), ``notification`` (the notification payload a generic webhook receives, None in a digest), and
+``also`` (how widely the story was reported: "also reported by 3 more outlets, in 2 languages", or "").
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import nh3
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
+
+from monitor.notify.payload import notification_payload, story_line
 
 __all__ = [
     "DEFAULT_SUBJECT",
@@ -42,7 +47,8 @@ __all__ = [
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_SUBJECT = (
     "{% if digest %}[monitor] {{ count }} alerts: {{ alerts | map(attribute='rule.title') | unique | join(', ') }}"
-    "{% else %}[monitor] {{ alert.rule.title }}: {{ alert.item.title }} ({{ alert.item.feed.title }}){% endif %}"
+    "{% else %}[monitor] {% if update %}Update: {% endif %}{{ rules | join(', ') }}: {{ alert.item.title }}"
+    " ({{ alert.item.feed.title }}){% endif %}"
 )
 MAX_SUBJECT_CHARS = 200
 
@@ -102,15 +108,47 @@ def _environment(autoescape: bool | None = None) -> SandboxedEnvironment:
     return _new_environment(autoescape)
 
 
-def template_context(alerts: Sequence[Mapping[str, Any]], *, digest: bool) -> dict[str, Any]:
+def template_context(
+    alerts: Sequence[Mapping[str, Any]],
+    *,
+    digest: bool,
+    kind: str = "alert",
+    delivery_id: str = "",
+    in_reply_to: str | None = None,
+) -> dict[str, Any]:
     if not alerts:
         raise ValueError("a delivery needs at least one alert to render")
-    return {"alert": alerts[0], "alerts": list(alerts), "digest": digest, "count": len(alerts)}
+    rules = list(dict.fromkeys(str(a["rule"].get("title") or a["rule"]["id"]) for a in alerts))
+    return {
+        "alert": alerts[0],
+        "alerts": list(alerts),
+        "digest": digest,
+        "count": len(alerts),
+        "rules": rules,
+        "update": kind == "update",
+        "notification": (
+            None
+            if digest
+            else notification_payload(delivery_id or "msg_sample", alerts, kind=kind, in_reply_to=in_reply_to)
+        ),
+        "also": "" if digest else story_line(alerts),
+    }
 
 
-def render(name: str, alerts: Sequence[Mapping[str, Any]], *, digest: bool) -> str:
+def render(
+    name: str,
+    alerts: Sequence[Mapping[str, Any]],
+    *,
+    digest: bool,
+    kind: str = "alert",
+    delivery_id: str = "",
+    in_reply_to: str | None = None,
+) -> str:
     """Render a bundled template (alert.txt, alert.html, digest.txt, digest.html) for these alerts."""
-    return _environment().get_template(name).render(template_context(alerts, digest=digest))
+    context = template_context(
+        alerts, digest=digest, kind=kind, delivery_id=delivery_id, in_reply_to=in_reply_to
+    )
+    return _environment().get_template(name).render(context)
 
 
 def compile_template(source: str, *, what: str) -> Template:
@@ -126,9 +164,11 @@ def compile_template(source: str, *, what: str) -> Template:
     return template
 
 
-def render_subject(template: Template, alerts: Sequence[Mapping[str, Any]], *, digest: bool) -> str:
+def render_subject(
+    template: Template, alerts: Sequence[Mapping[str, Any]], *, digest: bool, kind: str = "alert"
+) -> str:
     """The rendered subject, on one line and at most MAX_SUBJECT_CHARS characters."""
-    subject = oneline(template.render(template_context(alerts, digest=digest)))
+    subject = oneline(template.render(template_context(alerts, digest=digest, kind=kind)))
     if len(subject) > MAX_SUBJECT_CHARS:
         subject = subject[: MAX_SUBJECT_CHARS - 1].rstrip() + "…"
     return subject
@@ -137,7 +177,7 @@ def render_subject(template: Template, alerts: Sequence[Mapping[str, Any]], *, d
 def sample_context(*, digest: bool) -> dict[str, Any]:
     """A context with every payload field filled, to check templates when the config is loaded."""
     alert = {
-        "version": 1,
+        "version": 2,
         "type": "alert",
         "id": "alr_sample",
         "created_at": "2025-01-01T00:00:00.000000Z",
@@ -156,6 +196,12 @@ def sample_context(*, digest: bool) -> dict[str, Any]:
         "hits": [{"term": "sample", "field": "title", "text": "Sample", "start": 0, "end": 6}],
         "explanation": "matched 'sample' in title",
         "score": None,
-        "story": {"id": "sto_sample", "item_count": 2, "sources": ["Example feed"], "items": []},
+        "story": {
+            "id": "sto_sample",
+            "item_count": 2,
+            "sources": ["Example feed"],
+            "languages": ["en"],
+            "items": [],
+        },
     }
-    return template_context([alert, alert] if digest else [alert], digest=digest)
+    return template_context([alert, alert] if digest else [alert], digest=digest, kind="story")

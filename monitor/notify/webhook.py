@@ -164,6 +164,10 @@ class WebhookChannel:
             # A notice (feed health) has a shape of its own; a body_template is written for alerts.
             preset = "generic" if self._template is not None else self.config.preset
             data = notice_webhook_body(preset, request.notice)
+            if preset == "generic" and request.kind == "escalation":
+                # The story's thread on this channel: the escalation replies to its first notification.
+                data["thread"] = request.thread
+                data["in_reply_to"] = request.in_reply_to
             if self._ntfy_topic:
                 data["topic"] = self._ntfy_topic
             return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(
@@ -171,7 +175,15 @@ class WebhookChannel:
             ), "application/json"
         if self._template is not None:
             try:
-                text = self._template.render(template_context(request.alerts, digest=request.digest))
+                text = self._template.render(
+                    template_context(
+                        request.alerts,
+                        digest=request.digest,
+                        kind=request.kind,
+                        delivery_id=request.id,
+                        in_reply_to=request.in_reply_to,
+                    )
+                )
             except (TemplateError, ValueError) as exc:
                 raise DeliveryError(self.name, f"body_template failed: {exc}", retryable=False) from exc
             if "json" in self.config.content_type:
@@ -184,7 +196,12 @@ class WebhookChannel:
             return text.encode("utf-8"), self.config.content_type
         try:
             data = preset_body(
-                self.config.preset, request.alerts, digest=request.digest, delivery_id=request.id
+                self.config.preset,
+                request.alerts,
+                digest=request.digest,
+                delivery_id=request.id,
+                kind=request.kind,
+                in_reply_to=request.in_reply_to,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DeliveryError(

@@ -9,6 +9,7 @@ set behind.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,17 @@ from monitor.rules.expr import (
     parse_expression,
 )
 from monitor.rules.matcher import RuleSet
-from monitor.rules.schema import DEFAULT_FIELDS, Actor, ActorModel, Rule, RuleFileModel, RuleModel
+from monitor.rules.schema import (
+    DEFAULT_FIELDS,
+    Actor,
+    ActorModel,
+    Escalation,
+    Rule,
+    RuleFileModel,
+    RuleModel,
+)
 from monitor.rules.terms import Term, TermSyntaxError, parse_term
-from monitor.timeutil import parse_duration
+from monitor.timeutil import format_duration, parse_duration
 from monitor.yamlsource import MAX_YAML_BYTES, LocatedYaml, load_yaml, validation_error
 
 __all__ = ["load_rules", "rule_files"]
@@ -323,6 +332,21 @@ class _Loader:
             group_wait=self._duration(model.group_wait, source, (*path, "group_wait")),
             file=position.file,
             line=position.line,
+            severity=model.severity,
+            escalate=self._escalation(model, source, path),
+        )
+
+    def _escalation(self, model: RuleModel, source: _SourceFile, path: PathKey) -> Escalation | None:
+        if model.escalate is None:
+            return None
+        within = self._duration(model.escalate.within, source, (*path, "escalate", "within"))
+        if within <= timedelta(0):
+            raise source.error((*path, "escalate", "within"), "the window must be longer than 0s")
+        return Escalation(
+            outlets=model.escalate.outlets,
+            within=within,
+            severity=model.escalate.severity,
+            within_text=format_duration(within),
         )
 
     def _resolve_vocabulary(self, name: str) -> tuple[Term, ...]:

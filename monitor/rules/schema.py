@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.rules.expr import ALL_FIELDS, Node
 from monitor.rules.terms import Term
+from monitor.types import Severity
 
 __all__ = [
     "DEFAULT_FIELDS",
     "Actor",
     "ActorModel",
+    "Escalation",
+    "EscalationModel",
     "Rule",
     "RuleFileModel",
     "RuleModel",
@@ -49,6 +52,15 @@ class ActorModel(_Strict):
     exclude_context: list[str] = []  # a mention in a sentence with one of these is dropped
 
 
+class EscalationModel(_Strict):
+    """`escalate: {outlets: 5, within: 30m, severity: high}`: tell the channels once more, as an escalation,
+    when a story this rule alerted is reported by that many distinct outlets within that window."""
+
+    outlets: int = Field(ge=2, le=10_000)
+    within: str | int | float
+    severity: Severity = "high"
+
+
 class RuleModel(_Strict):
     id: str = Field(pattern=_NAME)
     title: str | None = None
@@ -68,6 +80,8 @@ class RuleModel(_Strict):
     notify: list[str] | None = None
     realert: str | int | float | None = None
     group_wait: str | int | float | None = None
+    severity: Severity = "normal"
+    escalate: EscalationModel | None = None
 
 
 class RuleFileModel(_Strict):
@@ -92,6 +106,16 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """A compiled `escalate`: `outlets` distinct outlets within `within` raise one escalation of `severity`."""
+
+    outlets: int
+    within: timedelta
+    severity: Severity
+    within_text: str  # as written ("30m"), for the notification
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A compiled rule: what it looks for (`condition`, `weights`) and where (`fields`, scoping)."""
 
@@ -110,3 +134,5 @@ class Rule:
     group_wait: timedelta | None
     file: str
     line: int
+    severity: Severity = "normal"
+    escalate: Escalation | None = None

@@ -15,7 +15,7 @@ Semantics every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
@@ -29,6 +29,7 @@ from monitor.store.records import (
     FeedRow,
     FeedUpdate,
     NewAlert,
+    NewEscalation,
     NewItem,
     NodeInfo,
     NodeRow,
@@ -136,9 +137,20 @@ class Store(Protocol):
         attachments: Sequence[AlertAttachment] = (),
         digests: Mapping[str, timedelta] | None = None,
         seen_again: Sequence[str] = (),
-    ) -> None:
+        per_rule: Collection[str] = (),
+        escalations: Sequence[NewEscalation] = (),
+        group_intervals: Mapping[str, timedelta] | None = None,
+    ) -> list[tuple[str, str]]:
         """Everything one fetch produced, in one transaction; it ends the feed's lease. When `update.claim`
-        is set and the feed was claimed again since, nothing is written and StaleClaimError is raised."""
+        is set and the feed was claimed again since, nothing is written and StaleClaimError is raised.
+
+        Routes each alert to its channels inside the transaction (issue 8): a `digests` channel's open digest;
+        a `per_rule` channel's own delivery per alert; any other channel's notification of the story, joined
+        while it is pending and never claimed, else a new one (kind "story", opening the story's thread on the
+        channel) or an update (kind "update", `in_reply_to` the thread's first delivery, due no earlier than
+        `group_intervals[channel]` after the thread's latest message). Each escalation is recorded once per
+        (rule, story) with one delivery per channel (kind "escalation", replying to the thread). Returns
+        (channel, kind) of each delivery it created."""
         ...
 
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None: ...
@@ -146,6 +158,17 @@ class Store(Protocol):
     # -- alerts and stories, as the CLI and the status page show them ----------------------------------------
 
     def alert_states(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AlertState]: ...
+
+    def escalated(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (rule id, story id) pairs among `pairs` that were escalated already."""
+        ...
+
+    def story_outlet_times(
+        self, story_ids: Iterable[str]
+    ) -> dict[str, list[tuple[str, datetime, str | None]]]:
+        """Per story, each stored item's outlet (feed title, else feed URL), time (published, else fetched, never
+        after it was fetched) and language, oldest first: what an escalation counts outlets over."""
+        ...
 
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]: ...
 

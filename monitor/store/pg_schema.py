@@ -206,4 +206,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN moved_to TEXT;
     ALTER TABLE feeds ADD COLUMN hints TEXT;
     """,
+    # 6: notifications grouped by story (issue 8, as SQLite's 5): the delivery's kind, story and thread; the
+    #    threads (story, channel) → first delivery; escalations once per (rule, story).
+    """
+    ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert';
+    ALTER TABLE deliveries ADD COLUMN story_id TEXT;
+    ALTER TABLE deliveries ADD COLUMN in_reply_to TEXT;
+    UPDATE deliveries SET kind = 'digest' WHERE digest;
+    UPDATE deliveries SET kind = 'notice' WHERE notice IS NOT NULL;
+    CREATE INDEX deliveries_story_open ON deliveries (story_id, channel, status, attempts)
+        WHERE story_id IS NOT NULL;
+    CREATE TABLE notification_threads (
+        story_id          TEXT NOT NULL,
+        channel           TEXT NOT NULL,
+        first_delivery_id TEXT NOT NULL,
+        created_at        TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (story_id, channel)
+    );
+    CREATE TABLE escalations (
+        rule_id    TEXT NOT NULL,
+        story_id   TEXT NOT NULL,
+        severity   TEXT NOT NULL,
+        outlets    INTEGER NOT NULL,
+        payload    JSON NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (rule_id, story_id)
+    );
+    """,
 )

@@ -30,14 +30,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from monitor.dburl import PostgresURL
 from monitor.errors import StoreError
@@ -52,6 +52,7 @@ from monitor.store.records import (
     FeedRow,
     FeedUpdate,
     NewAlert,
+    NewEscalation,
     NewItem,
     NodeInfo,
     NodeRow,
@@ -75,6 +76,7 @@ CONNECT_TIMEOUT = 10  # seconds, for the first connection (the error names the c
 POOL_SIZE = 4
 
 Conn = psycopg.Connection[TupleRow]
+_T = TypeVar("_T")
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -123,6 +125,9 @@ class PostgresStore:
             kwargs={"autocommit": True, "application_name": application, "connect_timeout": CONNECT_TIMEOUT},
             open=False,
             name="monitor",
+            # How long a call waits for a connection (all busy, or the server unreachable) before it fails
+            # with a StoreError, instead of psycopg_pool's 30 s.
+            timeout=CONNECT_TIMEOUT,
         )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -153,7 +158,13 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except psycopg.OperationalError as exc:
+            # Connection lost, server shutting down, disk full, lock timeout...: one line naming the database
+            # (masked); the pool drops the broken connection, so the next call starts on a fresh one.
             raise StoreError(f"{self.url}: {_reason(exc)}") from exc
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"{self.url}: no connection to PostgreSQL within {CONNECT_TIMEOUT}s: {exc}"
+            ) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:
@@ -176,6 +187,10 @@ class PostgresStore:
             raise StoreError(f"{self.url}: a concurrent write conflicted: {_reason(exc)}") from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"{self.url}: {_reason(exc)}") from exc
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"{self.url}: no connection to PostgreSQL within {CONNECT_TIMEOUT}s: {exc}"
+            ) from exc
 
     def _x(self, conn: Conn, sql: LiteralString, params: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
         self.round_trips += 1
@@ -190,12 +205,27 @@ class PostgresStore:
             cursor.executemany(sql, rows)
 
     def _rows(self, sql: LiteralString, params: Sequence[Any] = ()) -> list[TupleRow]:
-        with self._connection() as conn:
-            return self._x(conn, sql, params).fetchall()
+        return self._read(sql, params, lambda cursor: cursor.fetchall())
 
     def _one(self, sql: LiteralString, params: Sequence[Any] = ()) -> TupleRow | None:
-        with self._connection() as conn:
-            return self._x(conn, sql, params).fetchone()
+        return self._read(sql, params, lambda cursor: cursor.fetchone())
+
+    def _read(
+        self, sql: LiteralString, params: Sequence[Any], fetch: Callable[[psycopg.Cursor[TupleRow]], _T]
+    ) -> _T:
+        """A read outside a transaction. When the server had ended the pooled connection (a restart, a
+        failover), the read is tried once more on a fresh one: a read is safe to repeat, and every connection
+        the pool held would otherwise fail one call each. Writes are never repeated (a lost COMMIT may have
+        happened); they fail with the StoreError and the caller's retry decides."""
+        in_transaction = getattr(self._local, "conn", None) is not None
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:
+                    return fetch(self._x(conn, sql, params))
+            except StoreError as exc:
+                if in_transaction or attempt == 2 or not _connection_lost(exc.__cause__):
+                    raise
+        raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
         with self.transaction() as tx:
@@ -390,8 +420,8 @@ class PostgresStore:
             )
             self._many(
                 tx,
-                "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, notice) "
-                "VALUES (%s, %s, 'pending', FALSE, %s, %s, %s::json) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, notice, kind) "
+                "VALUES (%s, %s, 'pending', FALSE, %s, %s, %s::json, 'notice') ON CONFLICT (id) DO NOTHING",
                 [
                     (delivery_id_for(payload["id"], channel), channel, now, now, _json(payload))
                     for payload, channels in notices
@@ -489,8 +519,13 @@ class PostgresStore:
         attachments: Sequence[AlertAttachment] = (),
         digests: Mapping[str, timedelta] | None = None,
         seen_again: Sequence[str] = (),
-    ) -> None:
+        per_rule: Collection[str] = (),
+        escalations: Sequence[NewEscalation] = (),
+        group_intervals: Mapping[str, timedelta] | None = None,
+    ) -> list[tuple[str, str]]:
+        """See Store.commit_fetch."""
         now = update.fetched_at
+        created: list[tuple[str, str]] = []
         with self.transaction() as tx:
             if new_items and getattr(self._local, "story_locked", False) is False:
                 # Items enter only under the story lock, so their sequence numbers become visible in order
@@ -534,7 +569,7 @@ class PostgresStore:
                 [(key, update.url, content_hash, now, now) for key, content_hash in also_seen],
             )
             for alert in alerts:
-                self._insert_alert(tx, alert, now, digests or {})
+                created += self._insert_alert(tx, alert, now, digests or {}, per_rule, group_intervals or {})
             for attachment in attachments:
                 self._x(
                     tx,
@@ -548,10 +583,13 @@ class PostgresStore:
                     "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = %s) WHERE id = %s",
                     (_json(attachment.payload), now, attachment.alert_id, attachment.alert_id),
                 )
+            for escalation in escalations:
+                created += self._insert_escalation(tx, escalation, now)
             if seen_again:
                 self._x(
                     tx, "UPDATE seen_keys SET last_seen = %s WHERE key = ANY(%s)", (now, list(seen_again))
                 )
+        return created
 
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None:
         batch = list(keys)
@@ -664,8 +702,14 @@ class PostgresStore:
         )
 
     def _insert_alert(
-        self, tx: Conn, alert: NewAlert, at: datetime, digests: Mapping[str, timedelta]
-    ) -> None:
+        self,
+        tx: Conn,
+        alert: NewAlert,
+        at: datetime,
+        digests: Mapping[str, timedelta],
+        per_rule: Collection[str],
+        group_intervals: Mapping[str, timedelta],
+    ) -> list[tuple[str, str]]:
         self._x(
             tx,
             "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
@@ -687,22 +731,136 @@ class PostgresStore:
             (alert.id, alert.item_key, at),
         )
         links: list[tuple[str, str]] = []
+        created: list[tuple[str, str]] = []
         for channel in alert.channels:
             period = digests.get(channel)
             if period is not None:
-                delivery_id = self._open_digest(tx, channel, at, period, alert.id)
-            else:
-                delivery_id = delivery_id_for(alert.id, channel)
+                delivery_id, opened = self._open_digest(tx, channel, at, period, alert.id)
+                kind = "digest"
+            elif channel in per_rule:
+                delivery_id, opened, kind = delivery_id_for(alert.id, channel), True, "alert"
                 self._x(
                     tx,
-                    "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
-                    "VALUES (%s, %s, 'pending', FALSE, %s, %s)",
-                    (delivery_id, channel, at, alert.deliver_at),
+                    "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind, "
+                    "story_id) VALUES (%s, %s, 'pending', FALSE, %s, %s, 'alert', %s)",
+                    (delivery_id, channel, at, alert.deliver_at, alert.story_id),
                 )
+            else:
+                interval = group_intervals.get(channel, timedelta(0))
+                delivery_id, opened, kind = self._route_alert(tx, alert, channel, at, interval)
+            if opened:
+                created.append((channel, kind))
             links.append((delivery_id, alert.id))
         self._many(tx, "INSERT INTO delivery_alerts (delivery_id, alert_id) VALUES (%s, %s)", links)
+        return created
 
-    def _open_digest(self, tx: Conn, channel: str, at: datetime, period: timedelta, first_alert: str) -> str:
+    def _route_alert(
+        self, tx: Conn, alert: NewAlert, channel: str, at: datetime, group_interval: timedelta
+    ) -> tuple[str, bool, str]:
+        """The story notification on `channel` that `alert` goes out in (see SQLiteStore._route_alert).
+
+        The open notification is locked (FOR UPDATE) while the alert joins it: a node claiming deliveries
+        skips locked rows (SKIP LOCKED) and sees it only after our commit, with the alert in it; a claim that
+        got there first set attempts = 1, which the re-checked WHERE then excludes, so a new delivery opens."""
+        row = self._x(
+            tx,
+            "SELECT id, kind FROM deliveries WHERE story_id = %s AND channel = %s AND kind IN ('story', 'update') "
+            "AND status = 'pending' AND attempts = 0 ORDER BY created_at DESC, seq DESC LIMIT 1 FOR UPDATE",
+            (alert.story_id, channel),
+        ).fetchone()
+        if row is not None:
+            due = alert.deliver_at
+            if row[1] == "update":
+                due = max(
+                    due, self._thread_quiet_until(tx, alert.story_id, channel, group_interval, str(row[0]))
+                )
+            self._x(
+                tx,
+                "UPDATE deliveries SET next_attempt_at = LEAST(next_attempt_at, %s) WHERE id = %s",
+                (due, row[0]),
+            )
+            return str(row[0]), False, str(row[1])
+        delivery_id = delivery_id_for(alert.id, channel)
+        thread = self._thread(tx, alert.story_id, channel)
+        kind = "update" if thread is not None else "story"
+        due = alert.deliver_at
+        if thread is not None:
+            due = max(due, self._thread_quiet_until(tx, alert.story_id, channel, group_interval, None))
+        self._x(
+            tx,
+            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind, story_id, "
+            "in_reply_to) VALUES (%s, %s, 'pending', FALSE, %s, %s, %s, %s, %s)",
+            (delivery_id, channel, at, due, kind, alert.story_id, thread),
+        )
+        if thread is None:
+            self._x(
+                tx,
+                "INSERT INTO notification_threads (story_id, channel, first_delivery_id, created_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (alert.story_id, channel, delivery_id, at),
+            )
+        return delivery_id, True, kind
+
+    def _thread_quiet_until(
+        self, tx: Conn, story_id: str, channel: str, interval: timedelta, besides: str | None
+    ) -> datetime:
+        row = self._x(
+            tx,
+            "SELECT MAX(created_at) FROM deliveries WHERE story_id = %s AND channel = %s "
+            "AND kind IN ('story', 'update') AND (%s::text IS NULL OR id != %s)",
+            (story_id, channel, besides, besides),
+        ).fetchone()
+        latest = _utc(row[0]) if row is not None else None
+        return latest + interval if latest is not None else datetime.min.replace(tzinfo=UTC)
+
+    def _thread(self, tx: Conn, story_id: str, channel: str) -> str | None:
+        row = self._x(
+            tx,
+            "SELECT first_delivery_id FROM notification_threads WHERE story_id = %s AND channel = %s",
+            (story_id, channel),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _insert_escalation(self, tx: Conn, escalation: NewEscalation, at: datetime) -> list[tuple[str, str]]:
+        """Record an escalation once per (rule, story) and queue it on its channels (see SQLiteStore)."""
+        inserted = self._x(
+            tx,
+            "INSERT INTO escalations (rule_id, story_id, severity, outlets, payload, created_at) "
+            "VALUES (%s, %s, %s, %s, %s::json, %s) ON CONFLICT DO NOTHING",
+            (
+                escalation.rule_id,
+                escalation.story_id,
+                escalation.severity,
+                escalation.outlets,
+                _json(escalation.payload),
+                at,
+            ),
+        ).rowcount
+        if not inserted:
+            return []
+        created: list[tuple[str, str]] = []
+        for channel in escalation.channels:
+            self._x(
+                tx,
+                "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, notice, kind, "
+                "story_id, in_reply_to) VALUES (%s, %s, 'pending', FALSE, %s, %s, %s::json, 'escalation', %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (
+                    delivery_id_for(str(escalation.payload["id"]), channel),
+                    channel,
+                    at,
+                    at,
+                    _json(escalation.payload),
+                    escalation.story_id,
+                    self._thread(tx, escalation.story_id, channel),
+                ),
+            )
+            created.append((channel, "escalation"))
+        return created
+
+    def _open_digest(
+        self, tx: Conn, channel: str, at: datetime, period: timedelta, first_alert: str
+    ) -> tuple[str, bool]:
         """The channel's digest delivery still collecting (never attempted), or a new one due a period from
         now. Locked while we add to it, so a node claiming it waits for our commit."""
         row = self._x(
@@ -712,15 +870,15 @@ class PostgresStore:
             (channel,),
         ).fetchone()
         if row is not None:
-            return str(row[0])
+            return str(row[0]), False
         delivery_id = delivery_id_for(first_alert, f"digest:{channel}")
         self._x(
             tx,
-            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
-            "VALUES (%s, %s, 'pending', TRUE, %s, %s)",
+            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind) "
+            "VALUES (%s, %s, 'pending', TRUE, %s, %s, 'digest')",
             (delivery_id, channel, at, at + period),
         )
-        return delivery_id
+        return delivery_id, True
 
     # -- alerts ------------------------------------------------------------------------------------------------
 
@@ -750,6 +908,36 @@ class PostgresStore:
             )
             for r in rows
         }
+
+    def escalated(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = sorted(set(pairs))
+        if not wanted:
+            return set()
+        return {
+            (str(r[0]), str(r[1]))
+            for r in self._rows(
+                "SELECT e.rule_id, e.story_id FROM escalations e JOIN unnest(%s::text[], %s::text[]) AS "
+                "p(rule_id, story_id) ON e.rule_id = p.rule_id AND e.story_id = p.story_id",
+                ([rule for rule, _ in wanted], [story for _, story in wanted]),
+            )
+        }
+
+    def story_outlet_times(
+        self, story_ids: Iterable[str]
+    ) -> dict[str, list[tuple[str, datetime, str | None]]]:
+        wanted = sorted(set(story_ids))
+        found: dict[str, list[tuple[str, datetime, str | None]]] = {story: [] for story in wanted}
+        if not wanted:
+            return found
+        for story_id, outlet, moment, language in self._rows(
+            "SELECT i.story_id, COALESCE(NULLIF(i.feed_title, ''), i.feed_url), "
+            "LEAST(COALESCE(i.published, i.fetched_at), i.fetched_at) AS t, COALESCE(m.language, i.language) "
+            "FROM items i LEFT JOIN story_members m ON m.item_key = i.key WHERE i.story_id = ANY(%s) "
+            "ORDER BY t, i.seq",
+            (wanted,),
+        ):
+            found[str(story_id)].append((str(outlet), _req(moment), language))
+        return found
 
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
         ids = [
@@ -850,7 +1038,7 @@ class PostgresStore:
                 "UPDATE deliveries d SET lease_until = %s, attempts = d.attempts + 1, last_attempt_at = %s, "
                 "claim_token = d.claim_token + 1, claimed_by = %s FROM due WHERE d.id = due.id "
                 "RETURNING d.id, d.channel, d.attempts, d.created_at, d.digest, d.notice, d.claim_token, "
-                "d.next_attempt_at, d.seq",
+                "d.next_attempt_at, d.seq, d.kind, d.story_id, d.in_reply_to",
                 (now, now, channel, channel, limit, now + self.delivery_lease, now, holder),
             ).fetchall()
             rows.sort(key=lambda r: (r[7], r[3], r[8]))
@@ -864,7 +1052,7 @@ class PostgresStore:
                 ):
                     payloads.setdefault(delivery_id, []).append(payload)
         requests = []
-        for delivery_id, name, attempts, created_at, digest, notice, token, _, _ in rows:
+        for delivery_id, name, attempts, created_at, digest, notice, token, _, _, kind, story, reply in rows:
             self._delivery_claims[delivery_id] = int(token)
             requests.append(
                 DeliveryRequest(
@@ -875,6 +1063,9 @@ class PostgresStore:
                     created_at=_utc(created_at),
                     digest=bool(digest),
                     notice=notice,
+                    kind=kind,
+                    story_id=story,
+                    in_reply_to=reply,
                 )
             )
         return requests
@@ -942,7 +1133,8 @@ class PostgresStore:
         rows = self._rows(
             "SELECT d.id, d.channel, d.status, d.digest, d.created_at, d.next_attempt_at, d.attempts, "
             "d.last_attempt_at, d.last_error, d.sent_at, "
-            "ARRAY(SELECT da.alert_id FROM delivery_alerts da WHERE da.delivery_id = d.id) FROM deliveries d "
+            "ARRAY(SELECT da.alert_id FROM delivery_alerts da WHERE da.delivery_id = d.id ORDER BY da.alert_id), "
+            "d.kind, d.story_id, d.in_reply_to FROM deliveries d "
             "WHERE (%s::text IS NULL OR d.id IN (SELECT delivery_id FROM delivery_alerts WHERE alert_id = %s)) "
             "AND (%s::text[] IS NULL OR d.status = ANY(%s::text[])) ORDER BY d.created_at, d.seq LIMIT %s",
             (
@@ -966,6 +1158,9 @@ class PostgresStore:
                 last_error=r[8],
                 sent_at=_utc(r[9]),
                 alert_ids=tuple(r[10]),
+                kind=r[11],
+                story_id=r[12],
+                in_reply_to=r[13],
             )
             for r in rows
         ]
@@ -1180,6 +1375,15 @@ def _state(row: Sequence[Any]) -> FeedState:
         moved_to=row[8],
         hints=hints_from_json(row[9]),
     )
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """The connection is gone (not a statement's own failure): client-side connection errors carry no SQLSTATE;
+    the server's own say class 08 (connection exception) or 57P (operator intervention: shutdown, terminated)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    return state == "" or state.startswith("08") or state.startswith("57P")
 
 
 def _reason(exc: BaseException) -> str:

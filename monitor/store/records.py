@@ -25,6 +25,7 @@ __all__ = [
     "FeedRow",
     "FeedUpdate",
     "NewAlert",
+    "NewEscalation",
     "NewItem",
     "NodeInfo",
     "NodeRow",
@@ -155,6 +156,19 @@ class NewAlert:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEscalation:
+    """A story that a rule alerted reached the rule's `escalate` threshold: told once per (rule, story), with
+    one outbox row per channel (each replying to the story's first notification on that channel)."""
+
+    rule_id: str
+    story_id: str
+    severity: str
+    outlets: int
+    payload: dict[str, Any]
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AlertAttachment:
     """A later item of a story folded into an existing alert; `payload` is the alert's refreshed payload."""
 
@@ -208,6 +222,9 @@ class DeliveryRow:
     last_error: str | None
     sent_at: datetime | None
     alert_ids: tuple[str, ...]
+    kind: str = "alert"  # alert | story | update | escalation | digest | notice (see DeliveryRequest)
+    story_id: str | None = None
+    in_reply_to: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The JSON form shown by `monitor deliveries --json` and inside `monitor alerts show`."""
@@ -223,6 +240,9 @@ class DeliveryRow:
             "last_error": self.last_error,
             "sent_at": to_iso(self.sent_at),
             "alerts": list(self.alert_ids),
+            "kind": self.kind,
+            "story": self.story_id,
+            "in_reply_to": self.in_reply_to,
         }
 
 

@@ -207,4 +207,35 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN moved_to TEXT;
     ALTER TABLE feeds ADD COLUMN hints TEXT;
     """,
+    # 6: notifications grouped by story (issue 8): a delivery says what it is (alert: one (rule, story) alert,
+    #    as before; story: the first notification of a story on a channel, carrying every rule that fired;
+    #    update: a later rule on a story already notified, sent into the same thread; escalation; digest;
+    #    notice), which story it is about and which delivery it replies to. A thread per (story, channel)
+    #    remembers the first notification, so updates and escalations reply to it even after it was pruned.
+    #    Escalations are told once per (rule, story).
+    """
+    ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert';
+    ALTER TABLE deliveries ADD COLUMN story_id TEXT;
+    ALTER TABLE deliveries ADD COLUMN in_reply_to TEXT;
+    UPDATE deliveries SET kind = 'digest' WHERE digest = 1;
+    UPDATE deliveries SET kind = 'notice' WHERE notice IS NOT NULL;
+    CREATE INDEX deliveries_story_open ON deliveries (story_id, channel, status, attempts)
+        WHERE story_id IS NOT NULL;
+    CREATE TABLE notification_threads (
+        story_id          TEXT NOT NULL,
+        channel           TEXT NOT NULL,
+        first_delivery_id TEXT NOT NULL,     -- the story's first notification on this channel
+        created_at        TEXT NOT NULL,
+        PRIMARY KEY (story_id, channel)
+    );
+    CREATE TABLE escalations (
+        rule_id    TEXT NOT NULL,
+        story_id   TEXT NOT NULL,
+        severity   TEXT NOT NULL,
+        outlets    INTEGER NOT NULL,         -- distinct outlets within the rule's window when it was raised
+        payload    TEXT NOT NULL,            -- JSON escalation payload (monitor.notify.payload)
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (rule_id, story_id)
+    );
+    """,
 )

@@ -15,9 +15,9 @@ import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,6 +33,7 @@ from monitor.store.records import (
     FeedRow,
     FeedUpdate,
     NewAlert,
+    NewEscalation,
     NewItem,
     NodeInfo,
     NodeRow,
@@ -441,8 +442,8 @@ class SQLiteStore:
                 for channel in channels:
                     tx.execute(
                         "INSERT OR IGNORE INTO deliveries "
-                        "(id, channel, status, digest, created_at, next_attempt_at, notice) "
-                        "VALUES (?, ?, 'pending', 0, ?, ?, ?)",
+                        "(id, channel, status, digest, created_at, next_attempt_at, notice, kind) "
+                        "VALUES (?, ?, 'pending', 0, ?, ?, ?, 'notice')",
                         (
                             delivery_id_for(payload["id"], channel),
                             channel,
@@ -556,15 +557,25 @@ class SQLiteStore:
         attachments: Sequence[AlertAttachment] = (),
         digests: Mapping[str, timedelta] | None = None,
         seen_again: Sequence[str] = (),
-    ) -> None:
+        per_rule: Collection[str] = (),
+        escalations: Sequence[NewEscalation] = (),
+        group_intervals: Mapping[str, timedelta] | None = None,
+    ) -> list[tuple[str, str]]:
         """Write everything one fetch produced in one transaction: the feed's new state, the new items with
         their matches and stories, identity keys of items seen again under a new key (`also_seen`: key and
-        content hash), new alerts with their outbox rows, items folded into existing alerts, and the
-        last_seen time of the keys the fetch had again (`seen_again`, see `touch_seen`).
+        content hash), new alerts with their outbox rows, items folded into existing alerts, escalations with
+        their outbox rows, and the last_seen time of the keys the fetch had again (`seen_again`, see
+        `touch_seen`). Returns (channel, kind) of each outbox row it created (an alert that joined an open
+        notification creates none).
 
-        `digests` maps channel names to their digest period: an alert for such a channel joins the channel's
-        open digest delivery (or opens one, due one period from now) instead of getting a delivery of its own."""
+        How an alert reaches a channel (see `_route_alert`): `digests` maps channel names to their digest
+        period: an alert for such a channel joins the channel's open digest delivery (or opens one, due one
+        period from now). A channel in `per_rule` (``group_by: [rule, story]``) gets a delivery per alert. Every
+        other channel gets one notification per story: the alert joins the story's notification on that
+        channel while it is still unsent, else it goes out as an update in the story's thread, due no earlier
+        than the channel's `group_intervals` after the thread's previous message."""
         now = _iso(update.fetched_at)
+        created: list[tuple[str, str]] = []
         with self.transaction() as tx:
             changed = tx.execute(
                 "UPDATE feeds SET title = COALESCE(?, title), etag = ?, last_modified = ?, last_fetched_at = ?, "
@@ -602,7 +613,9 @@ class SQLiteStore:
                     (key, update.url, content_hash, now, now),
                 )
             for alert in alerts:
-                self._insert_alert(tx, alert, update.fetched_at, digests or {})
+                created += self._insert_alert(
+                    tx, alert, update.fetched_at, digests or {}, per_rule, group_intervals or {}
+                )
             for attachment in attachments:
                 tx.execute(
                     "INSERT OR IGNORE INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
@@ -613,8 +626,11 @@ class SQLiteStore:
                     "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = ?) WHERE id = ?",
                     (_json(attachment.payload), now, attachment.alert_id, attachment.alert_id),
                 )
+            for escalation in escalations:
+                created += self._insert_escalation(tx, escalation, update.fetched_at)
             if seen_again:
                 self._touch(tx, seen_again, now)
+        return created
 
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None:
         """Refresh last_seen of keys still present in a feed, so their identity is kept while the feed has them."""
@@ -697,9 +713,16 @@ class SQLiteStore:
             )
 
     def _insert_alert(
-        self, tx: sqlite3.Connection, alert: NewAlert, at: datetime, digests: Mapping[str, timedelta]
-    ) -> None:
+        self,
+        tx: sqlite3.Connection,
+        alert: NewAlert,
+        at: datetime,
+        digests: Mapping[str, timedelta],
+        per_rule: Collection[str],
+        group_intervals: Mapping[str, timedelta],
+    ) -> list[tuple[str, str]]:
         now = _iso(at)
+        created: list[tuple[str, str]] = []
         tx.execute(
             "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
             "generation) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
@@ -721,21 +744,136 @@ class SQLiteStore:
         for channel in alert.channels:
             period = digests.get(channel)
             if period is not None:
-                delivery_id = self._open_digest(tx, channel, at, period, alert.id)
-            else:
-                delivery_id = delivery_id_for(alert.id, channel)
+                delivery_id, opened = self._open_digest(tx, channel, at, period, alert.id)
+                kind = "digest"
+            elif channel in per_rule:
+                delivery_id, opened, kind = delivery_id_for(alert.id, channel), True, "alert"
                 tx.execute(
-                    "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
-                    "VALUES (?, ?, 'pending', 0, ?, ?)",
-                    (delivery_id, channel, now, _iso(alert.deliver_at)),
+                    "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind, "
+                    "story_id) VALUES (?, ?, 'pending', 0, ?, ?, 'alert', ?)",
+                    (delivery_id, channel, now, _iso(alert.deliver_at), alert.story_id),
                 )
+            else:
+                interval = group_intervals.get(channel, timedelta(0))
+                delivery_id, opened, kind = self._route_alert(tx, alert, channel, at, interval)
+            if opened:
+                created.append((channel, kind))
             tx.execute(
                 "INSERT INTO delivery_alerts (delivery_id, alert_id) VALUES (?, ?)", (delivery_id, alert.id)
             )
+        return created
+
+    def _route_alert(
+        self, tx: sqlite3.Connection, alert: NewAlert, channel: str, at: datetime, group_interval: timedelta
+    ) -> tuple[str, bool, str]:
+        """The story notification on `channel` that `alert` goes out in: (delivery id, whether it is new,
+        its kind).
+
+        Decided inside the fetch's transaction, against what is committed, so it cannot race the delivery
+        worker: a notification still unsent and never claimed (attempts = 0, what a claim changes in the same
+        kind of transaction) takes the alert in, and is made due no later than this alert wants (the shorter
+        group_wait wins). Otherwise a new delivery opens: the story's first notification on this channel (a
+        new thread), or an update replying to the thread's first notification, held until `group_interval`
+        after the thread's previous message (Alertmanager's group_interval: the follow-up reports of a story
+        come in waves, and one update per wave is enough); an alert joining it cannot make it due earlier
+        than that."""
+        row = tx.execute(
+            "SELECT id, kind FROM deliveries WHERE story_id = ? AND channel = ? AND kind IN ('story', 'update') "
+            "AND status = 'pending' AND attempts = 0 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (alert.story_id, channel),
+        ).fetchone()
+        if row is not None:
+            due = alert.deliver_at
+            if row[1] == "update":
+                due = max(
+                    due, self._thread_quiet_until(tx, alert.story_id, channel, group_interval, str(row[0]))
+                )
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at = MIN(next_attempt_at, ?) WHERE id = ?",
+                (_iso(due), row[0]),
+            )
+            return str(row[0]), False, str(row[1])
+        delivery_id = delivery_id_for(alert.id, channel)
+        thread = self._thread(tx, alert.story_id, channel)
+        kind = "update" if thread is not None else "story"
+        due = alert.deliver_at
+        if thread is not None:
+            due = max(due, self._thread_quiet_until(tx, alert.story_id, channel, group_interval, None))
+        tx.execute(
+            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind, story_id, "
+            "in_reply_to) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+            (delivery_id, channel, _iso(at), _iso(due), kind, alert.story_id, thread),
+        )
+        if thread is None:
+            tx.execute(
+                "INSERT INTO notification_threads (story_id, channel, first_delivery_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (alert.story_id, channel, delivery_id, _iso(at)),
+            )
+        return delivery_id, True, kind
+
+    @staticmethod
+    def _thread_quiet_until(
+        tx: sqlite3.Connection, story_id: str, channel: str, interval: timedelta, besides: str | None
+    ) -> datetime:
+        """When the story's thread on `channel` has been quiet for `interval`: that long after its latest
+        message (other than `besides`) was queued."""
+        row = tx.execute(
+            "SELECT MAX(created_at) FROM deliveries WHERE story_id = ? AND channel = ? "
+            "AND kind IN ('story', 'update') AND (? IS NULL OR id != ?)",
+            (story_id, channel, besides, besides),
+        ).fetchone()
+        latest = _dt(row[0]) if row is not None else None
+        return latest + interval if latest is not None else datetime.min.replace(tzinfo=UTC)
+
+    @staticmethod
+    def _thread(tx: sqlite3.Connection, story_id: str, channel: str) -> str | None:
+        row = tx.execute(
+            "SELECT first_delivery_id FROM notification_threads WHERE story_id = ? AND channel = ?",
+            (story_id, channel),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _insert_escalation(
+        self, tx: sqlite3.Connection, escalation: NewEscalation, at: datetime
+    ) -> list[tuple[str, str]]:
+        """Record an escalation and queue it on its channels, once per (rule, story): a second one for the same
+        pair (two fetches racing on several nodes) is ignored with its deliveries."""
+        inserted = tx.execute(
+            "INSERT OR IGNORE INTO escalations (rule_id, story_id, severity, outlets, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                escalation.rule_id,
+                escalation.story_id,
+                escalation.severity,
+                escalation.outlets,
+                _json(escalation.payload),
+                _iso(at),
+            ),
+        ).rowcount
+        if not inserted:
+            return []
+        created: list[tuple[str, str]] = []
+        for channel in escalation.channels:
+            tx.execute(
+                "INSERT OR IGNORE INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, "
+                "notice, kind, story_id, in_reply_to) VALUES (?, ?, 'pending', 0, ?, ?, ?, 'escalation', ?, ?)",
+                (
+                    delivery_id_for(str(escalation.payload["id"]), channel),
+                    channel,
+                    _iso(at),
+                    _iso(at),
+                    _json(escalation.payload),
+                    escalation.story_id,
+                    self._thread(tx, escalation.story_id, channel),
+                ),
+            )
+            created.append((channel, "escalation"))
+        return created
 
     def _open_digest(
         self, tx: sqlite3.Connection, channel: str, at: datetime, period: timedelta, first_alert: str
-    ) -> str:
+    ) -> tuple[str, bool]:
         """The channel's digest delivery that is still collecting (never attempted), or a new one due one
         period from now. Its id derives from the channel and the alert that opened it: stable on retries."""
         row = tx.execute(
@@ -744,14 +882,14 @@ class SQLiteStore:
             (channel,),
         ).fetchone()
         if row is not None:
-            return str(row[0])
+            return str(row[0]), False
         delivery_id = delivery_id_for(first_alert, f"digest:{channel}")
         tx.execute(
-            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at) "
-            "VALUES (?, ?, 'pending', 1, ?, ?)",
+            "INSERT INTO deliveries (id, channel, status, digest, created_at, next_attempt_at, kind) "
+            "VALUES (?, ?, 'pending', 1, ?, ?, 'digest')",
             (delivery_id, channel, _iso(at), _iso(at + period)),
         )
-        return delivery_id
+        return delivery_id, True
 
     # -- alerts ------------------------------------------------------------------------------------------------
 
@@ -777,6 +915,39 @@ class SQLiteStore:
                     pending=bool(row[4]),
                     generation=int(row[5]),
                 )
+        return found
+
+    def escalated(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (rule id, story id) pairs among `pairs` that were already escalated."""
+        wanted = sorted(set(pairs))
+        if not wanted:
+            return set()
+        return {
+            (str(r[0]), str(r[1]))
+            for r in self._conn.execute(
+                "SELECT e.rule_id, e.story_id FROM escalations e JOIN json_each(?) w "
+                "ON e.rule_id = json_extract(w.value, '$[0]') AND e.story_id = json_extract(w.value, '$[1]')",
+                (_json(wanted),),
+            )
+        }
+
+    def story_outlet_times(
+        self, story_ids: Iterable[str]
+    ) -> dict[str, list[tuple[str, datetime, str | None]]]:
+        """Per story, each stored item's outlet (feed title, else feed URL), time (published, else fetched,
+        never after it was fetched) and language, oldest first: what an escalation counts outlets over."""
+        wanted = sorted(set(story_ids))
+        found: dict[str, list[tuple[str, datetime, str | None]]] = {story: [] for story in wanted}
+        if not wanted:
+            return found
+        for story_id, outlet, moment, language in self._conn.execute(
+            "SELECT i.story_id, COALESCE(NULLIF(i.feed_title, ''), i.feed_url), "
+            "MIN(COALESCE(i.published, i.fetched_at), i.fetched_at) AS t, COALESCE(m.language, i.language) "
+            "FROM items i LEFT JOIN story_members m ON m.item_key = i.key "
+            "WHERE i.story_id IN (SELECT value FROM json_each(?)) ORDER BY t, i.rowid",
+            (_json(wanted),),
+        ):
+            found[str(story_id)].append((str(outlet), _req_dt(moment), language))
         return found
 
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
@@ -876,13 +1047,24 @@ class SQLiteStore:
         holder = self.node.id if self.node is not None else None
         with self.transaction() as tx:
             rows = tx.execute(
-                "SELECT id, channel, attempts, created_at, digest, notice FROM deliveries "
+                "SELECT id, channel, attempts, created_at, digest, notice, kind, story_id, in_reply_to "
+                "FROM deliveries "
                 "WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
                 "AND (? IS NULL OR channel = ?) ORDER BY next_attempt_at, created_at LIMIT ?",
                 (_iso(now), _iso(now), channel, channel, limit),
             ).fetchall()
             requests = []
-            for delivery_id, channel, attempts, created_at, digest, notice in rows:
+            for (
+                delivery_id,
+                channel,
+                attempts,
+                created_at,
+                digest,
+                notice,
+                kind,
+                story_id,
+                in_reply_to,
+            ) in rows:
                 tx.execute(
                     "UPDATE deliveries SET lease_until = ?, attempts = attempts + 1, last_attempt_at = ?, "
                     "claim_token = claim_token + 1, claimed_by = ? WHERE id = ?",
@@ -909,6 +1091,9 @@ class SQLiteStore:
                         created_at=_dt(created_at),
                         digest=bool(digest),
                         notice=json.loads(notice) if notice is not None else None,
+                        kind=kind,
+                        story_id=story_id,
+                        in_reply_to=in_reply_to,
                     )
                 )
         return requests
@@ -974,7 +1159,7 @@ class SQLiteStore:
     ) -> list[DeliveryRow]:
         sql = (
             "SELECT d.id, d.channel, d.status, d.digest, d.created_at, d.next_attempt_at, d.attempts, "
-            "d.last_attempt_at, d.last_error, d.sent_at FROM deliveries d"
+            "d.last_attempt_at, d.last_error, d.sent_at, d.kind, d.story_id, d.in_reply_to FROM deliveries d"
         )
         where: list[str] = []
         params: list[Any] = []
@@ -993,7 +1178,7 @@ class SQLiteStore:
             alert_ids = tuple(
                 row[0]
                 for row in self._conn.execute(
-                    "SELECT alert_id FROM delivery_alerts WHERE delivery_id = ?", (r[0],)
+                    "SELECT alert_id FROM delivery_alerts WHERE delivery_id = ? ORDER BY alert_id", (r[0],)
                 )
             )
             result.append(
@@ -1009,6 +1194,9 @@ class SQLiteStore:
                     last_error=r[8],
                     sent_at=_dt(r[9]),
                     alert_ids=alert_ids,
+                    kind=r[10],
+                    story_id=r[11],
+                    in_reply_to=r[12],
                 )
             )
         return result

@@ -62,3 +62,14 @@ def make_request(
         created_at=created_at,
         digest=digest,
     )
+
+
+def alerts_in(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alert payloads a generic webhook body carries, whatever its shape (version 2): the alert itself
+    (group_by [rule, story]), the alerts of a story notification or update, the alerts of a digest; none for
+    an escalation or a notice."""
+    if body.get("type") == "alert":
+        return [body]
+    if body.get("type") in ("notification", "update", "digest"):
+        return list(body["alerts"])
+    return []

@@ -1,0 +1,127 @@
+"""Notifications per event per channel on the labelled story sets (issue 8: target ≤ 1.1).
+
+Each set is replayed through the real pipeline (feeds served on 127.0.0.1, polled in publication order, the
+default rules, a real SQLite file) into two real webhook receivers: the default channel (one notification per
+story, later rules as updates) and a `group_by: [rule, story]` channel (one message per alert, as before); see
+tests/support/notifications.py. The figure is the messages that name an event (through the items of their
+alerts), averaged over the events named at all.
+
+Measured when this was written (messages per event on the grouped channel; threads per event, i.e. without
+updates; the per-alert channel of the same run):
+
+    set                          messages  threads  per alert
+    stories/rewrites.yaml        1.12      1.06     1.44     16 events notified, 1 update
+    stories/crosslang.yaml       1.50      1.50     3.00     4 events in 6 stories (cross-language links missed)
+    stories/blind4_rewrites.yaml 1.17      1.17     1.17     6 events in 7 stories
+    stories/blind4_crosslang.yaml 1.50     1.50     4.00     2 events in 3 stories
+    syndication/items.yaml       1.33      1.17     1.83     18 events in 21 stories, 3 updates
+    syndication/blind2.yaml      1.27      1.07     1.53     15 events in 16 stories, 3 updates
+    syndication/blind3.yaml      1.00      1.00     1.00
+
+Two things keep a set above 1.1. The clustering splits an event into several stories, each its own thread
+(threads per event above 1.0: the stories helper is raising recall). And updates: a rule that first fires on a
+story already notified sends one (item 3 asks for it), as when a later report of Dmitriev's visit names Putin.
+The ceilings fail the test when a change makes either worse; the strict xfails turn into failures when a set
+comes under 1.1, so that its ceiling is lowered then.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tests.support.notifications import SetFigures, replay_notifications
+from tests.support.story_sets import DATA
+
+TARGET = 1.1
+# name: (messages per event, threads per event), as measured (see the docstring); an unlisted set must meet the
+# target on both.
+MEASURED = {
+    "stories/rewrites.yaml": (1.12, 1.06),
+    "stories/crosslang.yaml": (1.50, 1.50),
+    "stories/blind4_rewrites.yaml": (1.17, 1.17),
+    "stories/blind4_crosslang.yaml": (1.50, 1.50),
+    "syndication/items.yaml": (1.33, 1.17),
+    "syndication/blind2.yaml": (1.27, 1.07),
+    "syndication/blind3.yaml": (1.00, 1.00),
+}
+SETS = sorted([*(DATA / "stories").glob("*.yaml"), *(DATA / "syndication").glob("*.yaml")])
+
+
+def name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@cache
+def figures(path: Path, tmp: Path) -> SetFigures:
+    return replay_notifications(path, tmp)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("per-event")
+
+
+def replayed(path: Path, workdir: Path) -> SetFigures:
+    folder = workdir / path.parent.name / path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    return figures(path, folder)
+
+
+def measured(path: Path) -> tuple[float, float]:
+    return MEASURED.get(name(path), (TARGET, TARGET))
+
+
+@pytest.mark.parametrize("path", SETS, ids=name)
+def test_notifications_per_event_per_channel_do_not_rise(path: Path, workdir: Path) -> None:
+    result = replayed(path, workdir)
+    print(result.row())
+    assert result.grouped.events > 0, "no event of the set fired a rule: the figure would say nothing"
+    messages, threads = measured(path)
+    assert result.grouped.per_event <= messages + 0.005, result.row()
+    assert result.grouped.threads_per_event <= threads + 0.005, result.row()
+    # Grouping never sends more than one message per alert did.
+    assert result.grouped.messages <= result.per_alert.messages, result.row()
+    assert result.grouped.per_event <= result.per_alert.per_event, result.row()
+
+
+def _above(index: int, why: str) -> list[object]:
+    return [
+        pytest.param(
+            path,
+            marks=pytest.mark.xfail(strict=True, reason=f"{measured(path)[index]:.2f} measured: {why}")
+            if measured(path)[index] > TARGET
+            else (),
+        )
+        for path in SETS
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    _above(
+        1,
+        "the event tier splits events across stories (each its own thread); the stories helper is "
+        "raising its recall",
+    ),
+    ids=name,
+)
+def test_threads_per_event_per_channel_meet_the_target(path: Path, workdir: Path) -> None:
+    """What the clustering decides: how many stories (threads) the channel opens per event."""
+    assert replayed(path, workdir).grouped.threads_per_event <= TARGET
+
+
+@pytest.mark.parametrize(
+    "path",
+    _above(
+        0,
+        "split events (see the threads test) plus updates for rules that first fire on a story "
+        "already notified, which item 3 asks for",
+    ),
+    ids=name,
+)
+def test_notifications_per_event_per_channel_meet_the_target(path: Path, workdir: Path) -> None:
+    """Every message, updates included: what the analyst gets per event."""
+    assert replayed(path, workdir).grouped.per_event <= TARGET
