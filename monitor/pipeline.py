@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from monitor.adaptive import adaptive_interval, hourly_rates
 from monitor.alerting import alert_decision, outlets_within, reaches
-from monitor.analysis import ActorMentions, Analysis, analyse_item
+from monitor.analysis import Analysis, analyse_item
 from monitor.cachehints import feed_hints, next_poll_at
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError, StoreError
@@ -44,7 +44,7 @@ from monitor.store import (
     StoryMembership,
 )
 from monitor.storethread import StoreThread
-from monitor.stories import StoryIndex
+from monitor.stories import PreparedItem, StoryIndex
 from monitor.timeutil import utcnow
 from monitor.types import FeedHints, FeedState, FetchResult, Item, Match, Severity
 
@@ -342,7 +342,7 @@ class Pipeline:
         # GUID churn guard: a feed that re-keys the same text on every fetch must not re-alert it.
         known_hashes = self.store.seen_content_hashes(update.url, (item.content_hash for item in fresh))
         also_seen: list[tuple[str, str]] = []
-        analysed: list[tuple[Item, Analysis, list[Match], ActorMentions]] = []
+        analysed: list[tuple[Item, Analysis, list[Match], PreparedItem]] = []
         batch_hashes: set[str] = set()
         skipped: list[str] = []
         for item in fresh:
@@ -355,6 +355,11 @@ class Pipeline:
                 # language, shared by the rule matcher and the story index.
                 analysis = analyse_item(item)
                 matches, actors = self.ruleset.match_with_actors(item, analysis)
+                # The item's own story features (cleaned text, signature, event features) depend on the item
+                # alone: made here, outside the story lock, which then covers only the work against the index.
+                prepared = self.stories.prepare(
+                    item.title, _story_summary(item), analysis=analysis, actors=actors
+                )
             except Exception as exc:
                 # One entry no stage foresaw must not cost the entries beside it. It is not recorded as seen,
                 # so the next fetch tries it again (and logs again): skipped, never lost silently.
@@ -362,7 +367,7 @@ class Pipeline:
                 skipped.append(f"entry {item.title[:60]!r} ({item.key}) skipped: {type(exc).__name__}: {exc}")
                 continue
             batch_hashes.add(item.content_hash)
-            analysed.append((item, analysis, matches, actors))
+            analysed.append((item, analysis, matches, prepared))
         escalations: list[NewEscalation] = []
         if not analysed:
             created = self.store.commit_fetch(update, also_seen=also_seen, seen_again=seen_again)
@@ -380,8 +385,8 @@ class Pipeline:
                 with self.store.story_lock():
                     if self.store.concurrent:
                         self._catch_up(now)
-                    new_items = [self._assign(item, analysis, matches, actors, now, assigned)
-                                 for item, analysis, matches, actors in analysed]  # fmt: skip
+                    new_items = [self._assign(item, analysis, matches, prepared, now, assigned)
+                                 for item, analysis, matches, prepared in analysed]  # fmt: skip
                     alerts, attachments = self._decide_alerts(new_items, now)
                     escalations = self._decide_escalations(new_items, alerts, now)
                     created = self.store.commit_fetch(
@@ -432,21 +437,21 @@ class Pipeline:
         item: Item,
         analysis: Analysis,
         matches: list[Match],
-        actors: ActorMentions,
+        prepared: PreparedItem,
         now: datetime,
         assigned: list[str],
     ) -> NewItem:
         assignment = self.stories.assign(
             item_key=item.key,
             title=item.title,
-            summary=item.summary or item.content[:1000],
+            summary=_story_summary(item),
             url=item.url,
             content_hash=item.content_hash,
             # A future date would pin the item in the index until then; clamp to the fetch time.
             published=min(item.published or now, now),
             source=item.feed_url,
             analysis=analysis,
-            actors=actors,
+            prepared=prepared,
         )
         if assignment.reason != "known":
             assigned.append(item.key)
@@ -665,6 +670,11 @@ class Pipeline:
             extra={"feed": url},
         )
         return FeedOutcome(url, "error", error=error, next_fetch_at=next_fetch_at)
+
+
+def _story_summary(item: Item) -> str:
+    """The text the story index reads besides the title: the summary, else the start of the content."""
+    return item.summary or item.content[:1000]
 
 
 def _fold_item(payload: dict[str, object], item: Item) -> dict[str, object]:
