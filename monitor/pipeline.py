@@ -24,7 +24,7 @@ from monitor.cachehints import feed_hints, next_poll_at
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
-from monitor.fetch import Fetcher, backoff_delay
+from monitor.fetch import Fetcher, HostBusyError, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
 from monitor.normalize import keyed_entries, normalize_entry
@@ -234,6 +234,11 @@ class Pipeline:
         fetch_url = state.moved_to if state is not None and state.moved_to else url
         try:
             result = await self.fetcher.fetch(fetch_url, etag=etag, last_modified=last_modified)
+        except HostBusyError as exc:
+            log.info("feed %s: %s", url, exc.message, extra={"feed": url})
+            if claim is not None:
+                await self.store_thread.run(self.store.release_feed, url, claim)
+            return FeedOutcome(url, "skipped", error=exc.message)
         except FetchError as exc:
             failed = await self.store_thread.run(
                 self._failed, url, exc.message, error_count, interval, exc.retry_after, claim
