@@ -231,7 +231,7 @@ class DeliveryRequest:
     # A notice instead of alerts (feed health: monitor.health; escalations): its JSON payload; `alerts` is
     # empty then.
     notice: dict[str, Any] | None = None
-    # What the delivery is (see monitor.store.schema, migration 5): "alert" (one (rule, story) alert),
+    # What the delivery is (see monitor.store.schema, migration 6): "alert" (one (rule, story) alert),
     # "story" (the first notification of a story on its channel, every rule that fired on it), "update" (rules
     # that fired later on a story already notified), "escalation", "digest", "notice".
     kind: str = "alert"

@@ -209,3 +209,32 @@ def test_check_accepts_private_urls_when_the_config_allows_them(
     (tmp_path / "rules.yaml").write_text("rules:\n  - id: r\n    any: [word]\n", encoding="utf-8")
     assert main(["check", "--config", str(config)]) == 0
     assert "OK: 1 feeds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "where", "fragment"),
+    [
+        (
+            "    group_by: [rule]\n",
+            "monitor.yaml:4:15: channels.hook.group_by:",
+            "group_by is [story] or [rule, story]",
+        ),
+        (
+            "    min_severity: urgent\n",
+            "monitor.yaml:4:19: channels.hook.min_severity:",
+            "'low', 'normal', 'high'",
+        ),
+        ("    group_interval: soon\n", "monitor.yaml:4:21: channels.hook.group_interval:", "not a duration"),
+    ],
+)
+def test_notification_keys_of_a_channel_are_checked_with_their_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, where: str, fragment: str
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "channels:\n  hook:\n    type: webhook\n" + line + "    url: https://hooks.example.org/in\n",
+        encoding="utf-8",
+    )
+    assert main(["check", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert where in err and fragment in err, err

@@ -12,10 +12,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from monitor.config import load_config
 from monitor.notify import payload_schema
-from monitor.store import SQLiteStore
+from monitor.store import open_store
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import SMTPReceiver, WebhookReceiver
 from tests.test_story_alerts import Clock, poll, rss, write_config
@@ -57,13 +58,19 @@ def server() -> Iterator[FeedServer]:
         yield s
 
 
-def setup_config(tmp_path: Path, server: FeedServer, channels: dict[str, Any]) -> Any:
+def setup_config(
+    tmp_path: Path, server: FeedServer, channels: dict[str, Any], database: str | None = None
+) -> Any:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     for n, outlet in enumerate(OUTLETS):
         server.set(f"/{n}.xml", rss([], title=outlet))
     urls = [server.url(f"/{n}.xml") for n in range(len(OUTLETS))]
-    return load_config(write_config(tmp_path, urls, channels, rules))
+    path = write_config(tmp_path, urls, channels, rules)
+    if database is not None:  # the same test on PostgreSQL
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        path.write_text(yaml.safe_dump({**config, "database": database}), encoding="utf-8")
+    return load_config(path)
 
 
 def publish(server: FeedServer, n: int, published: datetime) -> None:
@@ -74,9 +81,11 @@ def escalations(hook: WebhookReceiver) -> list[dict[str, Any]]:
     return [r.json() for r in hook.requests if r.json()["type"] == "escalation"]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_story_reaching_three_outlets_in_30_minutes_escalates_once_into_its_thread(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path, server: FeedServer, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    database = request.getfixturevalue("postgres_db").url if backend == "postgres" else None
     with WebhookReceiver() as desk, WebhookReceiver() as pager, SMTPReceiver() as smtp:
         config = setup_config(
             tmp_path,
@@ -92,6 +101,7 @@ def test_a_story_reaching_three_outlets_in_30_minutes_escalates_once_into_its_th
                     "to": ["analyst@example.org"],
                 },
             },
+            database,
         )
         clock = Clock(T0)
         publish(server, 0, T0)
@@ -130,7 +140,7 @@ def test_a_story_reaching_three_outlets_in_30_minutes_escalates_once_into_its_th
         publish(server, 3, T0 + timedelta(minutes=28))
         poll(config, clock)
         assert len(escalations(desk)) == 1 and len(pager.requests) == 1
-        with SQLiteStore(config.database) as store:
+        with open_store(config.database) as store:
             assert {d.kind for d in store.list_deliveries(statuses=None)} == {"story", "escalation"}
 
 
@@ -164,3 +174,32 @@ def test_a_backlog_counts_by_publication_time_not_by_when_it_was_fetched(
         poll(config, Clock(T0 + timedelta(hours=3)))
         (escalation,) = escalations(desk)
         assert escalation["outlets"] == 3
+
+
+@pytest.mark.parametrize("preset", ["generic", "slack", "mattermost", "discord", "teams", "ntfy"])
+def test_every_preset_sends_an_escalation(preset: str) -> None:
+    """An escalation is a notice with a shape of its own: every webhook preset renders it (pure)."""
+    from monitor.notify.notice import notice_subject, notice_webhook_body
+    from monitor.notify.payload import escalation_payload
+
+    notice = escalation_payload(
+        escalation_id="esc_1",
+        created_at=T0,
+        severity="critical",
+        rule_id="ree",
+        rule_title="Rare earths",
+        story_id="st_1",
+        title=TITLE,
+        outlets=list(OUTLETS),
+        languages=["de"],
+        item_count=4,
+        threshold=3,
+        within="30m",
+    )
+    jsonschema.Draft202012Validator(payload_schema()).validate(notice)
+    body = notice_webhook_body(preset, notice)
+    text = str(body)
+    assert notice_subject(notice).startswith("[monitor] Escalation (CRITICAL): ")
+    assert ("Escalation (CRITICAL)" in text) if preset != "generic" else body == notice
+    if preset == "ntfy":
+        assert body["priority"] == 5

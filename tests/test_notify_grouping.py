@@ -9,6 +9,7 @@ alert beside it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
+from monitor.cli import main
 from monitor.config import load_config
 from monitor.notify import payload_schema
-from monitor.store import SQLiteStore
+from monitor.store import open_store
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import SMTPReceiver, WebhookReceiver
 from tests.test_story_alerts import Clock, deliver, poll, rss, write_config
@@ -76,8 +79,13 @@ def rules_file(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in_its_thread(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path,
+    server: FeedServer,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     with WebhookReceiver() as hook, WebhookReceiver() as legacy, SMTPReceiver() as smtp:
         server.set("/a.xml", rss([first_report()], title="Wire A"))
@@ -93,11 +101,14 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
                 "to": ["analyst@example.org"],
             },
         }
-        config = load_config(
-            write_config(
-                tmp_path, [server.url("/a.xml"), server.url("/b.xml")], channels, rules_file(tmp_path)
-            )
+        path = write_config(
+            tmp_path, [server.url("/a.xml"), server.url("/b.xml")], channels, rules_file(tmp_path)
         )
+        if backend == "postgres":  # the same path through PostgresStore
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document["database"] = request.getfixturevalue("postgres_db").url
+            path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        config = load_config(path)
         clock = Clock(T0)
         poll(config, clock)
 
@@ -121,6 +132,8 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
         # group_by: [rule, story] keeps one message per alert, as before.
         assert sorted(r.json()["rule"]["id"] for r in legacy.requests) == ["manturov", "ree"]
         assert all(r.json()["type"] == "alert" for r in legacy.requests)
+        for request in legacy.requests:
+            validate(request.json())
 
         # A later report of the same story fires `talks`: an update into the story's thread, not a new one.
         clock.now = T0 + timedelta(hours=1)
@@ -141,9 +154,17 @@ def test_one_notification_per_story_names_every_rule_and_a_later_rule_replies_in
 
         # The items of `ree` and `manturov` folded in silently: no third message on the grouped channels.
         assert len(hook.requests) == 2 and len(smtp.messages) == 2
-        with SQLiteStore(config.database) as store:
+        with open_store(config.database) as store:
             kinds = sorted(d.kind for d in store.list_deliveries(statuses=None) if d.channel == "hook")
         assert kinds == ["story", "update"]
+        # `monitor deliveries` says what each delivery is, and which notification an update replies to.
+        assert main(["deliveries", "--all", "--config", str(tmp_path / "monitor.yaml")]) == 0
+        listing = capsys.readouterr().out
+        assert f"{update['id']}  sent    hook         update to {body['id']}" in listing
+        assert main(["deliveries", "--all", "--json", "--config", str(tmp_path / "monitor.yaml")]) == 0
+        rows = {row["id"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+        assert rows[update["id"]]["kind"] == "update" and rows[update["id"]]["in_reply_to"] == body["id"]
+        assert rows[body["id"]]["kind"] == "story" and rows[body["id"]]["story"] == body["story"]["id"]
 
 
 def test_reports_arriving_before_the_notification_is_sent_fold_into_it(

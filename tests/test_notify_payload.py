@@ -184,3 +184,50 @@ def test_subject_template_is_single_line_and_sandboxed() -> None:
         compile_template("{{ alert.__class__.__mro__ }}", what="subject")
     with pytest.raises(ValueError, match="subject"):
         compile_template("{{ alert.no_such_field }}", what="subject")
+
+
+def test_a_story_notification_merges_its_alerts_and_names_its_cuts() -> None:
+    """Issue 8: one notification per story, built from the alerts of its delivery."""
+    from monitor.notify import notification_payload
+    from monitor.notify.payload import MAX_NOTIFICATION_ALERTS
+
+    first = make_payload("alr_1")
+    other = attach_item(
+        make_payload("alr_2", rule_id="actor-putin", key="k2", feed_title="Other Wire", language="ru"),
+        make_item(key="k3", feed_title="Third", language="de", title="Seltene Erden"),
+    )
+    body = notification_payload("msg_1", [first, other], kind="story")
+    validator().validate(body)
+    assert (body["type"], body["id"], body["thread"], body["in_reply_to"]) == (
+        "notification",
+        "msg_1",
+        "msg_1",
+        None,
+    )
+    assert [rule["id"] for rule in body["rules"]] == ["rare-earths", "actor-putin"]
+    assert body["item"] == first["item"] and "story" not in body["alerts"][0]
+    assert body["story"]["sources"] == ["Example News", "Other Wire", "Third"]
+    assert body["story"]["languages"] == ["en", "ru", "de"] and body["story"]["item_count"] == 3
+    assert [item["key"] for item in body["story"]["items"]] == ["k2", "k3"]  # after the lead item
+    assert "truncated" not in body
+    update = notification_payload("msg_2", [other], kind="update", in_reply_to="msg_1")
+    validator().validate(update)
+    assert (update["type"], update["thread"], update["in_reply_to"]) == ("update", "msg_1", "msg_1")
+    many = notification_payload("msg_3", [make_payload(f"alr_{n}") for n in range(60)], kind="story")
+    assert len(many["alerts"]) == MAX_NOTIFICATION_ALERTS
+    assert many["truncated"] == [f"alerts: {MAX_NOTIFICATION_ALERTS} of 60"]
+    alert = notification_payload("msg_4", [first], kind="alert")  # group_by: [rule, story]
+    validator().validate(alert)
+    assert alert["type"] == "alert" and alert["thread"] == "msg_4" and alert["rule"]["id"] == "rare-earths"
+
+
+def test_presets_name_every_rule_of_a_story_and_head_an_update() -> None:
+    from monitor.notify.presets import preset_body
+
+    alerts = [make_payload("alr_1"), make_payload("alr_2", rule_id="actor-putin")]
+    alerts[1]["rule"]["title"] = "Vladimir Putin"
+    for preset in ("slack", "mattermost", "discord", "teams", "ntfy"):
+        text = str(preset_body(preset, alerts, digest=False, delivery_id="msg_1", kind="story"))  # type: ignore[arg-type]
+        assert "Rare earths, Vladimir Putin" in text, preset
+        update = str(preset_body(preset, alerts[1:], digest=False, delivery_id="msg_2", kind="update"))  # type: ignore[arg-type]
+        assert "Update: " in update and "Vladimir Putin" in update, preset

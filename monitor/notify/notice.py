@@ -106,9 +106,13 @@ def notice_webhook_body(preset: str, notice: Notice) -> dict[str, Any]:
             "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
         }
     if preset == "ntfy":
+        if notice.get("type") == "escalation":
+            # ntfy's priorities: 4 high, 5 max (a critical escalation may break through do-not-disturb).
+            priority = {"critical": 5, "high": 4}.get(str(notice.get("severity")), 3)
+            return {"title": subject, "message": detail, "tags": ["rotating_light"], "priority": priority}
         return {
             "title": subject,
             "message": detail,
-            "tags": ["warning" if notice["condition"] != "recovered" else "white_check_mark"],
+            "tags": ["warning" if notice.get("condition") != "recovered" else "white_check_mark"],
         }
     return dict(notice)

@@ -206,7 +206,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN moved_to TEXT;
     ALTER TABLE feeds ADD COLUMN hints TEXT;
     """,
-    # 6: notifications grouped by story (issue 8, as SQLite's 5): the delivery's kind, story and thread; the
+    # 6: notifications grouped by story (issue 8, as SQLite's 6): the delivery's kind, story and thread; the
     #    threads (story, channel) → first delivery; escalations once per (rule, story).
     """
     ALTER TABLE deliveries ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert';
