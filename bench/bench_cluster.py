@@ -156,6 +156,9 @@ def write_config(folder: Path, name: str, database: str, urls: list[str], concur
         "fetch:",
         f"  concurrency: {concurrency}",
         "  total_timeout: 30",
+        # The farm is one host: per-host politeness (2 at a time, 200 ms apart) would measure the gap, not us.
+        "  per_host_concurrency: 0",
+        "  per_host_gap: 0s",
         "cluster:",
         f"  node: {name}",
         "  lease: 2m",

@@ -577,6 +577,22 @@ class PostgresStore:
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen",
                 [(key, update.url, content_hash, now, now) for key, content_hash in also_seen],
             )
+            # The fetch's alerts and their first items go as one pipelined statement each (in order, so their
+            # seq keeps the order they were decided in); only the outbox routing is per alert and channel.
+            self._many(
+                tx,
+                "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, "
+                "payload, generation) VALUES (%s, %s, %s, %s, %s, %s, 1, %s::json, %s)",
+                [
+                    (a.id, a.rule_id, a.story_id, a.item_key, now, now, _json(a.payload), a.generation)
+                    for a in alerts
+                ],
+            )
+            self._many(
+                tx,
+                "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (%s, %s, %s)",
+                [(a.id, a.item_key, now) for a in alerts],
+            )
             for alert in alerts:
                 created += self._insert_alert(tx, alert, now, digests or {}, per_rule, group_intervals or {})
             for attachment in attachments:
@@ -719,26 +735,7 @@ class PostgresStore:
         per_rule: Collection[str],
         group_intervals: Mapping[str, timedelta],
     ) -> list[tuple[str, str]]:
-        self._x(
-            tx,
-            "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
-            "generation) VALUES (%s, %s, %s, %s, %s, %s, 1, %s::json, %s)",
-            (
-                alert.id,
-                alert.rule_id,
-                alert.story_id,
-                alert.item_key,
-                at,
-                at,
-                _json(alert.payload),
-                alert.generation,
-            ),
-        )
-        self._x(
-            tx,
-            "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (%s, %s, %s)",
-            (alert.id, alert.item_key, at),
-        )
+        """The outbox rows of one alert (the alert row itself was inserted with the fetch's others)."""
         links: list[tuple[str, str]] = []
         created: list[tuple[str, str]] = []
         for channel in alert.channels:
