@@ -75,9 +75,9 @@ def generate_item(feed: int, serial: int) -> dict[str, str]:
     }
 
 
-def render_feed(feed: int, newest: int) -> bytes:
-    """RSS 2.0 bytes with items newest-ITEMS_PER_FEED+1 .. newest, newest first."""
-    first = max(0, newest - ITEMS_PER_FEED + 1)
+def render_feed(feed: int, newest: int, items: int = ITEMS_PER_FEED) -> bytes:
+    """RSS 2.0 bytes with items newest-items+1 .. newest, newest first."""
+    first = max(0, newest - items + 1)
     lang = _LANGS[feed % 3]
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>',
@@ -104,16 +104,17 @@ class _Counters:
 
 
 class _Farm:
-    def __init__(self, feeds: int) -> None:
+    def __init__(self, feeds: int, items: int = ITEMS_PER_FEED) -> None:
         self.feeds = feeds
-        self.newest = [ITEMS_PER_FEED - 1] * feeds
+        self.items = items
+        self.newest = [items - 1] * feeds
         self.bodies: list[bytes] = []
         self.etags: list[str] = []
         self.counters = _Counters()
         self._render_all()
 
     def _render_all(self) -> None:
-        self.bodies = [render_feed(n, self.newest[n]) for n in range(self.feeds)]
+        self.bodies = [render_feed(n, self.newest[n], self.items) for n in range(self.feeds)]
         self.etags = ['"' + hashlib.sha1(body).hexdigest()[:16] + '"' for body in self.bodies]
 
     def advance(self, per_feed: int) -> None:
@@ -156,9 +157,9 @@ class _Farm:
         ).encode() + body
 
 
-def _serve(feeds: int, conn: Any) -> None:
+def _serve(feeds: int, conn: Any, items: int = ITEMS_PER_FEED) -> None:
     async def main() -> None:
-        farm = _Farm(feeds)
+        farm = _Farm(feeds, items)
         server = await asyncio.start_server(farm.handle, "127.0.0.1", 0, backlog=1024)
         conn.send(server.sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
@@ -189,9 +190,11 @@ def _serve(feeds: int, conn: Any) -> None:
 class FeedFarm:
     """Handle on the server process: `urls`, `advance(n)`, `stats()` (and reset), `stop()`."""
 
-    def __init__(self, feeds: int) -> None:
+    def __init__(self, feeds: int, items_per_feed: int = ITEMS_PER_FEED) -> None:
         self._conn, child = mp.Pipe()
-        self._proc = mp.get_context("spawn").Process(target=_serve, args=(feeds, child), daemon=True)
+        self._proc = mp.get_context("spawn").Process(
+            target=_serve, args=(feeds, child, items_per_feed), daemon=True
+        )
         self._proc.start()
         self.port: int = self._conn.recv()
         self.urls = [f"http://127.0.0.1:{self.port}/feeds/{n}.xml" for n in range(feeds)]

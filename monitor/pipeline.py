@@ -527,6 +527,38 @@ class Pipeline:
             generation=generation,
         )
 
+    def _next_poll(
+        self, feed: FeedConfig, now: datetime, interval: timedelta, result: FetchResult, hints: FeedHints
+    ) -> datetime:
+        """The feed's interval, raised by the server's and the document's cache hints (monitor.cachehints)."""
+        honour = feed.honour_skip_hours
+        at, why = next_poll_at(
+            now,
+            interval,
+            http_seconds=result.fresh_for,
+            hints=hints,
+            cap=self.config.fetch.max_cache_hint,
+            honour_skip=self.config.fetch.honour_skip_hours if honour is None else honour,
+        )
+        if why is not None:
+            log.debug("feed %s: next poll at %s: %s", feed.url, at, why, extra={"feed": feed.url})
+        return at
+
+    def _moved(self, url: str, state: FeedState | None, result: FetchResult) -> str | None:
+        """The feed's new home when this fetch met a permanent redirect (said once, in the log); else None."""
+        if result.moved_to is None:
+            return None
+        known = state.moved_to if state is not None else None
+        if result.moved_to != known:
+            log.warning(
+                "feed %s moved permanently to %s: polled there from now on (the configuration is not "
+                "rewritten; update it when convenient)",
+                url,
+                result.moved_to,
+                extra={"feed": url},
+            )
+        return result.moved_to
+
     def _decide_escalations(
         self, new_items: Sequence[NewItem], alerts: Sequence[NewAlert], now: datetime
     ) -> list[NewEscalation]:
@@ -592,38 +624,6 @@ class Pipeline:
                 "escalation (%s): %s", escalate.severity, payload["detail"], extra={"story": story_id}
             )
         return escalations
-
-    def _next_poll(
-        self, feed: FeedConfig, now: datetime, interval: timedelta, result: FetchResult, hints: FeedHints
-    ) -> datetime:
-        """The feed's interval, raised by the server's and the document's cache hints (monitor.cachehints)."""
-        honour = feed.honour_skip_hours
-        at, why = next_poll_at(
-            now,
-            interval,
-            http_seconds=result.fresh_for,
-            hints=hints,
-            cap=self.config.fetch.max_cache_hint,
-            honour_skip=self.config.fetch.honour_skip_hours if honour is None else honour,
-        )
-        if why is not None:
-            log.debug("feed %s: next poll at %s: %s", feed.url, at, why, extra={"feed": feed.url})
-        return at
-
-    def _moved(self, url: str, state: FeedState | None, result: FetchResult) -> str | None:
-        """The feed's new home when this fetch met a permanent redirect (said once, in the log); else None."""
-        if result.moved_to is None:
-            return None
-        known = state.moved_to if state is not None else None
-        if result.moved_to != known:
-            log.warning(
-                "feed %s moved permanently to %s: polled there from now on (the configuration is not "
-                "rewritten; update it when convenient)",
-                url,
-                result.moved_to,
-                extra={"feed": url},
-            )
-        return result.moved_to
 
     def _failed(
         self,

@@ -713,6 +713,32 @@ def test_commit_with_items_outside_the_lock_takes_it(postgres_db: PostgresURL) -
     assert done.is_set()
 
 
+def test_a_lost_connection_is_one_store_error_then_the_store_carries_on(postgres_db: PostgresURL) -> None:
+    """The server ends our sessions (a restart, a failover, an administrator): a read is repeated once on a
+    fresh connection; a write fails with one StoreError naming the database, not a driver traceback, and
+    writes nothing; the next call runs on a fresh connection."""
+    import psycopg
+
+    def end_sessions() -> None:
+        with psycopg.connect(postgres_db.url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid != pg_backend_pid()"
+            )
+
+    with open_store(postgres_db) as s:
+        s.sync_feeds([(FEED, timedelta(minutes=5))], T0)
+        end_sessions()
+        assert s.feed_state(FEED) is not None  # a read is repeated once on a fresh connection
+        end_sessions()
+        with pytest.raises(StoreError) as failure:  # a write is not: one line naming the database
+            s.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=5)), new_items=[new_item("a")])
+        assert postgres_db.dbname in str(failure.value) and "\n" not in str(failure.value)
+        assert s.unseen_keys(["a"]) == {"a"}  # and it wrote nothing
+        s.commit_fetch(FeedUpdate(FEED, T0, T0 + timedelta(minutes=5)), new_items=[new_item("a")])
+        assert s.unseen_keys(["a"]) == set()
+
+
 def test_round_trips_are_counted(postgres_db: PostgresURL) -> None:
     with open_store(postgres_db) as s:
         s.sync_feeds([(FEED, timedelta(minutes=5))], T0)

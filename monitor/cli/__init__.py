@@ -8,6 +8,7 @@
     monitor demo                        offline demo on bundled feeds
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
     monitor nodes                       the daemons sharing this database
+    monitor migrate --from DB --to URL  copy an SQLite database into PostgreSQL
 
 Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
 sources that could not be read), 2 usage errors (argparse).
@@ -151,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     nodes.add_argument("--all", action="store_true", help="also stopped and silent nodes of the last week")
     nodes.add_argument("--json", action="store_true", help="one JSON object per node per line")
+    migrate = sub.add_parser(
+        "migrate", help="copy an SQLite database into an empty PostgreSQL database, verified by counts"
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="FILE", help="the SQLite database")
+    migrate.add_argument(
+        "--to", dest="target", required=True, metavar="URL", help="postgresql:// URL (${VAR} allowed)"
+    )
     return parser
 
 
@@ -194,6 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "stories": ops_cmds.cmd_stories,
         "deliveries": ops_cmds.cmd_deliveries,
         "nodes": ops_cmds.cmd_nodes,
+        "migrate": ops_cmds.cmd_migrate,
     }
     if getattr(args, "config", "unset") is None:
         args.config = _default_config()

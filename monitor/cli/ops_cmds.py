@@ -1,20 +1,26 @@
-"""Operator views of the store: `monitor feeds`, `alerts [show ID]`, `stories [show ID]`, `deliveries [retry]`."""
+"""Operator views of the store: `monitor feeds`, `alerts [show ID]`, `stories [show ID]`, `deliveries [retry]`,
+`nodes`, and `migrate` (SQLite to PostgreSQL)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
 from monitor.cli import emit_json
 from monitor.config import MonitorConfig, load_config
+from monitor.dburl import Database, PostgresURL, parse_database
 from monitor.errors import MonitorError
+from monitor.redact import register_secret
 from monitor.store import DeliveryRow, Store, StoryRow, database_exists, open_store
 from monitor.timeutil import to_iso, utcnow
 
-__all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_nodes", "cmd_stories"]
+__all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_migrate", "cmd_nodes", "cmd_stories"]
 
 
 @contextmanager
@@ -279,3 +285,54 @@ def cmd_nodes(args: argparse.Namespace, out: TextIO) -> int:
         live = sum(1 for node in nodes if node.alive(now, dead_after))
         out.write(f"{live} live node{'s' if live != 1 else ''}\n")
     return 0
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    """Copy an SQLite database into an empty PostgreSQL database (monitor.store.migrate), verified by counts.
+    The SQLite file's process lock is held meanwhile, so no daemon writes to it during the copy."""
+    from monitor.service import DatabaseLock
+    from monitor.store.migrate import copy_sqlite_to_postgres
+
+    source = parse_database_arg(args.source, "--from")
+    target = parse_database_arg(_expand(args.target), "--to")
+    if not isinstance(source, Path):
+        raise MonitorError("--from must be the path of an SQLite database file")
+    if not isinstance(target, PostgresURL):
+        raise MonitorError("--to must be a postgresql:// URL")
+    lock = DatabaseLock(source)
+    lock.acquire()
+    try:
+        copies = copy_sqlite_to_postgres(source, target)
+    finally:
+        lock.release()
+    for copy in copies:
+        out.write(f"{copy.table:18} {copy.source_rows:>9} rows copied, {copy.target_rows} in the target\n")
+    total = sum(copy.source_rows for copy in copies)
+    out.write(
+        f"copied {total} rows of {len(copies)} tables from {source} to {target}; every table's count matches. "
+        f"Now set `database: {target}` in monitor.yaml and start the daemons.\n"
+    )
+    return 0
+
+
+def parse_database_arg(value: str, option: str) -> Database:
+    try:
+        return parse_database(value)
+    except ValueError as exc:
+        raise MonitorError(f"{option}: {exc}") from None
+
+
+def _expand(value: str) -> str:
+    """${VAR} from the environment, as in monitor.yaml; each value is then masked in everything printed."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise MonitorError(f"environment variable {name} is not set")
+        register_secret(os.environ[name], match.group(0))
+        return os.environ[name]
+
+    return _VARIABLE.sub(one, value)

@@ -30,14 +30,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from monitor.dburl import PostgresURL
 from monitor.errors import StoreError
@@ -76,6 +76,7 @@ CONNECT_TIMEOUT = 10  # seconds, for the first connection (the error names the c
 POOL_SIZE = 4
 
 Conn = psycopg.Connection[TupleRow]
+_T = TypeVar("_T")
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -124,6 +125,9 @@ class PostgresStore:
             kwargs={"autocommit": True, "application_name": application, "connect_timeout": CONNECT_TIMEOUT},
             open=False,
             name="monitor",
+            # How long a call waits for a connection (all busy, or the server unreachable) before it fails
+            # with a StoreError, instead of psycopg_pool's 30 s.
+            timeout=CONNECT_TIMEOUT,
         )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -154,7 +158,13 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except psycopg.OperationalError as exc:
+            # Connection lost, server shutting down, disk full, lock timeout...: one line naming the database
+            # (masked); the pool drops the broken connection, so the next call starts on a fresh one.
             raise StoreError(f"{self.url}: {_reason(exc)}") from exc
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"{self.url}: no connection to PostgreSQL within {CONNECT_TIMEOUT}s: {exc}"
+            ) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:
@@ -177,6 +187,10 @@ class PostgresStore:
             raise StoreError(f"{self.url}: a concurrent write conflicted: {_reason(exc)}") from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"{self.url}: {_reason(exc)}") from exc
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"{self.url}: no connection to PostgreSQL within {CONNECT_TIMEOUT}s: {exc}"
+            ) from exc
 
     def _x(self, conn: Conn, sql: LiteralString, params: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
         self.round_trips += 1
@@ -191,12 +205,27 @@ class PostgresStore:
             cursor.executemany(sql, rows)
 
     def _rows(self, sql: LiteralString, params: Sequence[Any] = ()) -> list[TupleRow]:
-        with self._connection() as conn:
-            return self._x(conn, sql, params).fetchall()
+        return self._read(sql, params, lambda cursor: cursor.fetchall())
 
     def _one(self, sql: LiteralString, params: Sequence[Any] = ()) -> TupleRow | None:
-        with self._connection() as conn:
-            return self._x(conn, sql, params).fetchone()
+        return self._read(sql, params, lambda cursor: cursor.fetchone())
+
+    def _read(
+        self, sql: LiteralString, params: Sequence[Any], fetch: Callable[[psycopg.Cursor[TupleRow]], _T]
+    ) -> _T:
+        """A read outside a transaction. When the server had ended the pooled connection (a restart, a
+        failover), the read is tried once more on a fresh one: a read is safe to repeat, and every connection
+        the pool held would otherwise fail one call each. Writes are never repeated (a lost COMMIT may have
+        happened); they fail with the StoreError and the caller's retry decides."""
+        in_transaction = getattr(self._local, "conn", None) is not None
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:
+                    return fetch(self._x(conn, sql, params))
+            except StoreError as exc:
+                if in_transaction or attempt == 2 or not _connection_lost(exc.__cause__):
+                    raise
+        raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
         with self.transaction() as tx:
@@ -1104,8 +1133,8 @@ class PostgresStore:
         rows = self._rows(
             "SELECT d.id, d.channel, d.status, d.digest, d.created_at, d.next_attempt_at, d.attempts, "
             "d.last_attempt_at, d.last_error, d.sent_at, "
-            "ARRAY(SELECT da.alert_id FROM delivery_alerts da WHERE da.delivery_id = d.id), d.kind, d.story_id, "
-            "d.in_reply_to FROM deliveries d "
+            "ARRAY(SELECT da.alert_id FROM delivery_alerts da WHERE da.delivery_id = d.id ORDER BY da.alert_id), "
+            "d.kind, d.story_id, d.in_reply_to FROM deliveries d "
             "WHERE (%s::text IS NULL OR d.id IN (SELECT delivery_id FROM delivery_alerts WHERE alert_id = %s)) "
             "AND (%s::text[] IS NULL OR d.status = ANY(%s::text[])) ORDER BY d.created_at, d.seq LIMIT %s",
             (
@@ -1346,6 +1375,15 @@ def _state(row: Sequence[Any]) -> FeedState:
         moved_to=row[8],
         hints=hints_from_json(row[9]),
     )
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """The connection is gone (not a statement's own failure): client-side connection errors carry no SQLSTATE;
+    the server's own say class 08 (connection exception) or 57P (operator intervention: shutdown, terminated)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    return state == "" or state.startswith("08") or state.startswith("57P")
 
 
 def _reason(exc: BaseException) -> str:

@@ -1178,7 +1178,7 @@ class SQLiteStore:
             alert_ids = tuple(
                 row[0]
                 for row in self._conn.execute(
-                    "SELECT alert_id FROM delivery_alerts WHERE delivery_id = ?", (r[0],)
+                    "SELECT alert_id FROM delivery_alerts WHERE delivery_id = ? ORDER BY alert_id", (r[0],)
                 )
             )
             result.append(
