@@ -32,8 +32,11 @@ from monitor.timeutil import from_iso
 
 __all__ = ["TABLES", "TableCopy", "copy_sqlite_to_postgres"]
 
-# Every table of schema version 4, parents before children (no foreign keys are declared, but a reader of the
+# Every table of the schema, parents before children (no foreign keys are declared, but a reader of the
 # target mid-copy, if there were one, would see whole rows only). schema_migrations is each backend's own.
+# Columns are those both sides have (deliveries.kind, story_id, in_reply_to of migration 6 included); the
+# notification threads and escalations (6) must come along, or a migrated story's next rule would open a new
+# thread instead of replying, and a story could escalate twice.
 TABLES = (
     "feeds",
     "seen_keys",
@@ -48,6 +51,8 @@ TABLES = (
     "disabled_channels",
     "nodes",
     "cluster_jobs",
+    "notification_threads",
+    "escalations",
 )
 BATCH = 5000
 
