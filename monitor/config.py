@@ -48,6 +48,7 @@ __all__ = [
     "ChannelConfig",
     "FeedConfig",
     "MonitorConfig",
+    "config_from_yaml",
     "interpolate_env",
     "load_config",
     "refused_urls",
@@ -65,6 +66,16 @@ DEFAULT_RULES = (
 )
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _interval(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return parse_duration(value)  # type: ignore[arg-type]
+
+
+# A duration, or "auto": the interval follows the feed's posting rate (monitor.adaptive).
+Interval = Annotated[timedelta | Literal["auto"], BeforeValidator(_interval)]
 # A file path (SQLite) or a postgresql:// URL; every other scheme is refused (monitor.dburl).
 DatabaseSetting = Annotated[Database, PlainValidator(parse_database)]
 ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
@@ -77,7 +88,7 @@ class _Model(BaseModel):
 
 class FeedConfig(_Model):
     url: str
-    interval: Duration | None = None
+    interval: Interval | None = None
     title: str | None = None
     tags: tuple[str, ...] = ()
     language: str | None = Field(default=None, description="overrides the language the feed declares")
@@ -96,8 +107,8 @@ class FeedConfig(_Model):
 
     @field_validator("interval")
     @classmethod
-    def _positive_interval(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value < timedelta(seconds=1):
+    def _positive_interval(cls, value: timedelta | str | None) -> timedelta | str | None:
+        if isinstance(value, timedelta) and value < timedelta(seconds=1):
             raise ValueError("interval must be at least 1s")
         return value
 
@@ -117,6 +128,13 @@ class FetchOptions(_Model):
     honour_skip_hours: bool = Field(
         default=False,
         description="honour the feeds' <skipHours> and <skipDays> (per feed: honour_skip_hours)",
+    )
+    per_host_concurrency: int = Field(
+        default=2, ge=0, description="fetches to one host at the same time (0: no limit)"
+    )
+    per_host_gap: Duration = Field(
+        default=timedelta(milliseconds=200),
+        description="the least time between the starts of two fetches to one host",
     )
 
 
@@ -236,6 +254,24 @@ class HealthOptions(_Model):
         )
 
 
+class AdaptiveOptions(_Model):
+    """Bounds and evidence of `interval: auto` (monitor.adaptive)."""
+
+    min: Duration = Field(default=timedelta(minutes=2), description="the shortest adaptive interval")
+    max: Duration = Field(default=timedelta(hours=2), description="the longest adaptive interval")
+    window: Duration = Field(default=timedelta(days=14), description="how far back the posting rate is read")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptiveOptions:
+        if self.min < timedelta(seconds=1):
+            raise ValueError("adaptive.min must be at least 1s")
+        if self.max < self.min:
+            raise ValueError("adaptive.max must not be shorter than adaptive.min")
+        if self.window < timedelta(hours=1):
+            raise ValueError("adaptive.window must be at least 1h")
+        return self
+
+
 class StoryOptions(_Model):
     window: Duration = timedelta(hours=72)
 
@@ -296,7 +332,10 @@ class MonitorConfig(_Model):
     )
     rules: Path = DEFAULT_RULES
     allow_private_networks: bool | list[str] = False
-    interval: Duration = Field(default=timedelta(minutes=10), description="default feed interval")
+    interval: Interval = Field(
+        default=timedelta(minutes=10), description='default feed interval, or "auto" (see adaptive)'
+    )
+    adaptive: AdaptiveOptions = AdaptiveOptions()
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     fetch: FetchOptions = FetchOptions()
@@ -358,7 +397,13 @@ class MonitorConfig(_Model):
         return self
 
     def feed_interval(self, feed: FeedConfig) -> timedelta:
-        return feed.interval or self.interval
+        """The feed's nominal interval: what backoff, health and `monitor feeds` reckon with. For an adaptive
+        feed that is adaptive.min, the fastest it may be polled; its actual next poll is `adaptive`'s."""
+        interval = feed.interval or self.interval
+        return self.adaptive.min if interval == "auto" else interval
+
+    def is_adaptive(self, feed: FeedConfig) -> bool:
+        return (feed.interval or self.interval) == "auto"
 
     def secret_values(self) -> list[str]:
         """Every configured value that must never appear in a log line: channel passwords and secrets, extra
@@ -428,7 +473,12 @@ def _substitute(
 
 def load_config(path: Path, environ: dict[str, str] | None = None) -> MonitorConfig:
     """Load, interpolate and validate monitor.yaml. Raises ConfigError with file:line:column and field."""
-    doc = load_yaml_file(path)
+    return config_from_yaml(load_yaml_file(path), path, environ)
+
+
+def config_from_yaml(doc: LocatedYaml, path: Path, environ: dict[str, str] | None = None) -> MonitorConfig:
+    """Validate a parsed monitor.yaml as if it were the file at `path` (errors name that file; relative paths are
+    taken from its folder). `monitor feeds add` validates an edited text this way before it writes the file."""
     data = interpolate_env(doc, environ)
     if data is None:
         data = {}

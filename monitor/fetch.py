@@ -39,6 +39,7 @@ import httpx
 import monitor
 from monitor.cachehints import http_lifetime
 from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
+from monitor.hostlimits import HostGate, HostPaused
 from monitor.netpolicy import NetworkPolicy
 from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
 from monitor.timeutil import parse_retry_after
@@ -68,6 +69,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
+HOST_WAIT = 15.0  # seconds a fetch may wait for its host's pause (monitor.hostlimits)
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 
 MAX_BACKOFF = timedelta(hours=24)
@@ -90,6 +92,8 @@ class FetchSettings:
     max_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT
+    per_host_concurrency: int = 2  # fetches to one host at a time; 0: no limit (monitor.hostlimits)
+    per_host_gap: float = 0.2  # seconds between the starts of two fetches to one host
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "total_timeout"):
@@ -102,6 +106,8 @@ class FetchSettings:
             raise ValueError(f"FetchSettings.max_redirects must not be negative, not {self.max_redirects!r}")
         if not self.user_agent.strip():
             raise ValueError("FetchSettings.user_agent must not be empty")
+        if self.per_host_concurrency < 0 or not 0 <= self.per_host_gap < math.inf:
+            raise ValueError("FetchSettings per-host limits must not be negative")
 
 
 class Fetcher:
@@ -118,6 +124,13 @@ class Fetcher:
         self.policy = policy
         self._ssl_context = ssl_context
         self._client: httpx.AsyncClient | None = None
+        # A fetch waits for a host's pause only briefly; a longer pause fails it at once (retryable, with the rest
+        # of the pause as its Retry-After), so that a paused host never holds poll slots.
+        self.hosts = HostGate(
+            settings.per_host_concurrency,
+            settings.per_host_gap,
+            max_wait=min(settings.total_timeout, HOST_WAIT),
+        )
 
     async def __aenter__(self) -> Self:
         if self._client is not None:
@@ -160,12 +173,23 @@ class Fetcher:
         client = self._client
         if client is None:
             raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
-        started = time.monotonic()
         try:
-            async with asyncio.timeout(self.settings.total_timeout):
-                return await self._fetch(client, url, etag, last_modified, started)
-        except TimeoutError as exc:
-            raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
+            async with self.hosts.slot(url):
+                # The deadline starts once the host lets this fetch begin: waiting one's turn is not slowness.
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(self.settings.total_timeout):
+                        return await self._fetch(client, url, etag, last_modified, started)
+                except TimeoutError as exc:
+                    raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
+                except FetchError as exc:
+                    if exc.status == 429 or (exc.status == 503 and exc.retry_after is not None):
+                        # The server's answer to this client, not to this one feed: its other feeds wait too.
+                        # A bare 503 is often one broken endpoint, not the server asking for a pause.
+                        self.hosts.slow_down(url, exc.retry_after, f"HTTP {exc.status} on {url}")
+                    raise
+        except HostPaused as exc:
+            raise FetchError(url, str(exc), retry_after=exc.remaining) from None
 
     async def _fetch(
         self, client: httpx.AsyncClient, url: str, etag: str | None, last_modified: str | None, started: float

@@ -27,6 +27,7 @@ the rules above event by event (and against which the fast path is tested to giv
 from __future__ import annotations
 
 import re
+import threading
 from html.entities import name2codepoint
 from html.parser import HTMLParser
 
@@ -305,10 +306,18 @@ _HTML4_NAMES = frozenset(name2codepoint)
 _UNSAFE_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # After libxml2 decoded the references: control characters other than the break markers become spaces.
 _CONTROL_AFTER = re.compile(r"[\x03-\x08\x0b-\x1f\x7f-\x9f]")
-# One parser for every call: making one costs as much as parsing a short summary. lxml parsers are not for
-# concurrent use from several threads; html_to_text runs on one thread per process (the pipeline's, or a worker
-# process's).
-_PARSER = etree.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
+# One parser per thread: making one costs as much as parsing a short summary, and an lxml parser must not be
+# used by two threads at once.
+_PARSERS = threading.local()
+
+
+def _parser() -> etree.HTMLParser:
+    parser: etree.HTMLParser | None = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = etree.HTMLParser(no_network=True, remove_comments=True, remove_pis=True)
+    return parser
+
+
 _FAST_LIMIT = 1 << 20  # libxml2 has its own limits for huge text nodes; such input is rare anyway
 
 
@@ -365,7 +374,7 @@ def _fast_path_can_read(html: str) -> bool:
 
 def _text_by_lxml(html: str) -> str | None:
     try:
-        root = etree.fromstring(html, _PARSER)
+        root = etree.fromstring(html, _parser())
     except etree.LxmlError:
         return None
     if root is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from monitor.adaptive import adaptive_interval, hourly_rates
 from monitor.alerting import alert_decision, outlets_within, reaches
 from monitor.analysis import ActorMentions, Analysis, analyse_item
 from monitor.cachehints import feed_hints, next_poll_at
@@ -304,7 +305,7 @@ class Pipeline:
         update = FeedUpdate(
             url=url,
             fetched_at=now,
-            next_fetch_at=self._next_poll(feed, now, interval, result, hints),
+            next_fetch_at=self._next_poll(feed, now, interval, result, hints, arriving=len(items)),
             title=parsed.title,
             etag=result.etag,
             last_modified=result.last_modified,
@@ -528,9 +529,19 @@ class Pipeline:
         )
 
     def _next_poll(
-        self, feed: FeedConfig, now: datetime, interval: timedelta, result: FetchResult, hints: FeedHints
+        self,
+        feed: FeedConfig,
+        now: datetime,
+        interval: timedelta,
+        result: FetchResult,
+        hints: FeedHints,
+        *,
+        arriving: int = 0,
     ) -> datetime:
-        """The feed's interval, raised by the server's and the document's cache hints (monitor.cachehints)."""
+        """The feed's interval (for `interval: auto` the one its posting rate calls for, monitor.adaptive),
+        raised by the server's and the document's cache hints (monitor.cachehints)."""
+        if self.config.is_adaptive(feed):
+            interval = self._adaptive_interval(feed, now, arriving)
         honour = feed.honour_skip_hours
         at, why = next_poll_at(
             now,
@@ -543,6 +554,14 @@ class Pipeline:
         if why is not None:
             log.debug("feed %s: next poll at %s: %s", feed.url, at, why, extra={"feed": feed.url})
         return at
+
+    def _adaptive_interval(self, feed: FeedConfig, now: datetime, arriving: int) -> timedelta:
+        """The interval that places the next poll where about half a new item is expected. The evidence is the
+        first-seen times of the feed's stored items, and the `arriving` new items of this poll."""
+        options = self.config.adaptive
+        arrivals = self.store.feed_arrivals(feed.url, now - options.window) + [now] * arriving
+        rates = hourly_rates(arrivals, now, options.window, options.max)
+        return adaptive_interval(rates, now, options.min, options.max)
 
     def _moved(self, url: str, state: FeedState | None, result: FetchResult) -> str | None:
         """The feed's new home when this fetch met a permanent redirect (said once, in the log); else None."""

@@ -126,6 +126,8 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
         total_timeout=options.total_timeout,
         max_bytes=options.max_bytes,
         max_redirects=options.max_redirects,
+        per_host_concurrency=options.per_host_concurrency,
+        per_host_gap=options.per_host_gap.total_seconds(),
     )
 
 
@@ -635,7 +637,7 @@ class Daemon:
             # while the store is broken: hold the feed back in memory for one interval.
             log.exception("feed %s: unexpected error while polling", url, extra={"feed": url})
             feed = next((f for f in runtime.config.feeds if f.url == url), None)
-            interval = runtime.config.feed_interval(feed) if feed else runtime.config.interval
+            interval = runtime.config.feed_interval(feed) if feed else STORE_RETRY
             self._held_until[url] = utcnow() + interval
             return
         finally:

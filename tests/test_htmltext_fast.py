@@ -32,7 +32,7 @@ PIECES = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(PIECES, max_size=14).map("".join))
 def test_the_fast_path_reads_what_html_parser_reads(html: str) -> None:
     if _fast_path_can_read(html):
@@ -122,3 +122,12 @@ def test_every_small_nesting_the_gate_takes_agrees() -> None:
                     taken += 1
                     assert _text_by_lxml(html) == _text_by_html_parser(html), html
     assert taken > 500
+
+
+def test_threads_each_get_their_own_parser() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    html = "<p>One <b>two</b></p><ul><li>three</li></ul>"
+    with ThreadPoolExecutor(4) as pool:
+        found = set(pool.map(lambda _: html_to_text(html * 50), range(200)))
+    assert found == {_text_by_html_parser(html * 50)}

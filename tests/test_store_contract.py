@@ -35,7 +35,7 @@ from monitor.store import (
 from monitor.store.base import Store as StoreProtocol
 from monitor.store.pg_schema import MIGRATIONS as PG_MIGRATIONS
 from monitor.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
-from monitor.types import Hit, Item, Match
+from monitor.types import FeedHints, Hit, Item, Match
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 FEED = "https://news.example/feed"
@@ -276,6 +276,25 @@ def test_item_counts_per_feed(store: Store) -> None:
     store.commit_fetch(FeedUpdate(FEED, T0 + timedelta(days=2), T0), new_items=[new_item("c")])
     counts, first = store.feed_item_counts(T0 + timedelta(days=1))
     assert counts == {FEED: 1} and first == {FEED: T0}
+    assert store.feed_arrivals(FEED, T0 - timedelta(days=1)) == [T0 + timedelta(days=2), T0, T0]
+    assert store.feed_arrivals(FEED, T0 + timedelta(days=1)) == [T0 + timedelta(days=2)]
+    assert store.feed_arrivals(FEED, T0 - timedelta(days=1), limit=1) == [T0 + timedelta(days=2)]
+    assert store.feed_arrivals("https://elsewhere.example/feed", T0 - timedelta(days=1)) == []
+
+
+def test_a_feeds_move_and_schedule_hints_survive_and_a_304_keeps_them(store: Store) -> None:
+    store.sync_feeds([(FEED, timedelta(minutes=10))], T0)
+    hints = FeedHints(ttl_seconds=3600.0, skip_hours=frozenset({1, 2}), skip_days=frozenset({6}))
+    store.commit_fetch(FeedUpdate(FEED, T0, T0, moved_to="https://new.example/feed", hints=hints))
+    state = store.feed_state(FEED)
+    assert state is not None and state.moved_to == "https://new.example/feed" and state.hints == hints
+    store.commit_fetch(FeedUpdate(FEED, T0 + timedelta(minutes=10), T0))  # a 304: keep both
+    state = store.feed_state(FEED)
+    assert state is not None and state.moved_to == "https://new.example/feed" and state.hints == hints
+    assert [f.moved_to for f in store.list_feeds()] == ["https://new.example/feed"]
+    store.commit_fetch(FeedUpdate(FEED, T0 + timedelta(minutes=20), T0, hints=FeedHints()))  # a 200 without
+    state = store.feed_state(FEED)
+    assert state is not None and state.hints == FeedHints()
 
 
 # -- items, stories, alerts ------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
     monitor nodes                       the daemons sharing this database
     monitor migrate --from DB --to URL  copy an SQLite database into PostgreSQL
+    monitor init [DIR]                  a commented monitor.yaml, a starter rule file, a systemd drop-in
+    monitor feeds add|remove URL, feeds import FILE.opml, feeds export   edit the feed list (comments kept)
 
-Exit status: 0 success (also `once` when some feeds failed: it says which), 1 invalid input (config, rules,
-sources that could not be read), 2 usage errors (argparse).
+Exit status: see EXIT_CODES (`monitor --help`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ log = logging.getLogger("monitor")
 
 CONFIG_ENV = "MONITOR_CONFIG"
 
+# Printed by `monitor --help` and documented in the README ("Exit codes"); tests/test_cli_conventions.py holds
+# both to this list.
+EXIT_CODES = """\
+exit status:
+  0    success; also `once` when some feeds failed (it lists them), and a listing whose reader
+       closed the pipe early (`monitor alerts | head -1`)
+  1    invalid input or a failed operation: configuration, rules, a source that could not be read, a
+       file `init` would overwrite, a refused feed URL, the database could not record a poll;
+       `rules test` when the rule does not match
+  2    usage error (unknown command or option)
+  130  interrupted (Ctrl-C)
+"""
+
 
 def _default_config() -> Path:
     env = os.environ.get(CONFIG_ENV)
@@ -46,7 +60,10 @@ def _default_config() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="monitor", description="News and event-stream monitoring and alerting."
+        prog="monitor",
+        description="News and event-stream monitoring and alerting.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -105,15 +122,39 @@ def build_parser() -> argparse.ArgumentParser:
     rules_test.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
     rules_list = rules_sub.add_parser("list", help="list the rules")
     rules_list.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
+    rules_list.add_argument("--json", action="store_true", help="one JSON object per rule per line")
 
     demo = sub.add_parser(
         "demo", help="offline demo: bundled feeds on 127.0.0.1, default rules, shows alerts"
     )
     demo.add_argument("--keep", type=Path, default=None, help="keep the demo's state in this folder")
 
-    feeds = with_config(sub.add_parser("feeds", help="list feeds with their schedule, errors and parking"))
-    feeds.add_argument("action", nargs="?", choices=["unpark"], help="unpark: poll a parked feed again")
-    feeds.add_argument("urls", nargs="*", metavar="URL", help="feed URLs (with unpark)")
+    init = sub.add_parser(
+        "init",
+        help="write a commented monitor.yaml, a starter rule file and a systemd drop-in (never overwrites)",
+    )
+    init.add_argument("directory", nargs="?", type=Path, default=None, metavar="DIR", help="default: .")
+
+    feeds = with_config(
+        sub.add_parser(
+            "feeds",
+            help="list feeds with their schedule, errors and parking; add, remove, import or export them",
+        )
+    )
+    feeds.add_argument(
+        "action",
+        nargs="?",
+        choices=["unpark", "add", "remove", "import", "export"],
+        help="unpark: poll a parked feed again; add/remove URL: edit the config file (its comments stay); "
+        "import FILE.opml; export: OPML 2.0 on stdout",
+    )
+    feeds.add_argument(
+        "urls", nargs="*", metavar="URL", help="feed URLs (unpark, add, remove), or the OPML file"
+    )
+    feeds.add_argument("--interval", default=None, help="with add: the feed's poll interval (5m, 1h)")
+    feeds.add_argument("--tags", default=None, help="with add: comma-separated tags (de,wire)")
+    feeds.add_argument("--title", default=None, help="with add: a title instead of the feed's own")
+    feeds.add_argument("--json", action="store_true", help="one JSON object per feed per line")
     alerts = with_config(sub.add_parser("alerts", help="list recent alerts, or show one"))
     alerts.add_argument("action", nargs="?", choices=["show"], help="show one alert with its deliveries")
     alerts.add_argument("alert_id", nargs="?", help="alert id (with show)")
@@ -146,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deliveries.add_argument("--dead", action="store_true", help="with retry: every dead delivery")
     deliveries.add_argument("--all", action="store_true", help="list sent deliveries too")
-    deliveries.add_argument("--json", action="store_true")
+    deliveries.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per delivery per line (disabled channels: stderr)",
+    )
     nodes = with_config(
         sub.add_parser("nodes", help="list the daemons running on this database, their feeds and heartbeats")
     )
@@ -175,7 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
-        return _dispatch(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # here, so a closed pipe is met inside the handler below and not at exit
+        return status
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         print(f"monitor: configuration error: {exc}", file=sys.stderr)
         return 1
@@ -186,9 +235,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _reader_went_away() -> int:
+    """The reader of stdout closed it (`monitor alerts | head -1`): stop quietly with status 0.
+
+    0 and not 141 (death by SIGPIPE, what `yes | head` gives): the reader stopped on purpose, and a script under
+    `set -o pipefail` should not fail because `head` had enough. Python ignores SIGPIPE, so the write raised
+    BrokenPipeError; stdout is pointed at /dev/null so that the interpreter's own flush at exit cannot raise
+    again and print "Exception ignored ... BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture): nothing left to protect
+        pass
+    finally:
+        os.close(devnull)
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     # Imported here so `monitor --help` stays fast and a broken optional piece cannot break every command.
-    from monitor.cli import daemon_cmds, demo_cmd, match_cmds, ops_cmds
+    from monitor.cli import daemon_cmds, demo_cmd, init_cmd, match_cmds, ops_cmds
 
     handlers: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
         "run": daemon_cmds.cmd_run,
@@ -197,6 +263,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "match": match_cmds.cmd_match,
         "rules": match_cmds.cmd_rules,
         "demo": demo_cmd.cmd_demo,
+        "init": init_cmd.cmd_init,
         "feeds": ops_cmds.cmd_feeds,
         "alerts": ops_cmds.cmd_alerts,
         "stories": ops_cmds.cmd_stories,

@@ -82,6 +82,18 @@ def cmd_rules(args: argparse.Namespace, out: TextIO) -> int:
     ruleset: RuleSet = load_rules(args.rules or DEFAULT_RULES)
     if args.rules_command == "list":
         for rule in ruleset.rules:
+            if getattr(args, "json", False):
+                emit_json(
+                    out,
+                    {
+                        "id": rule.id,
+                        "title": rule.title,
+                        "notify": list(rule.notify) if rule.notify is not None else None,
+                        "file": str(rule.file),
+                        "line": rule.line,
+                    },
+                )
+                continue
             notify = ", ".join(rule.notify) if rule.notify is not None else "all channels"
             out.write(f"{rule.id:28} {rule.title}  [{notify}]  {rule.file}:{rule.line}\n")
         return 0

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import TextIO
 
 from monitor.cli import emit_json
 from monitor.config import MonitorConfig, load_config
+from monitor.configedit import FeedEdit, NewFeed, add_feeds, remove_feeds
 from monitor.dburl import Database, PostgresURL, parse_database
 from monitor.errors import MonitorError
+from monitor.opml import OpmlFeed, read_opml, write_opml
 from monitor.redact import register_secret
-from monitor.store import DeliveryRow, Store, StoryRow, database_exists, open_store
+from monitor.store import DeliveryRow, FeedRow, Store, StoryRow, database_exists, open_store
 from monitor.timeutil import to_iso, utcnow
 
 __all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_migrate", "cmd_nodes", "cmd_stories"]
@@ -36,6 +39,8 @@ def _open_store(args: argparse.Namespace, config: MonitorConfig | None = None) -
 
 
 def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
+    if args.action in _FEED_LIST_EDITS:
+        return _FEED_LIST_EDITS[args.action](args, out)
     with _open_store(args) as store:
         if args.action == "unpark":
             if not args.urls:
@@ -46,6 +51,9 @@ def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"unparked {url}: it is polled again at once\n")
             return 0
         for feed in store.list_feeds():
+            if args.json:
+                emit_json(out, _feed_json(feed))
+                continue
             state = "active" if feed.active else "removed"
             if feed.parked_at is not None:
                 state = f"PARKED since {to_iso(feed.parked_at)} ({feed.parked_reason}), not polled"
@@ -62,6 +70,92 @@ def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
                 f"last success {to_iso(feed.last_success_at) or 'never'}{errors}\n{moved}"
             )
     return 0
+
+
+def _feed_json(feed: FeedRow) -> dict[str, object]:
+    return {
+        "url": feed.url,
+        "title": feed.title,
+        "active": feed.active,
+        "interval_seconds": feed.interval_seconds,
+        "next_fetch_at": to_iso(feed.next_fetch_at),
+        "last_success_at": to_iso(feed.last_success_at),
+        "error_count": feed.error_count,
+        "last_error": feed.last_error,
+        "parked_at": to_iso(feed.parked_at),
+        "parked_reason": feed.parked_reason,
+        "moved_to": feed.moved_to if feed.moved_to != feed.url else None,
+    }
+
+
+def _feeds_add(args: argparse.Namespace, out: TextIO) -> int:
+    if len(args.urls) != 1:
+        raise MonitorError("feeds add needs exactly one URL (several: write an OPML file and import it)")
+    tags = tuple(tag.strip() for tag in (args.tags or "").split(",") if tag.strip())
+    edit = add_feeds(
+        args.config, [NewFeed(args.urls[0], interval=args.interval, title=args.title, tags=tags)]
+    )
+    _report_edit(edit, "added", args, out)
+    return 0
+
+
+def _feeds_remove(args: argparse.Namespace, out: TextIO) -> int:
+    if not args.urls:
+        raise MonitorError("feeds remove needs the URL of a listed feed (see `monitor feeds`)")
+    edit = remove_feeds(args.config, args.urls)
+    _report_edit(edit, "removed", args, out)
+    return 0
+
+
+def _feeds_import(args: argparse.Namespace, out: TextIO) -> int:
+    if len(args.urls) != 1:
+        raise MonitorError("feeds import needs one OPML file")
+    source = Path(args.urls[0])
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise MonitorError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+    listed = read_opml(data, str(source))
+    edit = add_feeds(
+        args.config,
+        [
+            NewFeed(feed.url, title=feed.title, tags=feed.tags, line=feed.line, source=str(source))
+            for feed in listed
+        ],
+        skip_listed=True,
+    )
+    _report_edit(edit, "added", args, out)
+    out.write(f"{len(edit.changed)} of {len(listed)} feeds added from {source}\n")
+    return 0
+
+
+def _feeds_export(args: argparse.Namespace, out: TextIO) -> int:
+    config = load_config(args.config)
+    feeds = [OpmlFeed(feed.url, feed.title, feed.tags, None) for feed in config.feeds]
+    out.write(write_opml(feeds, title=f"monitor feeds from {args.config}").decode("utf-8"))
+    return 0
+
+
+def _report_edit(edit: FeedEdit, verb: str, args: argparse.Namespace, out: TextIO) -> None:
+    for url in edit.changed:
+        out.write(f"{verb} {url}\n")
+    for url, why in edit.skipped:
+        out.write(f"skipped {url}: {why}\n")
+    for note in edit.notes:
+        print(f"monitor feeds: note: {note}", file=sys.stderr)
+    if edit.changed:
+        out.write(
+            f"{args.config} updated; a running daemon picks it up on reload "
+            "(`systemctl reload monitor`, or kill -HUP its pid)\n"
+        )
+
+
+_FEED_LIST_EDITS = {
+    "add": _feeds_add,
+    "remove": _feeds_remove,
+    "import": _feeds_import,
+    "export": _feeds_export,
+}
 
 
 def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
@@ -201,7 +295,11 @@ def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
             return _enable_channel(store, args.ids, out)
         disabled = store.disabled_channel_reasons()
         for channel, (reason, since) in sorted(disabled.items()):
-            out.write(f"CHANNEL DISABLED {channel} since {to_iso(since)}: {reason}\n")
+            # With --json stdout holds only delivery objects; the warning still reaches the person.
+            print(
+                f"CHANNEL DISABLED {channel} since {to_iso(since)}: {reason}",
+                file=sys.stderr if args.json else out,
+            )
         rows = store.list_deliveries(statuses=None if args.all else ("pending", "dead"), limit=1000)
         for row in rows:
             if args.json:

@@ -116,6 +116,11 @@ class Store(Protocol):
 
     def feed_item_counts(self, since: datetime) -> tuple[dict[str, int], dict[str, datetime]]: ...
 
+    def feed_arrivals(self, url: str, since: datetime, limit: int = 5000) -> list[datetime]:
+        """When the feed's items stored since `since` were first seen, newest first, at most `limit`
+        (the evidence of `interval: auto`, monitor.adaptive)."""
+        ...
+
     # -- items and stories -----------------------------------------------------------------------------------
 
     def unseen_keys(self, keys: Iterable[str]) -> set[str]: ...

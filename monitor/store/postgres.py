@@ -458,6 +458,14 @@ class PostgresStore:
             first[url] = _req(earliest)
         return counts, first
 
+    def feed_arrivals(self, url: str, since: datetime, limit: int = 5000) -> list[datetime]:
+        rows = self._rows(
+            "SELECT fetched_at FROM items WHERE feed_url = %s AND fetched_at >= %s "
+            "ORDER BY fetched_at DESC LIMIT %s",
+            (url, since, limit),
+        )
+        return [_req(row[0]) for row in rows]
+
     # -- items -------------------------------------------------------------------------------------------------
 
     def unseen_keys(self, keys: Iterable[str]) -> set[str]:

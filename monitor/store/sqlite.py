@@ -485,6 +485,13 @@ class SQLiteStore:
             first[url] = _req_dt(earliest)
         return counts, first
 
+    def feed_arrivals(self, url: str, since: datetime, limit: int = 5000) -> list[datetime]:
+        rows = self._conn.execute(
+            "SELECT fetched_at FROM items WHERE feed_url = ? AND fetched_at >= ? ORDER BY fetched_at DESC LIMIT ?",
+            (url, _iso(since), limit),
+        ).fetchall()
+        return [_req_dt(row[0]) for row in rows]
+
     # -- items -------------------------------------------------------------------------------------------------
 
     def unseen_keys(self, keys: Iterable[str]) -> set[str]:

@@ -20,6 +20,7 @@ from monitor.stories.features import EventFeatures, event_features, name_skeleto
 from monitor.stories.index import (
     EVENT_FEATURES_VERSION,
     TIERS,
+    PreparedItem,
     StoredSignature,
     StoryAssignment,
     StoryIndex,
@@ -38,6 +39,7 @@ __all__ = [
     "EventFeatures",
     "EventIndex",
     "EventMatch",
+    "PreparedItem",
     "StoredSignature",
     "StoryAssignment",
     "StoryIndex",

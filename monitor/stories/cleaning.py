@@ -125,6 +125,11 @@ _FIGURE = re.compile(r"\d+(?:[.,]\d+|[ \u00a0\u202f]\d{3}(?!\d))*")
 _SEPARATORS = str.maketrans("", "", ".,  \u00a0\u202f")
 
 
+# One empty set for every text without figures: `frozenset(set())` is a new 216-byte object each time, and the
+# story index keeps one per stored item.
+_NO_FIGURES: frozenset[str] = frozenset()
+
+
 def figures_of(text: str) -> frozenset[str]:
     """The figures of a cleaned text, separators removed (so "3,500", "3.500" and "3 500" are one figure)."""
     found = set()
@@ -132,7 +137,7 @@ def figures_of(text: str) -> frozenset[str]:
         digits = figure.translate(_SEPARATORS)
         if len(digits) >= 2 and not (len(digits) == 4 and digits[:2] in ("19", "20")):  # not a year
             found.add(digits.lstrip("0") or "0")
-    return frozenset(found)
+    return frozenset(found) if found else _NO_FIGURES
 
 
 def figures(title: str, summary: str) -> frozenset[str]:

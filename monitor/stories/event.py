@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -42,6 +43,7 @@ _POSTING_KEEP = 32
 # log(df + 0.5) for small document frequencies, the common case of the IDF.
 _LOG_TABLE = 4096
 _LOG_DF = [math.log(count + 0.5) for count in range(_LOG_TABLE)]
+_LOG_DF_ARRAY = np.array(_LOG_DF, dtype=np.float64)
 # The item's features probed in the inverted index (the weightiest), and the candidates scored in full.
 _PROBE_FEATURES = 10
 # The content words of an item entered in the inverted index (all its language-independent features are).
@@ -192,10 +194,10 @@ class EventIndex:
     def _weights(self, features: Iterable[int]) -> dict[int, float]:
         # The hot loop of the tier: log(df + 0.5) from a table, features of weight 0 (in every item) left out.
         log_n = math.log(self._items + 1)
-        df = self._df.get
+        ids = list(features)
+        counts = map(self._df.get, ids, itertools.repeat(0))
         weights = {}
-        for feature in features:
-            count = df(feature, 0)
+        for feature, count in zip(ids, counts):  # noqa: B905 (both of one length)
             weight = log_n - (_LOG_DF[count] if count < _LOG_TABLE else math.log(count + 0.5))
             if weight > 0:
                 weights[feature] = weight
@@ -208,8 +210,8 @@ class EventIndex:
         return Weighed(
             terms,
             shared,
-            math.sqrt(sum(w * w for w in terms.values())),
-            math.sqrt(sum(w * w for w in shared.values())),
+            math.sqrt(sum(map(operator.mul, terms.values(), terms.values()))),
+            math.sqrt(sum(map(operator.mul, shared.values(), shared.values()))),
         )
 
     # -- finding ---------------------------------------------------------------------------------------------
@@ -471,7 +473,11 @@ class EventIndex:
             # Only the weightiest content words are indexed: a probe asks for the weightiest ones too, and a
             # common word's posting list would only be trimmed.
             weights = weighed.terms if weighed is not None else self._weights(term_ids)
-            indexed = set(sorted(term_ids, key=lambda f: weights.get(f, 0.0), reverse=True)[:_INDEXED_TERMS])
+            # sorted(..., reverse=True) keeps ties in their order, as a stable argsort of the negated weights.
+            ranked = np.fromiter(
+                map(weights.get, term_list, itertools.repeat(0.0)), np.float64, len(term_list)
+            )
+            indexed = set(np.asarray(term_ids)[np.argsort(-ranked, kind="stable")[:_INDEXED_TERMS]].tolist())
             new = [f for f in new if f & 1 or f in indexed]
         postings = self._postings
         cid = cluster.cid
@@ -493,18 +499,18 @@ class EventIndex:
     def _renorm(self, cluster: _Cluster) -> None:
         # Norms use the IDF of the moment the cluster last changed: recomputing them at every comparison would
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
-        size = cluster.size
-        log_n = math.log(self._items + 1)
-        features = cluster.features.tolist()
-        seen = list(map(self._df.__getitem__, features))
-        idf = [log_n - (_LOG_DF[n] if n < _LOG_TABLE else math.log(n + 0.5)) for n in seen]
-        if size == 1 or cluster.counts is None:
-            squares = [w * w if w > 0 else 0.0 for w in idf]
-        else:
-            counts = cluster.counts.tolist()
-            squares = [(w * c / size) ** 2 if w > 0 else 0.0 for w, c in zip(idf, counts, strict=True)]
-        shared_sq = sum(q for q, f in zip(squares, features, strict=True) if f & 1)
-        cluster.norm_terms = math.sqrt(max(0.0, sum(squares) - shared_sq))
+        features = cluster.features
+        seen = np.fromiter(map(self._df.__getitem__, features.tolist()), dtype=np.int64, count=len(features))
+        logs = _LOG_DF_ARRAY[np.minimum(seen, _LOG_TABLE - 1)]
+        common = seen >= _LOG_TABLE
+        if common.any():
+            logs[common] = [math.log(n + 0.5) for n in seen[common].tolist()]
+        weights = np.maximum(math.log(self._items + 1) - logs, 0.0)
+        if cluster.size > 1 and cluster.counts is not None:
+            weights = weights * cluster.counts / cluster.size
+        squares = weights * weights
+        shared_sq = float(squares[(features & 1).astype(bool)].sum())
+        cluster.norm_terms = math.sqrt(max(0.0, float(squares.sum()) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)
         cluster.norm_items = self._items
 

@@ -36,6 +36,7 @@ from monitor.stories.near_duplicate import (
 
 __all__ = [
     "EVENT_FEATURES_VERSION",
+    "PreparedItem",
     "Reason",
     "StoredSignature",
     "StoryAssignment",
@@ -175,6 +176,18 @@ class _Text:
     summary: str  # cleaned
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """What the tiers need of one item that does not depend on the index: its cleaned text, MinHash signature
+    and event features. `StoryIndex.prepare` makes it; it is a pure function of the item's text, analysis and
+    actors, so it can be made ahead of the assignment (in another process), and `assign` takes it."""
+
+    text: _Text
+    signature: U32
+    textual: bool
+    features: EventFeatures | None
+
+
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
@@ -272,29 +285,33 @@ class StoryIndex:
         analysis: Analysis | None = None,
         actors: ActorMentions | Collection[str] = NO_ACTORS,
         language: str | None = None,
+        prepared: PreparedItem | None = None,
     ) -> StoryAssignment:
         """Put the item into a story and remember it. Assigning a key again returns its story unchanged.
 
         `analysis` is the item's `monitor.analysis.Analysis` (made here from title and summary when missing or
         of another text), `actors` the rule set's actor ids it mentions (`RuleSet.match_with_actors`).
         `source` (the feed URL) is optional but recommended: two items of one feed are one story only on a
-        hash or URL match or a near-identical text (`same_source_threshold`)."""
+        hash or URL match or a near-identical text (`same_source_threshold`). `prepared` is the item's
+        `prepare` result, when it was made ahead (then title, summary, analysis, actors and language are not read
+        again)."""
         known = self._entries.get(item_key)
         if known is not None:
             return StoryAssignment(
                 known.story_id, known.story_id == story_id_for(item_key), 1.0, None, "known"
             )
         published = _aware(published)
-        text = _read(title, summary, analysis, language)
-        signature = self._near.hasher.signature(text.shingles)
-        textual = text.token_count >= self.min_tokens and bool(text.shingles)
+        if prepared is None:
+            prepared = self.prepare(title, summary, analysis=analysis, actors=actors, language=language)
+        text, signature, textual, features = (
+            prepared.text,
+            prepared.signature,
+            prepared.textual,
+            prepared.features,
+        )
         assignment = self._find_copy(signature, text, textual, url, content_hash, published, source)
-        features: EventFeatures | None = None
         weighed: Weighed | None = None
-        if self._events is not None and textual:
-            features = event_features(
-                text.analysis, (("title", text.title), ("summary", text.summary)), actors
-            )
+        if self._events is not None and features is not None:
             weighed = self._events.weigh(features)
             if assignment is None:
                 found = self._events.find(features, published, source, weighed)
@@ -328,6 +345,27 @@ class StoryIndex:
             assignment.evidence,
             language_of,
         )
+
+    def prepare(
+        self,
+        title: str,
+        summary: str,
+        *,
+        analysis: Analysis | None = None,
+        actors: ActorMentions | Collection[str] = NO_ACTORS,
+        language: str | None = None,
+    ) -> PreparedItem:
+        """The item's cleaned text, signature and event features: independent of what the index holds (only
+        of its settings), so it may be made in a worker process; `assign(..., prepared=...)` takes it."""
+        text = _read(title, summary, analysis, language)
+        signature = self._near.hasher.signature(text.shingles)
+        textual = text.token_count >= self.min_tokens and bool(text.shingles)
+        features = None
+        if self._events is not None and textual:
+            features = event_features(
+                text.analysis, (("title", text.title), ("summary", text.summary)), actors
+            )
+        return PreparedItem(text, signature, textual, features)
 
     def signature(self, item_key: str) -> bytes:
         """The serialized signature of an assigned or loaded item, for the store."""

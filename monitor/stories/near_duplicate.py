@@ -53,6 +53,7 @@ def shingle_set(*fields: Sequence[str]) -> set[str]:
 # -- MinHash -------------------------------------------------------------------------------------------------
 
 _MERSENNE = np.uint64((1 << 61) - 1)
+_MASK64 = (1 << 64) - 1
 _SIGNATURE_MAGIC = b"SM"
 # 2: shingles without markup leftovers, datelines and headline kickers. 3: and without a publisher suffix.
 # 4: words are the shared analysis tokens (monitor.text.fold: ä → ae, not a), not a second tokenization.
@@ -155,6 +156,8 @@ class NearDuplicateIndex:
         self._rows = rows
         # Odd 64-bit multipliers that mix a band's values and its index into one integer bucket key.
         self._band_mix = seeded_uint64("monitor-lsh-mix", rows + 1, 1, 1 << 63) | np.uint64(1)
+        self._mix = [int(m) for m in self._band_mix[:rows]]
+        self._mix_band = int(self._band_mix[-1])
         self._matrix: U32 = np.zeros((1024, num_perm), dtype=np.uint32)
         # Short texts are probed with the first values of every row, read from the matrix itself (a column-major
         # copy of them cost 192 bytes per item for a scan that only short texts pay).
@@ -174,9 +177,7 @@ class NearDuplicateIndex:
         self._matrix[row] = signature
         self._live.add(row)
         if textual:
-            base = row * self._bands
-            for band, key in enumerate(self._band_keys(signature)):
-                self._buckets.add(key, base + band)
+            self._buckets.add_many(self._band_keys(signature), row * self._bands)
         return row
 
     def remove(self, row: int, textual: bool) -> None:
@@ -247,13 +248,17 @@ class NearDuplicateIndex:
         return {int(row) for row in hits if int(row) in live}
 
     def _band_keys(self, signature: U32) -> list[int]:
-        bands = signature[: self._bands * self._rows].astype(np.uint64).reshape(self._bands, self._rows)
-        index = np.arange(self._bands, dtype=np.uint64)
-        with np.errstate(over="ignore"):  # wrap-around multiplication is the mixing
-            keys = index * self._band_mix[-1]
-            for column in range(self._rows):
-                keys = (keys ^ bands[:, column]) * self._band_mix[column]
-        return [int(k) for k in keys]
+        # The same mixing as numpy's wrap-around uint64 arithmetic, in Python ints masked to 64 bits: for 20
+        # bands of 2 values a dozen small numpy calls cost more than the arithmetic.
+        values = signature[: self._bands * self._rows].tolist()
+        mix, last, rows = self._mix, self._mix_band, self._rows
+        keys = []
+        for band in range(self._bands):
+            key = (band * last) & _MASK64
+            for column in range(rows):
+                key = ((key ^ values[band * rows + column]) * mix[column]) & _MASK64
+            keys.append(key)
+        return keys
 
     def _allocate_row(self) -> int:
         if self._free_rows:

@@ -107,6 +107,8 @@ class FeedServer:
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = dict(routes or {})
         self._requests: list[RecordedRequest] = []
+        self._in_flight = 0
+        self.max_in_flight = 0  # the most requests answered at the same time (per-host politeness tests)
         self.closing = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
         self.port: int = self._httpd.server_address[1]
@@ -164,6 +166,15 @@ class FeedServer:
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def entered(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def left(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -226,7 +237,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self._answer(send_body=True)
+        self.server.feeds.entered()
+        try:
+            self._answer(send_body=True)
+        finally:
+            self.server.feeds.left()
 
     def do_HEAD(self) -> None:
         self._answer(send_body=False)

@@ -24,10 +24,10 @@ def _word(rng: random.Random, vocabulary: int) -> str:
     return word
 
 
-def stream_digest(count: int = 6000, *, seed: int = 10, vocabulary: int = 3000) -> str:
+def stream_digest(count: int = 3000, *, seed: int = 10, vocabulary: int = 3000) -> str:
     """sha256 of every assignment (item, story of first item, reason, score to 6 places) of the stream."""
     rng = random.Random(seed)
-    index = StoryIndex(window=timedelta(hours=48))
+    index = StoryIndex(window=timedelta(hours=24))
     texts: list[tuple[str, str]] = []
     openers: dict[str, int] = {}
     digest = hashlib.sha256()
@@ -66,5 +66,5 @@ def stream_digest(count: int = 6000, *, seed: int = 10, vocabulary: int = 3000) 
         opener = openers.setdefault(found.story_id, n)
         digest.update(f"{n} {opener} {found.reason} {found.similarity:.6f}\n".encode())
         if n % 400 == 399:
-            index.expire(published - timedelta(hours=48))
+            index.expire(published - timedelta(hours=24))
     return digest.hexdigest()
