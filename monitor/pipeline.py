@@ -472,6 +472,10 @@ class Pipeline:
     ) -> tuple[list[NewAlert], list[AlertAttachment]]:
         pairs = {(m.rule_id, n.story_id) for n in new_items for m in n.matches}
         states: dict[tuple[str, str], AlertState] = self.store.alert_states(pairs)
+        # Read per poll that matched anything (a small table, indexed on ends_at): a silence added by
+        # `monitor silence add` holds from the next poll on, with no reload.
+        silences = [s for s in self.store.silences(now) if s.active(now)] if pairs else []
+        active_ids = {s.id for s in silences}
         alerts: list[NewAlert] = []
         attachments: list[AlertAttachment] = []
         for new in new_items:
@@ -479,7 +483,12 @@ class Pipeline:
                 rule = self.ruleset.get(match.rule_id)
                 key = (match.rule_id, new.story_id)
                 existing = states.get(key)
-                decision = alert_decision(existing, now=now, realert=rule.realert)
+                if existing is not None and existing.silence_id and existing.silence_id not in active_ids:
+                    # Its silence ended: the story alerts normally again, as a new generation. What the
+                    # silence held is not sent after it (as in Alertmanager; docs/design.md "Silences").
+                    decision = "new"
+                else:
+                    decision = alert_decision(existing, now=now, realert=rule.realert)
                 if decision == "attach" and existing is not None:
                     payload = _fold_item(existing.payload, new.item)
                     attachments.append(AlertAttachment(existing.alert_id, new.item.key, payload))
@@ -492,13 +501,25 @@ class Pipeline:
                         payload,
                         existing.pending,
                         existing.generation,
+                        existing.silence_id,
                     )
                     continue
                 generation = existing.generation + 1 if existing is not None else 0
-                alert = self._new_alert(match, new, now, rule, generation)
+                silence = next(
+                    (s for s in silences if s.matches(match.rule_id, new.story_id, new.item.feed_url)), None
+                )
+                alert = self._new_alert(match, new, now, rule, generation, silence.id if silence else None)
                 alerts.append(alert)
                 states[key] = AlertState(
-                    alert.id, match.rule_id, new.story_id, now, 1, alert.payload, True, generation
+                    alert.id,
+                    match.rule_id,
+                    new.story_id,
+                    now,
+                    1,
+                    alert.payload,
+                    bool(alert.channels),
+                    generation,
+                    alert.silence_id,
                 )
         return alerts, attachments
 
@@ -510,10 +531,19 @@ class Pipeline:
             if name in self.channel_names and reaches(severity, self._min_severity.get(name, "low"))
         )
 
-    def _new_alert(self, match: Match, new: NewItem, now: datetime, rule: Rule, generation: int) -> NewAlert:
+    def _new_alert(
+        self,
+        match: Match,
+        new: NewItem,
+        now: datetime,
+        rule: Rule,
+        generation: int,
+        silence_id: str | None = None,
+    ) -> NewAlert:
         alert_id = f"alr_{secrets.token_hex(12)}"
         group_wait = rule.group_wait
-        channels = self._channels(match.notify, rule.severity)
+        # A silenced alert is recorded (monitor alerts shows it) and queued on no channel.
+        channels = () if silence_id is not None else self._channels(match.notify, rule.severity)
         payload = alert_payload(
             alert_id=alert_id, match=match, item=new.item, story_id=new.story_id, created_at=now
         )
@@ -526,6 +556,7 @@ class Pipeline:
             channels=channels,
             deliver_at=now + (group_wait or timedelta(0)),
             generation=generation,
+            silence_id=silence_id,
         )
 
     def _next_poll(

@@ -48,6 +48,7 @@ TABLES = (
     "disabled_channels",
     "nodes",
     "cluster_jobs",
+    "silences",
 )
 BATCH = 5000
 
