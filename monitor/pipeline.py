@@ -30,6 +30,7 @@ from monitor.metrics import Metrics
 from monitor.normalize import keyed_entries, normalize_entry
 from monitor.notify import alert_payload, escalation_payload
 from monitor.parse import read_feed
+from monitor.quiethours import QuietHours
 from monitor.rules import Rule, RuleSet
 from monitor.store import (
     AlertAttachment,
@@ -116,6 +117,25 @@ class Pipeline:
         self._min_severity: Mapping[str, Severity] = {
             name: channel.min_severity for name, channel in self.config.channels.items()
         }
+        self._quiet_hours: Mapping[str, QuietHours] = {
+            name: channel.quiet_hours
+            for name, channel in self.config.channels.items()
+            if channel.quiet_hours is not None
+        }
+
+    def _digests_at(self, now: datetime) -> Mapping[str, timedelta]:
+        """The digest periods of this moment: each channel's own `digest:`, and for a channel in its quiet
+        hours a digest due when they end (the store's digest machinery: alerts join the channel's open digest,
+        or open one due then). Notifications queued before the quiet hours, escalations and health notices
+        are not held (docs/design.md "Silences and quiet hours")."""
+        if not self._quiet_hours:
+            return self._digests
+        digests = dict(self._digests)
+        for name, quiet in self._quiet_hours.items():
+            until = quiet.until(now)
+            if until is not None:
+                digests[name] = until - now
+        return digests
 
     @property
     def feed_urls(self) -> frozenset[str]:
@@ -390,7 +410,7 @@ class Pipeline:
                         also_seen=also_seen,
                         alerts=alerts,
                         attachments=attachments,
-                        digests=self._digests,
+                        digests=self._digests_at(now),
                         seen_again=seen_again,
                         per_rule=self._per_rule,
                         escalations=escalations,
