@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from monitor.cli import main
 from monitor.config import MonitorConfig, load_config
@@ -66,13 +67,17 @@ def hook() -> Iterator[WebhookReceiver]:
 
 
 def setup(
-    tmp_path: Path, server: FeedServer, hook: WebhookReceiver, feeds: list[str]
+    tmp_path: Path, server: FeedServer, hook: WebhookReceiver, feeds: list[str], database: str | None = None
 ) -> tuple[Path, MonitorConfig]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     path = write_config(
         tmp_path, [server.url(f) for f in feeds], {"hook": {"type": "webhook", "url": hook.url}}, rules
     )
+    if database is not None:  # the same path through PostgresStore
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document["database"] = database
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path, load_config(path)
 
 
@@ -97,10 +102,17 @@ def report(guid: str, link: str, extra: str = "") -> dict[str, Any]:
     return {"guid": guid, "title": TITLE, "link": link, "summary": SUMMARY + extra}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_silence_added_while_running_holds_a_rule_records_its_alert_and_expiry_lets_the_story_alert_again(
-    tmp_path: Path, server: FeedServer, hook: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    server: FeedServer,
+    hook: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    path, config = setup(tmp_path, server, hook, ["/a.xml"])
+    database = request.getfixturevalue("postgres_db").url if backend == "postgres" else None
+    path, config = setup(tmp_path, server, hook, ["/a.xml"], database)
     server.set("/a.xml", rss([], title="Wire A"))
     clock = AheadClock()
     conf = ["--config", str(path)]
@@ -247,10 +259,15 @@ def test_silence_cli_refuses_what_it_cannot_mean_and_lists_ended_ones_with_all(
     assert "--reason" in capsys.readouterr().err
     assert main(["silence", "expire", "sil_nope", *conf]) == 1
     capsys.readouterr()
+    # A typo would silence nothing: unknown rules, feeds and stories are refused.
+    for matcher, value in (("--rule", "rree"), ("--feed", "https://nowhere.example/"), ("--story", "st_x")):
+        assert main(["silence", "add", matcher, value, "--for", "1h", "--reason", "x", *conf]) == 1
+        assert f"{matcher} {value!r}: no" in capsys.readouterr().err.replace("not a configured", "no")
+    feed = server.url("/a.xml")
     status, out = cli(
-        capsys, "silence", "add", "--rule", "ree", "--story", "s1", "--for", "30m", "--reason", "r", *conf
+        capsys, "silence", "add", "--rule", "ree", "--feed", feed, "--for", "30m", "--reason", "r", *conf
     )
-    assert status == 0 and "rule=ree and story=s1" in out
+    assert status == 0 and f"rule=ree and feed={feed}" in out
     silence_id = out.split()[0]
     assert cli(capsys, "silence", "expire", silence_id, *conf)[0] == 0
     assert cli(capsys, "silence", "list", *conf)[1] == ""

@@ -12,6 +12,7 @@ from typing import TextIO
 from monitor.cli import emit_json
 from monitor.config import load_config
 from monitor.errors import ConfigError, MonitorError
+from monitor.rules import load_rules
 from monitor.store import SilenceRow, open_store
 from monitor.timeutil import parse_duration, to_iso, utcnow
 
@@ -34,6 +35,19 @@ def cmd_silence(args: argparse.Namespace, out: TextIO) -> int:
                 raise MonitorError(f"--for {args.duration!r}: {exc}") from None
             if duration.total_seconds() <= 0:
                 raise MonitorError(f"--for {args.duration!r}: must be longer than 0")
+            # A typo would make a silence that mutes nothing while the analyst believes it does: refuse it.
+            if args.rule is not None and args.rule not in {
+                rule.id for rule in load_rules(config.rules).rules
+            }:
+                raise MonitorError(
+                    f"--rule {args.rule!r}: no such rule in {config.rules} (see `monitor rules list`)"
+                )
+            if args.feed is not None and args.feed not in {feed.url for feed in config.feeds}:
+                raise MonitorError(f"--feed {args.feed!r}: not a configured feed (see `monitor feeds`)")
+            if args.story is not None and store.get_story(args.story) is None:
+                raise MonitorError(
+                    f"--story {args.story!r}: no such story (see `monitor stories`, `monitor alerts`)"
+                )
             silence = SilenceRow(
                 id=f"sil_{secrets.token_hex(6)}",
                 rule_id=args.rule,
