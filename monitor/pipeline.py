@@ -30,6 +30,7 @@ from monitor.metrics import Metrics
 from monitor.normalize import keyed_entries, normalize_entry
 from monitor.notify import alert_payload, escalation_payload
 from monitor.parse import read_feed
+from monitor.quiethours import QuietHours
 from monitor.rules import Rule, RuleSet
 from monitor.store import (
     AlertAttachment,
@@ -116,6 +117,25 @@ class Pipeline:
         self._min_severity: Mapping[str, Severity] = {
             name: channel.min_severity for name, channel in self.config.channels.items()
         }
+        self._quiet_hours: Mapping[str, QuietHours] = {
+            name: channel.quiet_hours
+            for name, channel in self.config.channels.items()
+            if channel.quiet_hours is not None
+        }
+
+    def _digests_at(self, now: datetime) -> Mapping[str, timedelta]:
+        """The digest periods of this moment: each channel's own `digest:`, and for a channel in its quiet
+        hours a digest due when they end (the store's digest machinery: alerts join the channel's open digest,
+        or open one due then). Notifications queued before the quiet hours, escalations and health notices
+        are not held (docs/design.md "Silences and quiet hours")."""
+        if not self._quiet_hours:
+            return self._digests
+        digests = dict(self._digests)
+        for name, quiet in self._quiet_hours.items():
+            until = quiet.until(now)
+            if until is not None:
+                digests[name] = until - now
+        return digests
 
     @property
     def feed_urls(self) -> frozenset[str]:
@@ -400,7 +420,7 @@ class Pipeline:
                         also_seen=also_seen,
                         alerts=alerts,
                         attachments=attachments,
-                        digests=self._digests,
+                        digests=self._digests_at(now),
                         seen_again=seen_again,
                         per_rule=self._per_rule,
                         escalations=escalations,
@@ -482,6 +502,10 @@ class Pipeline:
     ) -> tuple[list[NewAlert], list[AlertAttachment]]:
         pairs = {(m.rule_id, n.story_id) for n in new_items for m in n.matches}
         states: dict[tuple[str, str], AlertState] = self.store.alert_states(pairs)
+        # Read per poll that matched anything (a small table, indexed on ends_at): a silence added by
+        # `monitor silence add` holds from the next poll on, with no reload.
+        silences = [s for s in self.store.silences(now) if s.active(now)] if pairs else []
+        active_ids = {s.id for s in silences}
         alerts: list[NewAlert] = []
         attachments: list[AlertAttachment] = []
         for new in new_items:
@@ -489,7 +513,12 @@ class Pipeline:
                 rule = self.ruleset.get(match.rule_id)
                 key = (match.rule_id, new.story_id)
                 existing = states.get(key)
-                decision = alert_decision(existing, now=now, realert=rule.realert)
+                if existing is not None and existing.silence_id and existing.silence_id not in active_ids:
+                    # Its silence ended: the story alerts normally again, as a new generation. What the
+                    # silence held is not sent after it (as in Alertmanager; docs/design.md "Silences").
+                    decision = "new"
+                else:
+                    decision = alert_decision(existing, now=now, realert=rule.realert)
                 if decision == "attach" and existing is not None:
                     payload = _fold_item(existing.payload, new.item)
                     attachments.append(AlertAttachment(existing.alert_id, new.item.key, payload))
@@ -502,13 +531,25 @@ class Pipeline:
                         payload,
                         existing.pending,
                         existing.generation,
+                        existing.silence_id,
                     )
                     continue
                 generation = existing.generation + 1 if existing is not None else 0
-                alert = self._new_alert(match, new, now, rule, generation)
+                silence = next(
+                    (s for s in silences if s.matches(match.rule_id, new.story_id, new.item.feed_url)), None
+                )
+                alert = self._new_alert(match, new, now, rule, generation, silence.id if silence else None)
                 alerts.append(alert)
                 states[key] = AlertState(
-                    alert.id, match.rule_id, new.story_id, now, 1, alert.payload, True, generation
+                    alert.id,
+                    match.rule_id,
+                    new.story_id,
+                    now,
+                    1,
+                    alert.payload,
+                    bool(alert.channels),
+                    generation,
+                    alert.silence_id,
                 )
         return alerts, attachments
 
@@ -520,10 +561,19 @@ class Pipeline:
             if name in self.channel_names and reaches(severity, self._min_severity.get(name, "low"))
         )
 
-    def _new_alert(self, match: Match, new: NewItem, now: datetime, rule: Rule, generation: int) -> NewAlert:
+    def _new_alert(
+        self,
+        match: Match,
+        new: NewItem,
+        now: datetime,
+        rule: Rule,
+        generation: int,
+        silence_id: str | None = None,
+    ) -> NewAlert:
         alert_id = f"alr_{secrets.token_hex(12)}"
         group_wait = rule.group_wait
-        channels = self._channels(match.notify, rule.severity)
+        # A silenced alert is recorded (monitor alerts shows it) and queued on no channel.
+        channels = () if silence_id is not None else self._channels(match.notify, rule.severity)
         payload = alert_payload(
             alert_id=alert_id, match=match, item=new.item, story_id=new.story_id, created_at=now
         )
@@ -536,6 +586,7 @@ class Pipeline:
             channels=channels,
             deliver_at=now + (group_wait or timedelta(0)),
             generation=generation,
+            silence_id=silence_id,
         )
 
     def _next_poll(

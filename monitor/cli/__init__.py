@@ -12,6 +12,7 @@
     monitor migrate --from DB --to URL  copy an SQLite database into PostgreSQL
     monitor init [DIR]                  a commented monitor.yaml, a starter rule file, a systemd drop-in
     monitor feeds add|remove URL, feeds import FILE.opml, feeds export   edit the feed list (comments kept)
+    monitor silence add --rule ID|--story ID|--feed URL --for 4h --reason ... | list | expire ID   mute alerts
 
 Exit status: see EXIT_CODES (`monitor --help`).
 """
@@ -223,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one JSON object per delivery per line (disabled channels: stderr)",
     )
+    silence = with_config(
+        sub.add_parser(
+            "silence", help="mute alerts of a rule, story or feed for a while; list or expire silences"
+        )
+    )
+    silence.add_argument("action", choices=["add", "list", "expire"])
+    silence.add_argument("silence_id", nargs="?", metavar="ID", help="with expire: the silence's id")
+    silence.add_argument("--rule", default=None, metavar="ID", help="with add: the rule to mute")
+    silence.add_argument("--story", default=None, metavar="ID", help="with add: the story to mute")
+    silence.add_argument("--feed", default=None, metavar="URL", help="with add: the feed to mute")
+    silence.add_argument("--for", dest="duration", default="1h", help="with add: how long (4h, 30m, 2d)")
+    silence.add_argument("--reason", default=None, help="with add: why (required)")
+    silence.add_argument("--all", action="store_true", help="with list: ended silences too")
+    silence.add_argument("--json", action="store_true", help="one JSON object per silence per line")
     nodes = with_config(
         sub.add_parser("nodes", help="list the daemons running on this database, their feeds and heartbeats")
     )
@@ -285,7 +300,7 @@ def _reader_went_away() -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     # Imported here so `monitor --help` stays fast and a broken optional piece cannot break every command.
-    from monitor.cli import daemon_cmds, demo_cmd, init_cmd, match_cmds, ops_cmds
+    from monitor.cli import daemon_cmds, demo_cmd, init_cmd, match_cmds, ops_cmds, silence_cmd
 
     handlers: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
         "run": daemon_cmds.cmd_run,
@@ -300,6 +315,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "stories": ops_cmds.cmd_stories,
         "deliveries": ops_cmds.cmd_deliveries,
         "nodes": ops_cmds.cmd_nodes,
+        "silence": silence_cmd.cmd_silence,
         "migrate": ops_cmds.cmd_migrate,
     }
     if getattr(args, "config", "unset") is None:

@@ -180,6 +180,7 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
                         "rule": alert["rule"],
                         "story": alert["story"],
                         "created_at": alert["created_at"],
+                        "silenced_by": alert.get("silenced_by"),
                         "items": [
                             {"link": i["link"], "feed": i["feed"], "title": i["title"]}
                             for i in alert["items"]
@@ -192,6 +193,8 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
             statuses = (
                 ", ".join(f"{d['channel']}={d['status']}" for d in alert["deliveries"]) or "no channels"
             )
+            if alert.get("silenced_by"):
+                statuses = f"none: silenced by {alert['silenced_by']}"
             more = f" (+{len(alert['items']) - 1} more reports)" if len(alert["items"]) > 1 else ""
             out.write(
                 f"{alert['id']}  {alert['created_at']}  {alert['rule']}\n"

@@ -33,6 +33,7 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    SilenceRow,
     StoredItem,
     StoryRow,
 )
@@ -188,6 +189,21 @@ class Store(Protocol):
     def list_stories(self, *, limit: int = 50) -> list[StoryRow]: ...
 
     def get_story(self, story_id: str) -> StoryRow | None: ...
+
+    # -- silences (monitor silence; the pipeline reads them once per poll that has matches) --------------------
+
+    def add_silence(self, silence: SilenceRow) -> None:
+        """Store a new silence (its id is the caller's)."""
+        ...
+
+    def silences(self, now: datetime, *, ended: bool = False) -> list[SilenceRow]:
+        """The silences that have not ended at `now` (with `ended`, every silence), newest first."""
+        ...
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence at `now` (what it held stays held). False when there is no such silence, or it had
+        ended already."""
+        ...
 
     # -- the outbox (monitor.notify.DeliveryQueue) ---------------------------------------------------------------
 

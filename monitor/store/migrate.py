@@ -52,6 +52,7 @@ TABLES = (
     "cluster_jobs",
     "notification_threads",
     "escalations",
+    "silences",
 )
 BATCH = 5000
 

@@ -37,6 +37,7 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    SilenceRow,
     StaleClaimError,
     StoredItem,
     StoryRow,
@@ -733,7 +734,7 @@ class SQLiteStore:
         created: list[tuple[str, str]] = []
         tx.execute(
             "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
-            "generation) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            "generation, silence_id) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (
                 alert.id,
                 alert.rule_id,
@@ -743,6 +744,7 @@ class SQLiteStore:
                 now,
                 _json(alert.payload),
                 alert.generation,
+                alert.silence_id,
             ),
         )
         tx.execute(
@@ -908,7 +910,7 @@ class SQLiteStore:
             row = self._conn.execute(
                 "SELECT id, created_at, item_count, payload, EXISTS (SELECT 1 FROM delivery_alerts da "
                 "JOIN deliveries d ON d.id = da.delivery_id WHERE da.alert_id = alerts.id AND d.status = 'pending' "
-                "AND d.attempts = 0), generation FROM alerts WHERE rule_id = ? AND story_id = ? "
+                "AND d.attempts = 0), generation, silence_id FROM alerts WHERE rule_id = ? AND story_id = ? "
                 "ORDER BY generation DESC LIMIT 1",
                 (rule_id, story_id),
             ).fetchone()
@@ -922,6 +924,7 @@ class SQLiteStore:
                     payload=json.loads(row[3]),
                     pending=bool(row[4]),
                     generation=int(row[5]),
+                    silence_id=row[6],
                 )
         return found
 
@@ -988,6 +991,41 @@ class SQLiteStore:
             for row in rows
         ]
 
+    # -- silences --------------------------------------------------------------------------------------------
+
+    def add_silence(self, silence: SilenceRow) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO silences (id, rule_id, story_id, feed_url, reason, created_at, ends_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    silence.id,
+                    silence.rule_id,
+                    silence.story_id,
+                    silence.feed_url,
+                    silence.reason,
+                    _iso(silence.created_at),
+                    _iso(silence.ends_at),
+                ),
+            )
+
+    def silences(self, now: datetime, *, ended: bool = False) -> list[SilenceRow]:
+        rows = self._conn.execute(
+            "SELECT id, rule_id, story_id, feed_url, reason, created_at, ends_at FROM silences "
+            "WHERE ? OR ends_at > ? ORDER BY created_at DESC, rowid DESC",
+            (ended, _iso(now)),
+        ).fetchall()
+        return [SilenceRow(r[0], r[1], r[2], r[3], r[4], _req_dt(r[5]), _req_dt(r[6])) for r in rows]
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        with self.transaction() as tx:
+            return bool(
+                tx.execute(
+                    "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?",
+                    (_iso(now), silence_id, _iso(now)),
+                ).rowcount
+            )
+
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id FROM alerts"
         params: list[Any] = []
@@ -1001,7 +1039,7 @@ class SQLiteStore:
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         row = self._conn.execute(
-            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload "
+            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, silence_id "
             "FROM alerts WHERE id = ?",
             (alert_id,),
         ).fetchone()
@@ -1024,6 +1062,7 @@ class SQLiteStore:
             "updated_at": row[5],
             "item_count": row[6],
             "payload": json.loads(row[7]),
+            "silenced_by": row[8],
             "items": items,
             "deliveries": [
                 d.as_json() for d in self.list_deliveries(alert_id=alert_id, statuses=None, limit=1000)
