@@ -383,6 +383,9 @@ def _langid() -> Any:
     return _identifier
 
 
+SCRIPT_SAMPLE = 1000
+
+
 def detect_language(text: str) -> str | None:
     """Best guess of the ISO 639-1 language of `text`, or None when there is too little to tell.
 
@@ -395,7 +398,9 @@ def detect_language(text: str) -> str | None:
 def language_evidence(text: str) -> tuple[str | None, float]:
     """`detect_language(text)` and how sure it is: the score margin over the runner-up (SCRIPT_EVIDENCE when
     the script decided; 0.0 with no language). Per-feed language caches weigh items by it."""
-    sample = text[:4000]
+    # The script is decided on the first SCRIPT_SAMPLE characters (title, summary and the start of the body):
+    # counting letters per script over 4,000 cost three quarters of the detection of a 1 KB item.
+    sample = text[:SCRIPT_SAMPLE]
     if "/" in sample or "@" in sample:
         sample = _URL.sub(" ", sample)
     if sample.isascii():
