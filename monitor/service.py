@@ -259,7 +259,11 @@ async def open_runtime(
 
 
 async def poll_all(
-    runtime: Runtime, urls: list[str] | None = None, *, respect_backoff: bool = False
+    runtime: Runtime,
+    urls: list[str] | None = None,
+    *,
+    respect_backoff: bool = False,
+    on_done: Callable[[FeedOutcome], None] | None = None,
 ) -> list[FeedOutcome]:
     """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency.
 
@@ -304,7 +308,13 @@ async def poll_all(
                 log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
                 return FeedOutcome(url, "error", error=f"nothing recorded: {exc}", unrecorded=True)
 
-    return list(await asyncio.gather(*(one(url) for url in targets)))
+    async def counted(url: str) -> FeedOutcome:
+        outcome = await one(url)
+        if on_done is not None:  # `monitor once` counts them for its progress line
+            on_done(outcome)
+        return outcome
+
+    return list(await asyncio.gather(*(counted(url) for url in targets)))
 
 
 class DatabaseLock:

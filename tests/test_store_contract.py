@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,26 @@ def test_items_after_a_sequence_number_catch_an_index_up(store: Store) -> None:
     assert [r["item_key"] for r in rows] == ["b", "c"] and newest == store.item_seq() > seen
     assert store.items_after(newest, T0 - timedelta(days=1)) == ([], newest)
     assert store.items_after(0, T0 + timedelta(days=1))[0] == []  # outside the window
+
+
+def test_stored_items_give_back_the_items_with_their_stories_oldest_first(store: Store) -> None:
+    later = T0 + timedelta(hours=1)
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later), new_items=[new_item("b"), new_item("c", story="story-a")]
+    )
+    before = store.counts()
+    everything = store.stored_items(T0 - timedelta(days=1))
+    assert [(s.item.key, s.story_id, s.fetched_at) for s in everything] == [
+        ("a", "story-a", T0),
+        ("b", "story-b", later),
+        ("c", "story-a", later),
+    ]
+    assert everything[0].item == make_item("a")  # every field the rules read comes back as it went in
+    assert [s.item.key for s in store.stored_items(T0 + timedelta(minutes=30))] == ["b", "c"]
+    assert [s.item.key for s in store.stored_items(T0 - timedelta(days=1), limit=1)] == ["a"]
+    assert store.stored_items(later + timedelta(seconds=1)) == []
+    assert store.counts() == before
 
 
 def test_a_failure_inside_the_story_lock_rolls_everything_back(store: Store) -> None:
@@ -877,3 +898,48 @@ def test_escalations_are_told_once_per_rule_and_story_into_the_thread(store: Sto
     assert due["hook"].notice == {"version": 2, "type": "escalation", "id": "esc_1"}
     assert due["hook"].in_reply_to == delivery_id_for("alr_1", "hook")  # the story's first notification there
     assert due["pager"].in_reply_to is None  # no notification of the story on the pager
+
+
+# -- silences (issue 14) -----------------------------------------------------------------------------------------
+
+
+def test_silences_are_stored_listed_and_expired_and_a_silenced_alert_queues_nothing(
+    backend: tuple[str, PostgresURL | None], tmp_path: Path
+) -> None:
+    from monitor.store import SilenceRow
+
+    kind, pg = backend
+    first = open_backend(kind, tmp_path, pg)
+    first.sync_feeds([(FEED, timedelta(minutes=10))], T0)
+    muted = SilenceRow("sil_a", "rare-earths", None, FEED, "noisy", T0, T0 + timedelta(hours=4))
+    short = SilenceRow(
+        "sil_b", None, "story-x", None, "known", T0 + timedelta(minutes=1), T0 + timedelta(hours=1)
+    )
+    first.add_silence(muted)
+    first.add_silence(short)
+    first.commit_fetch(
+        FeedUpdate(FEED, T0, T0 + timedelta(minutes=10)),
+        new_items=[new_item("a")],
+        alerts=[replace(alert("alr_s", "a"), channels=(), silence_id="sil_a")],
+    )
+    first.close()
+    # A new process (a restart) sees the same silences and the silenced alert.
+    store = open_backend(kind, tmp_path, pg)
+    try:
+        assert [s.id for s in store.silences(T0 + timedelta(minutes=2))] == ["sil_b", "sil_a"]
+        assert store.silences(T0 + timedelta(minutes=2))[1] == muted
+        assert [s.id for s in store.silences(T0 + timedelta(hours=2))] == ["sil_a"]
+        state = store.alert_states([("rare-earths", "story-a")])[("rare-earths", "story-a")]
+        assert state.silence_id == "sil_a" and not state.pending
+        shown = store.get_alert("alr_s")
+        assert shown is not None and shown["silenced_by"] == "sil_a" and shown["deliveries"] == []
+        assert store.claim_due(T0 + timedelta(days=1), 10) == []
+        later = T0 + timedelta(minutes=30)
+        assert store.expire_silence("sil_a", later) is True
+        assert store.expire_silence("sil_a", later) is False  # already ended
+        assert store.expire_silence("sil_nope", later) is False
+        assert [s.id for s in store.silences(later)] == ["sil_b"]
+        ended = {s.id: s for s in store.silences(later, ended=True)}
+        assert ended["sil_a"].ends_at == later and not ended["sil_a"].active(later)
+    finally:
+        store.close()

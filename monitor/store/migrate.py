@@ -34,6 +34,8 @@ __all__ = ["TABLES", "TableCopy", "copy_sqlite_to_postgres"]
 
 # The tables of schema version 4, in this order; tables of later migrations follow in the order SQLite lists
 # them (every table of the source is copied: `_tables`). schema_migrations is each backend's own.
+# Notification threads and escalations (6) must come along, or a migrated story's next rule would open a new
+# thread instead of replying, and a story could escalate twice.
 TABLES = (
     "feeds",
     "seen_keys",
@@ -48,6 +50,9 @@ TABLES = (
     "disabled_channels",
     "nodes",
     "cluster_jobs",
+    "notification_threads",
+    "escalations",
+    "silences",
 )
 BATCH = 5000
 

@@ -238,4 +238,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rule_id, story_id)
     );
     """,
+    # 7: silences (issue 14): an operator mutes alerts of a rule, a story and/or a feed (every set matcher must
+    #    hold) from created_at until ends_at; expiring one early sets ends_at to that moment (as Alertmanager
+    #    does). An alert decided while a silence held is recorded with its id and queued on no channel.
+    """
+    CREATE TABLE silences (
+        id         TEXT PRIMARY KEY,
+        rule_id    TEXT,
+        story_id   TEXT,
+        feed_url   TEXT,
+        reason     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        ends_at    TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    ALTER TABLE alerts ADD COLUMN silence_id TEXT;
+    """,
 )
