@@ -27,6 +27,7 @@ from monitor.store.records import (
     StaleClaimError,
     StoryMembership,
     StoryRow,
+    WebSubRow,
 )
 from monitor.store.sqlite import DEFAULT_BUSY_TIMEOUT, DELIVERY_LEASE, SQLiteStore, delivery_id_for
 
@@ -47,6 +48,7 @@ __all__ = [
     "Store",
     "StoryMembership",
     "StoryRow",
+    "WebSubRow",
     "database_exists",
     "delivery_id_for",
     "open_store",

@@ -48,6 +48,7 @@ TABLES = (
     "disabled_channels",
     "nodes",
     "cluster_jobs",
+    "websub_subscriptions",
 )
 BATCH = 5000
 

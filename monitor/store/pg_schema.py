@@ -233,4 +233,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rule_id, story_id)
     );
     """,
+    # 7: reserved for h-silence (as SQLite's 7): a no-op placeholder.
+    """
+    SELECT 1;
+    """,
+    # 8: WebSub subscriptions (as SQLite's 8).
+    """
+    CREATE TABLE websub_subscriptions (
+        feed_url      TEXT PRIMARY KEY,
+        hub           TEXT NOT NULL,
+        topic         TEXT NOT NULL,
+        callback_id   TEXT NOT NULL UNIQUE,
+        secret        TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        discovered_at TIMESTAMPTZ NOT NULL,
+        requested_at  TIMESTAMPTZ,
+        verified_at   TIMESTAMPTZ,
+        expires_at    TIMESTAMPTZ,
+        lease_seconds INTEGER,
+        last_error    TEXT
+    );
+    """,
 )

@@ -238,4 +238,28 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rule_id, story_id)
     );
     """,
+    # 7: reserved for h-silence (issue 14 silences), a no-op here so that numbers stay positional; whoever
+    #    merges both replaces this with silence's migration 7.
+    """
+    SELECT 1;
+    """,
+    # 8: WebSub (issue 13 item 6): per feed, the hub and topic its document or Link headers named, and the
+    #    subscription to it (callback path, HMAC secret, verification and lease). One row per feed: a feed has
+    #    one topic, and the first hub named is the one subscribed to.
+    """
+    CREATE TABLE websub_subscriptions (
+        feed_url      TEXT PRIMARY KEY,
+        hub           TEXT NOT NULL,
+        topic         TEXT NOT NULL,
+        callback_id   TEXT NOT NULL UNIQUE,
+        secret        TEXT NOT NULL,
+        state         TEXT NOT NULL,      -- discovered | pending | active | denied
+        discovered_at TEXT NOT NULL,
+        requested_at  TEXT,
+        verified_at   TEXT,
+        expires_at    TEXT,
+        lease_seconds INTEGER,
+        last_error    TEXT
+    );
+    """,
 )
