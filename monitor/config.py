@@ -322,6 +322,51 @@ class ClusterOptions(_Model):
         return self
 
 
+class WebSubOptions(_Model):
+    """WebSub push (monitor.websub): off unless `callback_url` is set."""
+
+    callback_url: str | None = Field(
+        default=None,
+        description="the public base URL hubs call (each subscription gets its own path under it); off when unset",
+    )
+    listen: str = Field(default="127.0.0.1:9465", description="HOST:PORT the callback listener binds")
+    lease: Duration = Field(
+        default=timedelta(days=7), description="the lease asked of hubs (hub.lease_seconds)"
+    )
+    safety_interval: Duration = Field(
+        default=timedelta(hours=1),
+        description="how often a feed with a verified subscription is still polled, as a safety net",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_callback(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"websub.callback_url must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WebSubOptions:
+        if self.lease < timedelta(minutes=1):
+            raise ValueError("websub.lease must be at least 1m")
+        if self.safety_interval < timedelta(minutes=1):
+            raise ValueError("websub.safety_interval must be at least 1m")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.callback_url is not None
+
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 class MonitorConfig(_Model):
     source: str = Field(default="<defaults>", exclude=True, description="the file this was loaded from")
     database: DatabaseSetting = Path("./state/monitor.db")
@@ -345,6 +390,7 @@ class MonitorConfig(_Model):
     cluster: ClusterOptions = ClusterOptions()
     status: StatusOptions = StatusOptions()
     health: HealthOptions = HealthOptions()
+    websub: WebSubOptions = WebSubOptions()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text", description="text lines, or one JSON object per line"
@@ -570,6 +616,8 @@ def refused_urls(config: MonitorConfig) -> list[ConfigError]:
         for name, channel in config.channels.items()
         if isinstance(channel, WebhookConfig)
     ]
+    if config.websub.callback_url is not None:
+        targets.append((("websub", "callback_url"), config.websub.callback_url))
     doc: LocatedYaml | None = None
     problems: list[ConfigError] = []
     for path, url in targets:

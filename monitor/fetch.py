@@ -244,6 +244,7 @@ class Fetcher:
                             datetime.now(UTC),
                         ),
                         moved_to=moved_to if moved_to != url else None,
+                        links=", ".join(response.headers.get_list("Link")) or None,
                     )
                 error = _status_error(url, response)
                 await _drain(response)

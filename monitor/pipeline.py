@@ -48,6 +48,7 @@ from monitor.storethread import StoreThread
 from monitor.stories import PreparedItem, StoryIndex
 from monitor.timeutil import utcnow
 from monitor.types import FeedHints, FeedState, FetchResult, Item, Match, Severity
+from monitor.websub_discovery import discover
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -98,6 +99,8 @@ class Pipeline:
     # Where the blocking part of a poll runs (everything after the fetch, and the store reads before it): never
     # the event loop, so a busy database stalls no fetch and no delivery (monitor.storethread).
     store_thread: StoreThread = field(default_factory=StoreThread)
+    # Feeds with a verified WebSub subscription (kept by monitor.websub): polled at websub.safety_interval only.
+    pushed_feeds: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -199,6 +202,27 @@ class Pipeline:
             queued = 0
         return replace(outcome, notices=queued) if queued else outcome
 
+    async def push(self, url: str, body: bytes, content_type: str | None = None) -> FeedOutcome:
+        """Record a body a WebSub hub pushed for feed `url` (its signature already checked, monitor.websub):
+        the same stages and the same one transaction as a polled body (`_record_fetched`), from a FetchResult
+        built from the push. The feed's schedule and validators stay as the last poll left them: a push is not
+        a poll, and the safety-net poll must still find out about what the hub did not push."""
+        feed = self._feeds[url]
+        interval = self.config.feed_interval(feed)
+        state = await self.store_thread.run(self.store.feed_state, url)
+        result = FetchResult(url=url, final_url=url, status=200, content=body, content_type=content_type)
+        try:
+            return await self.store_thread.run(
+                self._record_fetched, feed, state, interval, result, 0.0, None, pushed=True
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "feed %s: unexpected error while processing a pushed body", url, extra={"feed": url}
+            )
+            return FeedOutcome(url, "error", error=f"internal error: {type(exc).__name__}: {exc}")
+
     def _check_health(self, outcome: FeedOutcome, interval: timedelta) -> int:
         """Assess the feed's health after this poll (monitor.health), queue the notices it calls for and park
         the feed when it is gone. Returns the number of notices queued."""
@@ -277,15 +301,19 @@ class Pipeline:
         result: FetchResult,
         fetch_seconds: float,
         claim: int | None,
+        *,
+        pushed: bool = False,
     ) -> FeedOutcome:
         """Everything after a successful fetch (parse, keys, analysis, match, stories, the one transaction):
-        blocking work, run on the store thread."""
+        blocking work, run on the store thread. `pushed`: the body came from a WebSub hub, not a fetch (see
+        `push`): it leaves the schedule and validators alone, and a body that does not parse is refused
+        without counting as the feed's failure (the feed itself may be fine)."""
         url = feed.url
         etag = state.etag if state else None
         last_modified = state.last_modified if state else None
         error_count = state.error_count if state else 0
         now = self.clock()
-        moved_to = self._moved(url, state, result)
+        moved_to = None if pushed else self._moved(url, state, result)
         if result.not_modified or result.content is None:
             update = FeedUpdate(
                 url=url,
@@ -307,6 +335,11 @@ class Pipeline:
                 result.content, source=url, content_type=result.content_type, base_url=result.final_url
             )
         except ParseError as exc:
+            if pushed:
+                log.warning(
+                    "feed %s: pushed body ignored: cannot parse: %s", url, exc.message, extra={"feed": url}
+                )
+                return FeedOutcome(url, "error", error=f"pushed body cannot be parsed: {exc.message}")
             failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None, claim)
             return replace(failed, fetch_seconds=fetch_seconds)
         # Keys first, from guid or link: only entries never seen are converted, hashed, matched and clustered.
@@ -327,17 +360,28 @@ class Pipeline:
             if key in unseen
         ]
         hints = feed_hints(result.content)
-        update = FeedUpdate(
-            url=url,
-            fetched_at=now,
-            next_fetch_at=self._next_poll(feed, now, interval, result, hints, arriving=len(items)),
-            title=parsed.title,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            claim=claim,
-            moved_to=moved_to,
-            hints=hints,
-        )
+        if pushed:
+            update = FeedUpdate(
+                url=url,
+                fetched_at=now,
+                next_fetch_at=(state.next_fetch_at if state is not None else None) or now + interval,
+                title=parsed.title,
+                etag=etag,
+                last_modified=last_modified,
+            )
+        else:
+            self._discover_hub(url, result, now)
+            update = FeedUpdate(
+                url=url,
+                fetched_at=now,
+                next_fetch_at=self._next_poll(feed, now, interval, result, hints, arriving=len(items)),
+                title=parsed.title,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                claim=claim,
+                moved_to=moved_to,
+                hints=hints,
+            )
         outcome = self.record(update, items, seen_again=[key for key in keyed if key not in unseen])
         for warning in parsed.warnings:
             log.info("feed %s: %s", url, warning, extra={"feed": url})
@@ -600,8 +644,11 @@ class Pipeline:
         arriving: int = 0,
     ) -> datetime:
         """The feed's interval (for `interval: auto` the one its posting rate calls for, monitor.adaptive),
-        raised by the server's and the document's cache hints (monitor.cachehints)."""
-        if self.config.is_adaptive(feed):
+        raised by the server's and the document's cache hints (monitor.cachehints). A feed a hub pushes is
+        polled at websub.safety_interval only (or its own interval, if longer)."""
+        if feed.url in self.pushed_feeds:
+            interval = max(interval, self.config.websub.safety_interval)
+        elif self.config.is_adaptive(feed):
             interval = self._adaptive_interval(feed, now, arriving)
         honour = feed.honour_skip_hours
         at, why = next_poll_at(
@@ -615,6 +662,23 @@ class Pipeline:
         if why is not None:
             log.debug("feed %s: next poll at %s: %s", feed.url, at, why, extra={"feed": feed.url})
         return at
+
+    def _discover_hub(self, url: str, result: FetchResult, now: datetime) -> None:
+        """With websub on, remember the hub and topic this fetch named (its Link headers, else the document);
+        a new or changed one gets a fresh secret and callback and is subscribed to by monitor.websub."""
+        if not self.config.websub.enabled:
+            return
+        hub, topic = discover(result.content, result.links, base_url=result.final_url)
+        if hub is None:
+            return
+        # The spec wants rel="self" as the topic; a feed without one is subscribed to under the URL it was
+        # fetched from, which is what most hubs key on anyway.
+        if self.store.record_hub(
+            url, hub, topic or result.final_url, now, secrets.token_urlsafe(32), secrets.token_urlsafe(16)
+        ):
+            log.info(
+                "feed %s: WebSub hub %s (topic %s)", url, hub, topic or result.final_url, extra={"feed": url}
+            )
 
     def _adaptive_interval(self, feed: FeedConfig, now: datetime, arriving: int) -> timedelta:
         """The interval that places the next poll where about half a new item is expected. The evidence is the

@@ -57,6 +57,7 @@ from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
+from monitor.websub import WebSub
 
 __all__ = [
     "Daemon",
@@ -76,6 +77,8 @@ TICK_SECONDS = 2.0
 STORE_RETRY = timedelta(seconds=30)
 DRAIN_TIMEOUT = 20.0
 HOUSEKEEPING_SECONDS = 3600.0
+# How often WebSub subscriptions are checked (new hubs subscribed, refusals retried, leases renewed at 80 %).
+WEBSUB_UPKEEP_SECONDS = 60.0
 # A little under the job's period, so the node whose turn it is still finds the job free despite scheduler jitter.
 HOUSEKEEPING_JOB_PERIOD = timedelta(seconds=HOUSEKEEPING_SECONDS - 60)
 
@@ -501,6 +504,18 @@ class Daemon:
                 coalesce=True,
                 next_run_time=datetime.now().astimezone(),
             )
+        websub = await self._start_websub(config, runtime)
+        if websub is not None:
+            scheduler.add_job(
+                self._as_task("websub", lambda _runtime: self._websub_upkeep(websub)),
+                "interval",
+                seconds=WEBSUB_UPKEEP_SECONDS,
+                args=[runtime],
+                id="websub",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now().astimezone(),
+            )
         scheduler.start()
         status = await self._start_status(config, runtime, tick)
         systemd.notify(
@@ -524,6 +539,8 @@ class Daemon:
             scheduler.shutdown(wait=False)
             if status is not None:
                 await status.stop()
+            if websub is not None:
+                await websub.stop()
             await self._drain()
 
     async def _start_status(
@@ -551,6 +568,40 @@ class Daemon:
             log.error("status endpoint %s not started: %s", config.status.listen, exc)
             return None
         return server
+
+    async def _start_websub(self, config: MonitorConfig, runtime: Runtime) -> WebSub | None:
+        if not config.websub.enabled:
+            return None
+
+        async def pushed(outcome: FeedOutcome) -> None:
+            # As after a poll: what a push decided is delivered now, not at the next delivery run.
+            if (outcome.alerts or outcome.notices) and not self._stop.is_set():
+                await self._deliver(runtime)
+
+        websub = WebSub(
+            config,
+            runtime.store,
+            runtime.pipeline,
+            runtime.store_thread,
+            NetworkPolicy.from_setting(config.allow_private_networks),
+            on_push=pushed,
+        )
+        try:
+            await websub.start()
+        except OSError as exc:
+            # Push only makes alerts sooner; polling goes on without it.
+            log.error("WebSub listener %s not started: %s; polling only", config.websub.listen, exc)
+            await websub.stop()
+            return None
+        return websub
+
+    async def _websub_upkeep(self, websub: WebSub) -> None:
+        if self._stop.is_set() or self._reload.is_set():
+            return
+        try:
+            await websub.maintain()
+        except Exception:
+            log.exception("WebSub upkeep failed; tried again on the next run")
 
     async def _drain(self) -> None:
         """Let polls and deliveries in flight finish, for at most the drain timeout (or until a second stop

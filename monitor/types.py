@@ -206,6 +206,7 @@ class FetchResult:
     elapsed: float = 0.0
     fresh_for: float | None = None  # seconds the server says the answer stays fresh (max-age, Expires)
     moved_to: str | None = None  # the URL after the leading permanent redirects (301, 308), when it changed
+    links: str | None = None  # the response's Link headers, joined (WebSub hub discovery)
 
     @property
     def not_modified(self) -> bool:

@@ -6,6 +6,7 @@ protocol without a contract test fails here."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -943,3 +944,44 @@ def test_silences_are_stored_listed_and_expired_and_a_silenced_alert_queues_noth
         assert ended["sil_a"].ends_at == later and not ended["sil_a"].active(later)
     finally:
         store.close()
+
+
+def test_websub_hubs_are_recorded_once_and_subscriptions_saved(store: Store) -> None:
+    assert store.websub_subscriptions() == []
+    assert store.record_hub(FEED, "https://hub.example/", FEED, T0, "s" * 43, "cb1") is True
+    assert (
+        store.record_hub(FEED, "https://hub.example/", FEED, T0 + timedelta(hours=1), "other", "cb2") is False
+    )
+    (row,) = store.websub_subscriptions()
+    assert (row.hub, row.topic, row.secret, row.callback_id, row.state) == (
+        "https://hub.example/",
+        FEED,
+        "s" * 43,
+        "cb1",
+        "discovered",
+    )
+    assert row.discovered_at == T0 and row.requested_at is None and row.expires_at is None
+    verified = dataclasses.replace(
+        row,
+        state="active",
+        requested_at=T0,
+        verified_at=T0 + timedelta(seconds=1),
+        expires_at=T0 + timedelta(days=1),
+        lease_seconds=86400,
+        last_error=None,
+    )
+    store.save_websub(verified)
+    assert store.websub_by_callback("cb1") == verified
+    assert store.websub_by_callback("cb2") is None
+    # A changed hub starts over: new secret and callback, not yet asked.
+    assert (
+        store.record_hub(FEED, "https://hub2.example/", FEED, T0 + timedelta(days=2), "t" * 43, "cb3") is True
+    )
+    (moved,) = store.websub_subscriptions()
+    assert (moved.hub, moved.callback_id, moved.state, moved.verified_at) == (
+        "https://hub2.example/",
+        "cb3",
+        "discovered",
+        None,
+    )
+    assert store.websub_by_callback("cb1") is None

@@ -29,6 +29,7 @@ from monitor.store.records import (
     StoredItem,
     StoryMembership,
     StoryRow,
+    WebSubRow,
 )
 from monitor.store.sqlite import DEFAULT_BUSY_TIMEOUT, DELIVERY_LEASE, SQLiteStore, delivery_id_for
 
@@ -51,6 +52,7 @@ __all__ = [
     "StoredItem",
     "StoryMembership",
     "StoryRow",
+    "WebSubRow",
     "database_exists",
     "delivery_id_for",
     "open_store",

@@ -36,6 +36,7 @@ from monitor.store.records import (
     SilenceRow,
     StoredItem,
     StoryRow,
+    WebSubRow,
 )
 from monitor.types import DeliveryRequest, FeedState
 
@@ -279,3 +280,23 @@ class Store(Protocol):
     def prune(self, now: datetime, *, item_max_age: timedelta, key_max_age: timedelta) -> dict[str, int]: ...
 
     def counts(self) -> dict[str, int]: ...
+
+    # -- WebSub subscriptions (monitor.websub) -------------------------------------------------------------------
+
+    def record_hub(
+        self, feed_url: str, hub: str, topic: str, now: datetime, secret: str, callback_id: str
+    ) -> bool:
+        """Remember the hub and topic a fetch of `feed_url` named. A new feed, or a changed hub or topic, is
+        (re)set to "discovered" with the given fresh secret and callback id; the same hub and topic change
+        nothing. True when something changed (a subscription is due)."""
+        ...
+
+    def save_websub(self, row: WebSubRow) -> None:
+        """Write a subscription's state (by feed_url; the row must exist)."""
+        ...
+
+    def websub_subscriptions(self) -> list[WebSubRow]:
+        """Every feed's subscription, by feed URL."""
+        ...
+
+    def websub_by_callback(self, callback_id: str) -> WebSubRow | None: ...

@@ -53,6 +53,7 @@ TABLES = (
     "notification_threads",
     "escalations",
     "silences",
+    "websub_subscriptions",
 )
 BATCH = 5000
 

@@ -248,4 +248,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX silences_ends ON silences (ends_at);
     ALTER TABLE alerts ADD COLUMN silence_id TEXT;
     """,
+    # 8: WebSub subscriptions (as SQLite's 8).
+    """
+    CREATE TABLE websub_subscriptions (
+        feed_url      TEXT PRIMARY KEY,
+        hub           TEXT NOT NULL,
+        topic         TEXT NOT NULL,
+        callback_id   TEXT NOT NULL UNIQUE,
+        secret        TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        discovered_at TIMESTAMPTZ NOT NULL,
+        requested_at  TIMESTAMPTZ,
+        verified_at   TIMESTAMPTZ,
+        expires_at    TIMESTAMPTZ,
+        lease_seconds INTEGER,
+        last_error    TEXT
+    );
+    """,
 )

@@ -60,6 +60,7 @@ from monitor.store.records import (
     StaleClaimError,
     StoredItem,
     StoryRow,
+    WebSubRow,
     hints_from_json,
     hints_json,
 )
@@ -1425,6 +1426,62 @@ class PostgresStore:
             self._x(tx, "DELETE FROM nodes WHERE heartbeat_at < %s", (now - NODE_HISTORY,))
         return {"items": items, "matches": matches, "seen_keys": keys, "deliveries": sent}
 
+    # -- WebSub subscriptions ---------------------------------------------------------------------------------
+
+    def record_hub(
+        self, feed_url: str, hub: str, topic: str, now: datetime, secret: str, callback_id: str
+    ) -> bool:
+        with self.transaction() as tx:
+            row = self._x(
+                tx, "SELECT hub, topic FROM websub_subscriptions WHERE feed_url = %s", (feed_url,)
+            ).fetchone()
+            if row is not None and (row[0], row[1]) == (hub, topic):
+                return False
+            self._x(tx, "DELETE FROM websub_subscriptions WHERE feed_url = %s", (feed_url,))
+            self._x(
+                tx,
+                "INSERT INTO websub_subscriptions (feed_url, hub, topic, callback_id, secret, state, discovered_at) "
+                "VALUES (%s, %s, %s, %s, %s, 'discovered', %s)",
+                (feed_url, hub, topic, callback_id, secret, (now)),
+            )
+            return True
+
+    def save_websub(self, row: WebSubRow) -> None:
+        with self.transaction() as tx:
+            self._x(
+                tx,
+                "UPDATE websub_subscriptions SET hub = %s, topic = %s, callback_id = %s, secret = %s, state = %s, "
+                "discovered_at = %s, requested_at = %s, verified_at = %s, expires_at = %s, lease_seconds = %s, "
+                "last_error = %s WHERE feed_url = %s",
+                (
+                    row.hub,
+                    row.topic,
+                    row.callback_id,
+                    row.secret,
+                    row.state,
+                    (row.discovered_at),
+                    (row.requested_at),
+                    (row.verified_at),
+                    (row.expires_at),
+                    row.lease_seconds,
+                    row.last_error,
+                    row.feed_url,
+                ),
+            )
+
+    def websub_subscriptions(self) -> list[WebSubRow]:
+        return [
+            _websub(row)
+            for row in self._rows("SELECT " + _WEBSUB + " FROM websub_subscriptions ORDER BY feed_url")
+        ]
+
+    def websub_by_callback(self, callback_id: str) -> WebSubRow | None:
+        row = self._one(
+            "SELECT " + _WEBSUB + " FROM websub_subscriptions WHERE callback_id = %s",
+            (callback_id,),
+        )
+        return _websub(row) if row is not None else None
+
     def counts(self) -> dict[str, int]:
         row = self._one(
             "SELECT (SELECT COUNT(*) FROM feeds), (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM seen_keys), "
@@ -1471,3 +1528,23 @@ def _reason(exc: BaseException) -> str:
     """A driver error as one line, with any password it quotes masked."""
     text = str(exc).strip().splitlines()
     return redact(text[0] if text else type(exc).__name__)
+
+
+_WEBSUB: LiteralString = "feed_url, hub, topic, callback_id, secret, state, discovered_at, requested_at, verified_at, expires_at, lease_seconds, last_error"
+
+
+def _websub(row: Sequence[Any]) -> WebSubRow:
+    return WebSubRow(
+        feed_url=row[0],
+        hub=row[1],
+        topic=row[2],
+        callback_id=row[3],
+        secret=row[4],
+        state=row[5],
+        discovered_at=_req(row[6]),
+        requested_at=_utc(row[7]),
+        verified_at=_utc(row[8]),
+        expires_at=_utc(row[9]),
+        lease_seconds=row[10],
+        last_error=row[11],
+    )

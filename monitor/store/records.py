@@ -33,6 +33,7 @@ __all__ = [
     "StaleClaimError",
     "StoredItem",
     "StoryRow",
+    "WebSubRow",
 ]
 
 
@@ -356,3 +357,26 @@ class SilenceRow:
             "ends_at": to_iso(self.ends_at),
             "active": self.active(now),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class WebSubRow:
+    """One feed's WebSub subscription (monitor.websub): the hub and topic its document or Link headers name,
+    the callback path and secret of the subscription, and where verification and the lease stand.
+
+    state: "discovered" (not asked yet, or the hub or topic changed), "pending" (asked, the hub's verification
+    GET has not come), "active" (verified; `expires_at` is the lease's end), "denied" (the hub refused, or the
+    request failed: asked again after a while)."""
+
+    feed_url: str
+    hub: str
+    topic: str
+    callback_id: str  # the last path segment of the callback URL: random, so a callback cannot be guessed
+    secret: str  # hub.secret: the HMAC key of X-Hub-Signature
+    state: str
+    discovered_at: datetime
+    requested_at: datetime | None = None  # when the last subscribe (or renewal) was sent
+    verified_at: datetime | None = None
+    expires_at: datetime | None = None
+    lease_seconds: int | None = None
+    last_error: str | None = None

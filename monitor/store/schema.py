@@ -254,4 +254,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX silences_ends ON silences (ends_at);
     ALTER TABLE alerts ADD COLUMN silence_id TEXT;
     """,
+    # 8: WebSub (issue 13 item 6): per feed, the hub and topic its document or Link headers named, and the
+    #    subscription to it (callback path, HMAC secret, verification and lease). One row per feed: a feed has
+    #    one topic, and the first hub named is the one subscribed to.
+    """
+    CREATE TABLE websub_subscriptions (
+        feed_url      TEXT PRIMARY KEY,
+        hub           TEXT NOT NULL,
+        topic         TEXT NOT NULL,
+        callback_id   TEXT NOT NULL UNIQUE,
+        secret        TEXT NOT NULL,
+        state         TEXT NOT NULL,      -- discovered | pending | active | denied
+        discovered_at TEXT NOT NULL,
+        requested_at  TEXT,
+        verified_at   TEXT,
+        expires_at    TEXT,
+        lease_seconds INTEGER,
+        last_error    TEXT
+    );
+    """,
 )

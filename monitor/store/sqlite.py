@@ -41,6 +41,7 @@ from monitor.store.records import (
     StaleClaimError,
     StoredItem,
     StoryRow,
+    WebSubRow,
     hints_from_json,
     hints_json,
 )
@@ -1459,6 +1460,59 @@ class SQLiteStore:
             tx.execute("DELETE FROM nodes WHERE heartbeat_at < ?", (_iso(now - NODE_HISTORY),))
         return {"items": items, "matches": matches, "seen_keys": keys, "deliveries": sent}
 
+    # -- WebSub subscriptions ---------------------------------------------------------------------------------
+
+    def record_hub(
+        self, feed_url: str, hub: str, topic: str, now: datetime, secret: str, callback_id: str
+    ) -> bool:
+        with self.transaction() as tx:
+            row = tx.execute(
+                "SELECT hub, topic FROM websub_subscriptions WHERE feed_url = ?", (feed_url,)
+            ).fetchone()
+            if row is not None and (row[0], row[1]) == (hub, topic):
+                return False
+            tx.execute("DELETE FROM websub_subscriptions WHERE feed_url = ?", (feed_url,))
+            tx.execute(
+                "INSERT INTO websub_subscriptions (feed_url, hub, topic, callback_id, secret, state, discovered_at) "
+                "VALUES (?, ?, ?, ?, ?, 'discovered', ?)",
+                (feed_url, hub, topic, callback_id, secret, _iso(now)),
+            )
+            return True
+
+    def save_websub(self, row: WebSubRow) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE websub_subscriptions SET hub = ?, topic = ?, callback_id = ?, secret = ?, state = ?, "
+                "discovered_at = ?, requested_at = ?, verified_at = ?, expires_at = ?, lease_seconds = ?, "
+                "last_error = ? WHERE feed_url = ?",
+                (
+                    row.hub,
+                    row.topic,
+                    row.callback_id,
+                    row.secret,
+                    row.state,
+                    _iso(row.discovered_at),
+                    _iso(row.requested_at),
+                    _iso(row.verified_at),
+                    _iso(row.expires_at),
+                    row.lease_seconds,
+                    row.last_error,
+                    row.feed_url,
+                ),
+            )
+
+    def websub_subscriptions(self) -> list[WebSubRow]:
+        return [
+            _websub(row)
+            for row in self._conn.execute(f"SELECT {_WEBSUB} FROM websub_subscriptions ORDER BY feed_url")
+        ]
+
+    def websub_by_callback(self, callback_id: str) -> WebSubRow | None:
+        row = self._conn.execute(
+            f"SELECT {_WEBSUB} FROM websub_subscriptions WHERE callback_id = ?", (callback_id,)
+        ).fetchone()
+        return _websub(row) if row is not None else None
+
     def counts(self) -> dict[str, int]:
         tables = ("feeds", "items", "seen_keys", "matches", "stories", "alerts", "deliveries")
         return {t: int(self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
@@ -1483,3 +1537,23 @@ def _split_sql(script: str) -> list[str]:
 
 def _only_comments(statement: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
+
+
+_WEBSUB = "feed_url, hub, topic, callback_id, secret, state, discovered_at, requested_at, verified_at, expires_at, lease_seconds, last_error"
+
+
+def _websub(row: Sequence[Any]) -> WebSubRow:
+    return WebSubRow(
+        feed_url=row[0],
+        hub=row[1],
+        topic=row[2],
+        callback_id=row[3],
+        secret=row[4],
+        state=row[5],
+        discovered_at=_req_dt(row[6]),
+        requested_at=_dt(row[7]),
+        verified_at=_dt(row[8]),
+        expires_at=_dt(row[9]),
+        lease_seconds=row[10],
+        last_error=row[11],
+    )
