@@ -24,8 +24,9 @@ from monitor.store import WebSubRow
 from monitor.timeutil import utcnow
 from monitor.websub import WebSub, signature_valid
 from monitor.websub_discovery import discover, parse_link_header
+from tests.support.daemonproc import HEADLINES, QUIET, DaemonProcess, FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
-from tests.support.receivers import WebhookReceiver
+from tests.support.receivers import WebhookReceiver, wait_until
 from tests.support.websubhub import WebSubHub, verify_get
 
 RULES = """\
@@ -357,3 +358,32 @@ def test_websub_config_errors_name_file_and_line(tmp_path: Path) -> None:
     assert f"{path}:3" in str(problem) and "websub.callback_url" in str(problem)
     path.write_text("feeds: []\n", encoding="utf-8")
     assert not load_config(path).websub.enabled  # off by default
+
+
+# -- the daemon --------------------------------------------------------------------------------------------------
+
+
+def test_monitor_run_subscribes_after_its_first_poll_and_alerts_a_push(tmp_path: Path) -> None:
+    with FeedServer() as feeds, WebSubHub() as hub, WebhookReceiver() as hook:
+        url = feeds.url("/wire.xml")
+        wire = FeedBuilder()
+        wire.add("q1", *QUIET)
+        feeds.set("/wire.xml", wire.rss(), headers={"Link": f'<{hub.url}>; rel="hub", <{url}>; rel="self"'})
+        port = free_port()
+        config = write_config(
+            tmp_path,
+            feed_urls=[url],
+            hook_url=hook.url,
+            interval="10m",
+            extra=["websub:", f"  callback_url: http://127.0.0.1:{port}/cb", f"  listen: 127.0.0.1:{port}"],
+        )
+        with DaemonProcess(config) as daemon:
+            hub.wait_for(
+                lambda: hub.subscriptions(url), timeout=120, what="the daemon's verified subscription"
+            )
+            wire.add("p1", *HEADLINES[0])  # only pushed: the feed server never serves it
+            assert hub.publish(url, wire.rss()) == [202]
+            wait_until(lambda: hook.requests, timeout=60, what="the pushed item's alert")
+            assert daemon.terminate() == 0
+        assert HEADLINES[0][0] in hook.requests[0].body.decode()
+        assert feeds.count("/wire.xml") == 1  # polled once: the alert came from the push
