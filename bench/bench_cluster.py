@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ def node_main(config_path: Path) -> None:
     config = load_config(config_path)
     ruleset = check_config(config)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> None:
         async with open_runtime(config, ruleset) as runtime:
             store = runtime.store
             statements = [0]
@@ -69,6 +71,35 @@ def node_main(config_path: Path) -> None:
                     statements[0] += 1
 
                 conn.set_trace_callback(trace)
+            # Time spent waiting for the cluster's story lock and holding it (the serial part of a poll).
+            lock_wait = [0.0]
+            lock_held = [0.0]
+            original_lock = store.story_lock
+
+            @contextlib.contextmanager
+            def timed_lock() -> Iterator[None]:
+                asked = time.perf_counter()
+                with original_lock():
+                    got = time.perf_counter()
+                    lock_wait[0] += got - asked
+                    try:
+                        yield
+                    finally:
+                        lock_held[0] += time.perf_counter() - got
+
+            store.story_lock = timed_lock  # type: ignore[method-assign]
+            # Time in commit_fetch (the transaction's statements; under the lock when the fetch had new items).
+            commit_time = [0.0]
+            original_commit = store.commit_fetch
+
+            def timed_commit(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return original_commit(*args, **kwargs)
+                finally:
+                    commit_time[0] += time.perf_counter() - started
+
+            store.commit_fetch = timed_commit  # type: ignore[method-assign]
             print("ready", flush=True)
             sys.stdin.readline()  # "go"
             rt0 = int(getattr(store, "round_trips", 0))
@@ -94,17 +125,23 @@ def node_main(config_path: Path) -> None:
                     errors += outcome.status == "error"
             wall = time.perf_counter() - start
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-            return {
+            result = {
                 "polls": polls,
                 "new_items": new_items,
                 "errors": errors,
                 "wall": wall,
                 "cpu": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
                 "round_trips": int(getattr(store, "round_trips", 0)) - rt0 + statements[0],
+                "lock_wait": lock_wait[0],
+                "lock_held": lock_held[0],
+                "commit": commit_time[0],
             }
+            # Reported while the connections are still open: the driver reads the server's CPU of their
+            # backends now, before they exit with the pool.
+            print(json.dumps(result), flush=True)
+            sys.stdin.readline()  # "bye"
 
-    result = asyncio.run(run())
-    print(json.dumps(result), flush=True)
+    asyncio.run(run())
 
 
 # -- the driver ------------------------------------------------------------------------------------------------
@@ -119,6 +156,9 @@ def write_config(folder: Path, name: str, database: str, urls: list[str], concur
         "fetch:",
         f"  concurrency: {concurrency}",
         "  total_timeout: 30",
+        # The farm is one host: per-host politeness (2 at a time, 200 ms apart) would measure the gap, not us.
+        "  per_host_concurrency: 0",
+        "  per_host_gap: 0s",
         "cluster:",
         f"  node: {name}",
         "  lease: 2m",
@@ -183,6 +223,10 @@ def run_round(configs: list[Path], farm: FeedFarm, dbname: str | None) -> dict[s
     pg1 = postgres_cpu(dbname)
     server = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
     for node in nodes:
+        assert node.stdin is not None
+        node.stdin.write("bye\n")
+        node.stdin.flush()
+    for node in nodes:
         node.wait(60)
     stats = farm.stats()
     polls = sum(r["polls"] for r in results)
@@ -197,6 +241,12 @@ def run_round(configs: list[Path], farm: FeedFarm, dbname: str | None) -> dict[s
         "cpu_ms_per_poll": 1000 * sum(r["cpu"] for r in results) / max(polls, 1),
         "server_cpu_ms_per_poll": 1000 * server / max(polls, 1),
         "round_trips_per_poll": sum(r["round_trips"] for r in results) / max(polls, 1),
+        # Share of the round's wall time the story lock was held (summed over nodes: near 1.0 means story
+        # assignment is the serial bottleneck) and the mean wait for it per poll.
+        "lock_held_share": sum(r["lock_held"] for r in results) / wall if wall else 0.0,
+        "lock_wait_ms_per_poll": 1000 * sum(r["lock_wait"] for r in results) / max(polls, 1),
+        "lock_held_ms_per_poll": 1000 * sum(r["lock_held"] for r in results) / max(polls, 1),
+        "commit_ms_per_poll": 1000 * sum(r["commit"] for r in results) / max(polls, 1),
         "requests": stats["requests"],
         "not_modified": stats["not_modified"],
         "max_fetches_per_feed": stats["max_fetches_per_feed"],
@@ -286,15 +336,18 @@ def main() -> None:
     print()
     print(
         "| setup | round | polls (per node) | new items | wall s | polls/s | CPU ms/poll (nodes) | "
-        "CPU ms/poll (server) | round trips/poll | 304s | max fetches of a feed |"
+        "CPU ms/poll (server) | round trips/poll | story lock held | lock held / wait / commit ms per poll | 304s | "
+        "max fetches of a feed |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         per_node = "+".join(str(n) for n in r["per_node"])
         print(
             f"| {r['setup']} | {r['round']} | {r['polls']} ({per_node}) | {r['new_items']:,} | {r['wall']:.1f} | "
             f"{r['polls_per_s']:.1f} | {r['cpu_ms_per_poll']:.1f} | {r['server_cpu_ms_per_poll']:.1f} | "
-            f"{r['round_trips_per_poll']:.1f} | {r['not_modified']} | {r['max_fetches_per_feed']} |"
+            f"{r['round_trips_per_poll']:.1f} | {100 * r['lock_held_share']:.0f} % | {r['lock_held_ms_per_poll']:.1f} / "
+            f"{r['lock_wait_ms_per_poll']:.1f} / {r['commit_ms_per_poll']:.1f} | "
+            f"{r['not_modified']} | {r['max_fetches_per_feed']} |"
         )
 
 

@@ -12,10 +12,10 @@ items were first seen (items.fetched_at) over the last `window` (14 days by defa
 - **Interval.** The next poll is placed where about TARGET_ITEMS new items are expected, summing each coming
   hour's own rate, and clamped to [min, max]: a feed that sleeps at night is polled again soon after its
   morning begins, not at the night's slow pace.
-- TARGET_ITEMS = 0.5: two polls per expected item. On 10,000 simulated feeds (bench/bench_adaptive.py) that
-  beats a fixed 10-minute interval on the median delay from publication to poll (4.0 against 5.0 minutes)
-  with 2.4x fewer requests; one poll per item (1.0) saves 4.2x requests but lets the median delay grow to
-  7.7 minutes, too slow for an alerting tool's default. The slow tail (p95 about 50 minutes) is the quiet
+- TARGET_ITEMS = 0.5: two polls per expected item. On 10,000 simulated feeds (bench/bench_adaptive.py, see
+  bench/RESULTS.md) that beats a fixed 10-minute interval on the median delay from publication to poll (3.8
+  against 5.0 minutes) with 2.3x fewer requests; one poll per item (1.0) saves about 4x requests but lets the
+  median delay grow to about 7.5 minutes, too slow for an alerting tool's default. The slow tail (p95 about 50 minutes) is the quiet
   feeds at `adaptive.max`: lower it where a quiet feed's rare item matters.
 """
 

@@ -431,17 +431,6 @@ class MonitorConfig(_Model):
                 raise ValueError(f"channel name {name!r} may only hold letters, digits, '_', '.', '-'")
         return channels
 
-    @model_validator(mode="after")
-    def _lease_outlasts_a_fetch(self) -> MonitorConfig:
-        # A lease shorter than a fetch may take would let another node fetch the same feed while the first
-        # still does (fencing keeps the data right, but the feed is fetched twice).
-        if self.cluster.lease.total_seconds() <= self.fetch.total_timeout:
-            raise ValueError(
-                f"cluster.lease ({self.cluster.lease.total_seconds():g}s) must be longer than "
-                f"fetch.total_timeout ({self.fetch.total_timeout:g}s)"
-            )
-        return self
-
     def feed_interval(self, feed: FeedConfig) -> timedelta:
         """The feed's nominal interval: what backoff, health and `monitor feeds` reckon with. For an adaptive
         feed that is adaptive.min, the fastest it may be polled; its actual next poll is `adaptive`'s."""
@@ -552,6 +541,19 @@ def config_from_yaml(doc: LocatedYaml, path: Path, environ: dict[str, str] | Non
                 column=pos.column,
                 field=f"health.notify.{index}",
             )
+    if config.cluster.lease.total_seconds() <= config.fetch.total_timeout:
+        # A lease shorter than a fetch may take would let another node fetch the same feed while the first
+        # still does (fencing keeps the data right, but the feed is fetched twice).
+        where = ("cluster", "lease") if "lease" in (data.get("cluster") or {}) else ("fetch", "total_timeout")
+        pos = doc.locate(where)
+        raise ConfigError(
+            f"cluster.lease ({config.cluster.lease.total_seconds():g}s) must be longer than fetch.total_timeout "
+            f"({config.fetch.total_timeout:g}s): a node's lease on a feed must outlast its fetch",
+            file=pos.file,
+            line=pos.line,
+            column=pos.column,
+            field=".".join(where),
+        )
     base = path.resolve().parent
     return config.model_copy(
         update={

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from monitor.config import MonitorConfig, config_from_yaml
 from monitor.errors import ConfigError, NetworkPolicyError
@@ -79,7 +81,8 @@ def add_feeds(path: Path, feeds: Sequence[NewFeed], *, skip_listed: bool = False
         if url in listed:
             line = listed[url]
             if skip_listed:
-                edit.skipped.append((url, f"already listed at {path}:{line}"))
+                # line 0: added a moment ago, from earlier in the same import
+                edit.skipped.append((url, f"already listed at {path}:{line}" if line else "listed twice"))
                 continue
             where = f"{feed.source}:{feed.line}: " if feed.source and feed.line else ""
             raise ConfigError(f"{where}{url} is already listed", file=str(path), line=line, field="feeds")
@@ -120,6 +123,9 @@ def remove_feeds(path: Path, urls: Sequence[str]) -> FeedEdit:
     if all(span is not None for span in spans):
         for span in sorted((span for span in spans if span is not None), reverse=True):
             del lines[span[0] : span[1]]
+        if len(indices) == len(entries):  # an empty `feeds:` would be null, which is no list: say []
+            key = current.locate_key(("feeds",)).line - 1
+            lines[key] = re.sub(r"^(\s*feeds\s*:)", r"\1 []", lines[key], count=1)
         _write_text(path, "".join(lines))
     else:
         for index in reversed(indices):
@@ -148,15 +154,21 @@ def _entry_lines(entries: CommentedSeq, index: int, lines: list[str]) -> tuple[i
 
 
 def _round_trip(path: Path) -> tuple[Any, YAML]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        document, indent, dash = load_yaml_guess_indent(text)
+    except YAMLError as exc:  # load_yaml_file accepted it, so this is a construct ruamel reads differently
+        raise ConfigError(f"cannot edit this file: {exc}", file=str(path)) from exc
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long line someone wrote
-    # Keep the file's own indentation of sequences under a key ("feeds:\n  - url:" is the README's style).
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"))
-    except YAMLError as exc:  # load_yaml_file accepted it, so this is a construct ruamel reads differently
-        raise ConfigError(f"cannot edit this file: {exc}", file=str(path)) from exc
+    # ruamel writes the whole file with one indentation, so it must be the file's own: lists as `feeds:\n- url:`
+    # (dash at the key's column) or `feeds:\n  - url:` (the README's) stay as they are, everywhere in the file.
+    if dash is None:  # no block list in the file yet: the README's style, at the file's mapping indent
+        mapping = indent or 2
+        yaml.indent(mapping=mapping, sequence=mapping + 2, offset=mapping)
+    else:
+        yaml.indent(mapping=indent - dash if indent > dash else 2, sequence=indent, offset=dash)
     return (CommentedMap() if document is None else document), yaml
 
 
@@ -243,14 +255,21 @@ def _write_validated(path: Path, document: Any, yaml: YAML) -> MonitorConfig:
 def _write_text(path: Path, text: str) -> MonitorConfig:
     """Validate `text` as the config at `path` would be loaded, then replace the file with it."""
     config = config_from_yaml(load_yaml(text, str(path)), path)
-    mode = path.stat().st_mode & 0o7777
+    status = path.stat()
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        Path(temporary).chmod(mode)
+        # The new file takes the old one's owner, group and mode: /etc/monitor/monitor.yaml is root:monitor 0640,
+        # and a copy owned by root:root (`sudo monitor feeds add`) could no longer be read by the daemon.
+        try:
+            os.chown(temporary, status.st_uid, status.st_gid)
+        except PermissionError:  # not root: the file is ours already; keep its group if we are in it
+            if status.st_gid in os.getgroups():
+                os.chown(temporary, -1, status.st_gid)
+        Path(temporary).chmod(status.st_mode & 0o7777)
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

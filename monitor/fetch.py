@@ -173,15 +173,16 @@ class Fetcher:
         client = self._client
         if client is None:
             raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
+        # One deadline covers the wait for a turn at the host and the fetch itself: a claimed feed's fetch then
+        # always ends within its lease (cluster.lease > fetch.total_timeout), and another node never fetches
+        # it meanwhile.
+        started = time.monotonic()
+        admitted = False
         try:
-            async with self.hosts.slot(url):
-                # The deadline starts once the host lets this fetch begin: waiting one's turn is not slowness.
-                started = time.monotonic()
+            async with asyncio.timeout(self.settings.total_timeout), self.hosts.slot(url):
+                admitted = True
                 try:
-                    async with asyncio.timeout(self.settings.total_timeout):
-                        return await self._fetch(client, url, etag, last_modified, started)
-                except TimeoutError as exc:
-                    raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
+                    return await self._fetch(client, url, etag, last_modified, started)
                 except FetchError as exc:
                     if exc.status == 429 or (exc.status == 503 and exc.retry_after is not None):
                         # The server's answer to this client, not to this one feed: its other feeds wait too.
@@ -190,6 +191,14 @@ class Fetcher:
                     raise
         except HostPaused as exc:
             raise FetchError(url, str(exc), retry_after=exc.remaining) from None
+        except TimeoutError as exc:
+            if not admitted:
+                raise HostBusyError(
+                    url,
+                    f"no turn at {HostGate.host_of(url)} within {_seconds(self.settings.total_timeout)} (its "
+                    "other feeds held fetch.per_host_concurrency); not fetched, tried again on the next tick",
+                ) from exc
+            raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
 
     async def _fetch(
         self, client: httpx.AsyncClient, url: str, etag: str | None, last_modified: str | None, started: float
@@ -331,6 +340,11 @@ class _ResponseContext:
             await response.aclose()
         if isinstance(exc_value, httpx.HTTPError | AddressRefused):
             raise _transport_error(self._url, self._hop_url, exc_value, self._settings) from exc_value
+
+
+class HostBusyError(FetchError):
+    """The fetch never started: its host's slots stayed taken by this node's other fetches for the whole
+    deadline. Not the feed's failure: nothing is recorded, and the feed is claimed again on a later tick."""
 
 
 async def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:

@@ -19,17 +19,18 @@ from datetime import datetime, timedelta
 
 from monitor.adaptive import adaptive_interval, hourly_rates
 from monitor.alerting import alert_decision, outlets_within, reaches
-from monitor.analysis import ActorMentions, Analysis, analyse_item
+from monitor.analysis import Analysis, analyse_item
 from monitor.cachehints import feed_hints, next_poll_at
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
-from monitor.fetch import Fetcher, backoff_delay
+from monitor.fetch import Fetcher, HostBusyError, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
 from monitor.normalize import keyed_entries, normalize_entry
 from monitor.notify import alert_payload, escalation_payload
 from monitor.parse import read_feed
+from monitor.quiethours import QuietHours
 from monitor.rules import Rule, RuleSet
 from monitor.store import (
     AlertAttachment,
@@ -44,7 +45,7 @@ from monitor.store import (
     StoryMembership,
 )
 from monitor.storethread import StoreThread
-from monitor.stories import StoryIndex
+from monitor.stories import PreparedItem, StoryIndex
 from monitor.timeutil import utcnow
 from monitor.types import FeedHints, FeedState, FetchResult, Item, Match, Severity
 from monitor.websub_discovery import discover
@@ -120,6 +121,25 @@ class Pipeline:
         self._min_severity: Mapping[str, Severity] = {
             name: channel.min_severity for name, channel in self.config.channels.items()
         }
+        self._quiet_hours: Mapping[str, QuietHours] = {
+            name: channel.quiet_hours
+            for name, channel in self.config.channels.items()
+            if channel.quiet_hours is not None
+        }
+
+    def _digests_at(self, now: datetime) -> Mapping[str, timedelta]:
+        """The digest periods of this moment: each channel's own `digest:`, and for a channel in its quiet
+        hours a digest due when they end (the store's digest machinery: alerts join the channel's open digest,
+        or open one due then). Notifications queued before the quiet hours, escalations and health notices
+        are not held (docs/design.md "Silences and quiet hours")."""
+        if not self._quiet_hours:
+            return self._digests
+        digests = dict(self._digests)
+        for name, quiet in self._quiet_hours.items():
+            until = quiet.until(now)
+            if until is not None:
+                digests[name] = until - now
+        return digests
 
     @property
     def feed_urls(self) -> frozenset[str]:
@@ -259,6 +279,11 @@ class Pipeline:
         fetch_url = state.moved_to if state is not None and state.moved_to else url
         try:
             result = await self.fetcher.fetch(fetch_url, etag=etag, last_modified=last_modified)
+        except HostBusyError as exc:
+            log.info("feed %s: %s", url, exc.message, extra={"feed": url})
+            if claim is not None:
+                await self.store_thread.run(self.store.release_feed, url, claim)
+            return FeedOutcome(url, "skipped", error=exc.message)
         except FetchError as exc:
             failed = await self.store_thread.run(
                 self._failed, url, exc.message, error_count, interval, exc.retry_after, claim
@@ -389,7 +414,7 @@ class Pipeline:
         # GUID churn guard: a feed that re-keys the same text on every fetch must not re-alert it.
         known_hashes = self.store.seen_content_hashes(update.url, (item.content_hash for item in fresh))
         also_seen: list[tuple[str, str]] = []
-        analysed: list[tuple[Item, Analysis, list[Match], ActorMentions]] = []
+        analysed: list[tuple[Item, Analysis, list[Match], PreparedItem]] = []
         batch_hashes: set[str] = set()
         skipped: list[str] = []
         for item in fresh:
@@ -402,6 +427,11 @@ class Pipeline:
                 # language, shared by the rule matcher and the story index.
                 analysis = analyse_item(item)
                 matches, actors = self.ruleset.match_with_actors(item, analysis)
+                # The item's own story features (cleaned text, signature, event features) depend on the item
+                # alone: made here, outside the story lock, which then covers only the work against the index.
+                prepared = self.stories.prepare(
+                    item.title, _story_summary(item), analysis=analysis, actors=actors
+                )
             except Exception as exc:
                 # One entry no stage foresaw must not cost the entries beside it. It is not recorded as seen,
                 # so the next fetch tries it again (and logs again): skipped, never lost silently.
@@ -409,7 +439,7 @@ class Pipeline:
                 skipped.append(f"entry {item.title[:60]!r} ({item.key}) skipped: {type(exc).__name__}: {exc}")
                 continue
             batch_hashes.add(item.content_hash)
-            analysed.append((item, analysis, matches, actors))
+            analysed.append((item, analysis, matches, prepared))
         escalations: list[NewEscalation] = []
         if not analysed:
             created = self.store.commit_fetch(update, also_seen=also_seen, seen_again=seen_again)
@@ -427,8 +457,8 @@ class Pipeline:
                 with self.store.story_lock():
                     if self.store.concurrent:
                         self._catch_up(now)
-                    new_items = [self._assign(item, analysis, matches, actors, now, assigned)
-                                 for item, analysis, matches, actors in analysed]  # fmt: skip
+                    new_items = [self._assign(item, analysis, matches, prepared, now, assigned)
+                                 for item, analysis, matches, prepared in analysed]  # fmt: skip
                     alerts, attachments = self._decide_alerts(new_items, now)
                     escalations = self._decide_escalations(new_items, alerts, now)
                     created = self.store.commit_fetch(
@@ -437,7 +467,7 @@ class Pipeline:
                         also_seen=also_seen,
                         alerts=alerts,
                         attachments=attachments,
-                        digests=self._digests,
+                        digests=self._digests_at(now),
                         seen_again=seen_again,
                         per_rule=self._per_rule,
                         escalations=escalations,
@@ -479,21 +509,21 @@ class Pipeline:
         item: Item,
         analysis: Analysis,
         matches: list[Match],
-        actors: ActorMentions,
+        prepared: PreparedItem,
         now: datetime,
         assigned: list[str],
     ) -> NewItem:
         assignment = self.stories.assign(
             item_key=item.key,
             title=item.title,
-            summary=item.summary or item.content[:1000],
+            summary=_story_summary(item),
             url=item.url,
             content_hash=item.content_hash,
             # A future date would pin the item in the index until then; clamp to the fetch time.
             published=min(item.published or now, now),
             source=item.feed_url,
             analysis=analysis,
-            actors=actors,
+            prepared=prepared,
         )
         if assignment.reason != "known":
             assigned.append(item.key)
@@ -519,6 +549,10 @@ class Pipeline:
     ) -> tuple[list[NewAlert], list[AlertAttachment]]:
         pairs = {(m.rule_id, n.story_id) for n in new_items for m in n.matches}
         states: dict[tuple[str, str], AlertState] = self.store.alert_states(pairs)
+        # Read per poll that matched anything (a small table, indexed on ends_at): a silence added by
+        # `monitor silence add` holds from the next poll on, with no reload.
+        silences = [s for s in self.store.silences(now) if s.active(now)] if pairs else []
+        active_ids = {s.id for s in silences}
         alerts: list[NewAlert] = []
         attachments: list[AlertAttachment] = []
         for new in new_items:
@@ -526,7 +560,12 @@ class Pipeline:
                 rule = self.ruleset.get(match.rule_id)
                 key = (match.rule_id, new.story_id)
                 existing = states.get(key)
-                decision = alert_decision(existing, now=now, realert=rule.realert)
+                if existing is not None and existing.silence_id and existing.silence_id not in active_ids:
+                    # Its silence ended: the story alerts normally again, as a new generation. What the
+                    # silence held is not sent after it (as in Alertmanager; docs/design.md "Silences").
+                    decision = "new"
+                else:
+                    decision = alert_decision(existing, now=now, realert=rule.realert)
                 if decision == "attach" and existing is not None:
                     payload = _fold_item(existing.payload, new.item)
                     attachments.append(AlertAttachment(existing.alert_id, new.item.key, payload))
@@ -539,13 +578,25 @@ class Pipeline:
                         payload,
                         existing.pending,
                         existing.generation,
+                        existing.silence_id,
                     )
                     continue
                 generation = existing.generation + 1 if existing is not None else 0
-                alert = self._new_alert(match, new, now, rule, generation)
+                silence = next(
+                    (s for s in silences if s.matches(match.rule_id, new.story_id, new.item.feed_url)), None
+                )
+                alert = self._new_alert(match, new, now, rule, generation, silence.id if silence else None)
                 alerts.append(alert)
                 states[key] = AlertState(
-                    alert.id, match.rule_id, new.story_id, now, 1, alert.payload, True, generation
+                    alert.id,
+                    match.rule_id,
+                    new.story_id,
+                    now,
+                    1,
+                    alert.payload,
+                    bool(alert.channels),
+                    generation,
+                    alert.silence_id,
                 )
         return alerts, attachments
 
@@ -557,10 +608,19 @@ class Pipeline:
             if name in self.channel_names and reaches(severity, self._min_severity.get(name, "low"))
         )
 
-    def _new_alert(self, match: Match, new: NewItem, now: datetime, rule: Rule, generation: int) -> NewAlert:
+    def _new_alert(
+        self,
+        match: Match,
+        new: NewItem,
+        now: datetime,
+        rule: Rule,
+        generation: int,
+        silence_id: str | None = None,
+    ) -> NewAlert:
         alert_id = f"alr_{secrets.token_hex(12)}"
         group_wait = rule.group_wait
-        channels = self._channels(match.notify, rule.severity)
+        # A silenced alert is recorded (monitor alerts shows it) and queued on no channel.
+        channels = () if silence_id is not None else self._channels(match.notify, rule.severity)
         payload = alert_payload(
             alert_id=alert_id, match=match, item=new.item, story_id=new.story_id, created_at=now
         )
@@ -573,6 +633,7 @@ class Pipeline:
             channels=channels,
             deliver_at=now + (group_wait or timedelta(0)),
             generation=generation,
+            silence_id=silence_id,
         )
 
     def _next_poll(
@@ -734,6 +795,11 @@ class Pipeline:
             extra={"feed": url},
         )
         return FeedOutcome(url, "error", error=error, next_fetch_at=next_fetch_at)
+
+
+def _story_summary(item: Item) -> str:
+    """The text the story index reads besides the title: the summary, else the start of the content."""
+    return item.summary or item.content[:1000]
 
 
 def _fold_item(payload: dict[str, object], item: Item) -> dict[str, object]:

@@ -1,10 +1,12 @@
 """The daemon: wiring, the clock, signals, and the runtime shared by `run`, `once` and `demo`.
 
-The store is the schedule of record; APScheduler is only the clock. Three jobs:
-  tick          every few seconds: claim the feeds that are due (by the store) and poll them, a bounded number
-                at a time;
+The store is the schedule of record; APScheduler is only the clock. Four jobs:
+  tick          every few seconds: claim as many due feeds as there are free poll slots (a lease with a
+                fencing token each) and poll them;
   deliver       drain the outbox: send what is due, mark it sent only after the receiver accepted it;
-  housekeeping  hourly: prune old items (identity keys stay far longer) and expire story signatures.
+  heartbeat     tell the other nodes on the database this one is alive; release what silent ones hold;
+  housekeeping  hourly: prune old items (once per cluster; identity keys stay far longer) and expire this
+                node's story signatures.
 A restart resumes from the store. SIGTERM/SIGINT stop claiming new work, let polls and deliveries in flight
 finish (bounded by a drain timeout; an abandoned delivery stays pending and is sent after restart), then exit;
 a second SIGTERM/SIGINT abandons what is still in flight at once. SIGHUP reloads monitor.yaml and the rules; an
@@ -14,6 +16,10 @@ One daemon per SQLite database: `run` holds an exclusive lock on `<database>.loc
 other daemon can hold a delivery lease then, every lease found on start belongs to a process that died
 (kill -9, power loss) and is released at once, instead of after DELIVERY_LEASE: the delivery is sent again
 with the same id (at-least-once) without a five-minute gap.
+
+On PostgreSQL there is no file lock: several daemons share the database, each a node with heartbeats, and they
+coordinate in it (leases and fencing tokens on feeds and deliveries, a cluster-wide lock around story
+assignment; see docs/design/cluster.md). A starting node releases only the claims of nodes that went silent.
 """
 
 from __future__ import annotations
@@ -256,7 +262,11 @@ async def open_runtime(
 
 
 async def poll_all(
-    runtime: Runtime, urls: list[str] | None = None, *, respect_backoff: bool = False
+    runtime: Runtime,
+    urls: list[str] | None = None,
+    *,
+    respect_backoff: bool = False,
+    on_done: Callable[[FeedOutcome], None] | None = None,
 ) -> list[FeedOutcome]:
     """Poll the given feeds (default: every configured feed that is not parked) with bounded concurrency.
 
@@ -301,7 +311,13 @@ async def poll_all(
                 log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
                 return FeedOutcome(url, "error", error=f"nothing recorded: {exc}", unrecorded=True)
 
-    return list(await asyncio.gather(*(one(url) for url in targets)))
+    async def counted(url: str) -> FeedOutcome:
+        outcome = await one(url)
+        if on_done is not None:  # `monitor once` counts them for its progress line
+            on_done(outcome)
+        return outcome
+
+    return list(await asyncio.gather(*(counted(url) for url in targets)))
 
 
 class DatabaseLock:

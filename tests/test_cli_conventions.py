@@ -17,6 +17,7 @@ from monitor.cli import EXIT_CODES, build_parser, main
 from tests.support.daemonproc import FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import WebhookReceiver
+from tests.support.terminal import on_a_terminal
 
 # Every command that lists things; each must take --json.
 LISTINGS = (
@@ -27,6 +28,7 @@ LISTINGS = (
     ("nodes",),
     ("match", "feed.xml"),
     ("rules", "list"),
+    ("rules", "replay"),
 )
 
 
@@ -61,18 +63,19 @@ def test_listings_with_json_write_one_object_per_line_and_nothing_else(
     for argv in LISTINGS:
         words = [str(tmp_path / word) if word.endswith(".xml") else word for word in argv]
         extra = ["--all"] if argv[0] in ("deliveries", "nodes") else []
-        config_args = [] if argv[0] in ("match", "rules") else ["--config", str(config)]
+        config_args = [] if argv[0] == "match" or argv == ("rules", "list") else ["--config", str(config)]
         assert main([*words, "--json", *extra, *config_args]) == 0, argv
         captured = capsys.readouterr()
         lines = captured.out.splitlines()
         objects = [json.loads(line) for line in lines]  # every line is JSON
         assert all(isinstance(obj, dict) for obj in objects), argv
-        counts[argv[0] if argv[0] != "rules" else "rules list"] = len(objects)
+        counts[" ".join(word for word in argv if not word.endswith(".xml"))] = len(objects)
         if argv[0] == "deliveries":
             assert "CHANNEL DISABLED hook" in captured.err
             assert {obj["status"] for obj in objects} >= {"dead"}
     assert counts["feeds"] == 1 and counts["alerts"] >= 3 and counts["stories"] >= 3
     assert counts["match"] == 3 and counts["rules list"] >= 8 and counts["deliveries"] >= 1
+    assert counts["rules replay"] == counts["stories"]  # every stored story here has an alert
 
 
 def test_a_closed_pipe_ends_quietly_with_status_0(tmp_path: Path, repo_dir: Path) -> None:
@@ -142,3 +145,19 @@ def test_the_readme_documents_every_command_help_lists(
     assert not missing, f"listed by --help but not documented in README.md: {missing}"
     # And the parser agrees with what --help printed (nothing hidden from it).
     assert len(top) == len(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def test_once_shows_its_progress_on_a_terminal_only(tmp_path: Path, repo_dir: Path) -> None:
+    with FeedServer() as server:
+        for name in ("a", "b", "c"):
+            server.set(f"/{name}.xml", FeedBuilder().rss())
+        config = write_config(tmp_path, feed_urls=[server.url(f"/{name}.xml") for name in ("a", "b", "c")])
+        status, screen = on_a_terminal(["once", "--config", str(config)], repo_dir)
+        assert status == 0, screen
+        assert "\rpolling feeds: 3/3" in screen
+        assert "3 feeds polled, 0 failed" in screen
+        piped = subprocess.run(
+            [sys.executable, "-m", "monitor", "once", "--config", str(config)],
+            capture_output=True, text=True, cwd=repo_dir, timeout=300, check=False,
+        )  # fmt: skip
+        assert piped.returncode == 0 and "polling feeds" not in piped.stdout + piped.stderr

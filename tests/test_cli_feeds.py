@@ -4,6 +4,8 @@ running `monitor run` that picks an added feed up on SIGHUP."""
 
 from __future__ import annotations
 
+import difflib
+import os
 import signal
 from pathlib import Path
 
@@ -120,6 +122,50 @@ def test_add_checks_the_url_against_the_files_network_policy(
         assert config.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # dash at the key's column, lists elsewhere in the file too
+        "database: ./s/m.db\nfeeds:\n- url: https://a.example.org/f\n  tags:\n  - x\ndelivery:\n"
+        "  retry_schedule:\n  - 5s\n  - 1m\n",
+        # four spaces, dash indented by two
+        "fetch:\n    concurrency: 2\nfeeds:\n  -   url: https://a.example.org/f\n",
+        # no list yet, a mapping indented by four
+        "fetch:\n    concurrency: 2\n",
+    ],
+)
+def test_add_only_inserts_lines_whatever_the_files_indentation(tmp_path: Path, text: str) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(text, encoding="utf-8")
+    assert main(["feeds", "add", "https://new.example.org/f", "--tags", "a,b", "--config", str(config)]) == 0
+    after = config.read_text(encoding="utf-8")
+    operations = difflib.SequenceMatcher(a=text.splitlines(), b=after.splitlines()).get_opcodes()
+    assert {op for op, *_ in operations} <= {"equal", "insert"}, after
+    assert [f.tags for f in load_config(config).feeds][-1] == ("a", "b")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_an_edit_keeps_the_files_owner_group_and_mode(tmp_path: Path) -> None:
+    """/etc/monitor/monitor.yaml is root:monitor 0640; `sudo monitor feeds add` must not leave it root:root."""
+    config = _config(tmp_path)
+    os.chown(config, 65534, 65534)
+    config.chmod(0o640)
+    assert main(["feeds", "add", "https://new.example.org/f", "--config", str(config)]) == 0
+    status = config.stat()
+    assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (65534, 65534, 0o640)
+    assert main(["feeds", "remove", "https://new.example.org/f", "--config", str(config)]) == 0
+    status = config.stat()
+    assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (65534, 65534, 0o640)
+
+
+def test_removing_the_last_feed_leaves_an_empty_list_and_the_comments(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("feeds:   # ours\n  - url: https://a.example.org/f\n# the end\n", encoding="utf-8")
+    assert main(["feeds", "remove", "https://a.example.org/f", "--config", str(config)]) == 0
+    assert config.read_text(encoding="utf-8") == "feeds: []   # ours\n# the end\n"
+    assert load_config(config).feeds == ()
+
+
 def test_remove_keeps_the_others_and_their_comments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -233,6 +279,23 @@ def test_import_reads_each_readers_export_with_folders_and_categories_as_tags(
     out = capsys.readouterr().out
     assert f"0 of {len(expected)} feeds added" in out and "already listed at" in out
     assert config.read_bytes() == before
+
+
+def test_import_takes_a_url_listed_twice_in_the_opml_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("feeds: []\n", encoding="utf-8")
+    opml = tmp_path / "twice.opml"
+    opml.write_bytes(
+        b'<?xml version="1.0"?>\n<opml version="2.0"><head/><body>\n'
+        b'<outline text="A" title="A"><outline text="x" xmlUrl="https://a.example.org/rss"/></outline>\n'
+        b'<outline text="B" title="B"><outline text="x" xmlUrl="https://a.example.org/rss"/></outline>\n'
+        b"</body></opml>\n"
+    )
+    assert main(["feeds", "import", str(opml), "--config", str(config)]) == 0
+    assert "skipped https://a.example.org/rss: listed twice" in capsys.readouterr().out
+    assert [(f.url, f.tags) for f in load_config(config).feeds] == [("https://a.example.org/rss", ("A",))]
 
 
 def test_import_refuses_a_private_address_naming_the_opml_line_and_writes_nothing(

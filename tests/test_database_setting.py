@@ -110,3 +110,34 @@ def test_parse_database_passes_values_through() -> None:
     assert parse_database(Path("a.db")) == Path("a.db")
     assert url.with_dbname("other").dbname == "other"
     assert repr(PostgresURL("postgresql://u:pw-secret@h/x")) == "PostgresURL('postgresql://u:***@h/x')"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        (
+            "cluster:\n  lease: 10s\n",
+            "monitor.yaml:3:",
+            "cluster.lease (10s) must be longer than fetch.total_timeout (60s)",
+        ),
+        ("fetch:\n  total_timeout: 300\n", "monitor.yaml:3:", "cluster.lease (180s) must be longer"),
+        ("cluster:\n  heartbeat: 10s\n  dead_after: 15s\n", "monitor.yaml:3:", "at least two heartbeats"),
+        ("cluster:\n  node: 'a b'\n", "monitor.yaml:3:", "a node name holds"),
+        ("cluster:\n  delivery_lease: 0s\n", "monitor.yaml:3:", "must be longer than 0s"),
+    ],
+)
+def test_cluster_settings_are_checked_at_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, what: str
+) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text("database: ./m.db\n" + text, encoding="utf-8")
+    code, out, err = check(path, capsys)
+    assert code == 1 and out == ""
+    assert where in err and what in err, err
+
+
+def test_an_empty_node_name_means_the_host_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONITOR_TEST_NODE", raising=False)
+    path = tmp_path / "monitor.yaml"
+    path.write_text("database: ./m.db\ncluster:\n  node: ${MONITOR_TEST_NODE:-}\n", encoding="utf-8")
+    assert load_config(path).cluster.node is None

@@ -13,7 +13,7 @@ import pytest
 from monitor.cli.daemon_cmds import run_once
 from monitor.config import load_config
 from monitor.errors import FetchError
-from monitor.fetch import Fetcher, FetchSettings
+from monitor.fetch import Fetcher, FetchSettings, HostBusyError
 from monitor.netpolicy import NetworkPolicy
 from tests.support.daemonproc import FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
@@ -80,3 +80,30 @@ def test_a_429_on_one_feed_pauses_the_whole_host() -> None:
     assert waited >= 0.8, "the other feed of the host waited for the host's Retry-After"
     assert "asked to slow down (HTTP 429 on" in second, second
     assert server.count("/b.xml") == 1, "under an hour's pause the other feed was not requested at all"
+
+
+def test_the_deadline_covers_the_wait_for_a_turn_and_a_fetch_that_never_got_one_is_not_a_failure() -> None:
+    """A claimed feed's fetch must end within its lease: waiting for the host counts against the deadline, and
+    a fetch that got no turn at all is HostBusyError (not the feed's failure), never a late request."""
+
+    async def go(server: FeedServer) -> tuple[BaseException | None, int]:
+        settings = FetchSettings(per_host_concurrency=1, per_host_gap=0.0, total_timeout=1.0)
+        async with Fetcher(settings, LOOPBACK) as fetcher:
+            busy: BaseException | None = None
+            async with fetcher.hosts.slot(
+                server.url("/other.xml")
+            ):  # another fetch of the host holds its slot
+                try:
+                    await fetcher.fetch(server.url("/b.xml"))
+                except FetchError as exc:
+                    busy = exc
+            sent_while_busy = server.count("/b.xml")
+            await fetcher.fetch(server.url("/b.xml"))  # the slot is free again: fetched
+            return busy, sent_while_busy
+
+    with FeedServer() as server:
+        server.set("/b.xml", quiet())
+        busy, sent_while_busy = asyncio.run(go(server))
+        assert server.count("/b.xml") == 1
+    assert isinstance(busy, HostBusyError) and "no turn at 127.0.0.1 within 1s" in str(busy), busy
+    assert sent_while_busy == 0, "the fetch that got no turn was never sent"

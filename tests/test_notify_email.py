@@ -132,17 +132,21 @@ def test_feed_html_is_sanitized_in_the_html_part(smtp: SMTPReceiver) -> None:
 
 
 def test_digest_is_one_message_listing_every_alert(smtp: SMTPReceiver) -> None:
-    alerts = (
-        make_payload("alr_1", title="First story"),
-        make_payload("alr_2", title="Second story", rule_id="other"),
-    )
+    second = make_payload("alr_2", title="Second story", rule_id="other", key="k2")
+    second["story"]["id"] = "sto_2"
+    same_story = make_payload("alr_3", title="First story", rule_id="third")
+    same_story["rule"]["title"] = "Third rule"
+    alerts = (make_payload("alr_1", title="First story"), second, same_story)
     send(config_for(smtp), make_request("msg_d", channel="mail", alerts=alerts, digest=True))
     (message,) = smtp.messages
-    assert message["Subject"].startswith("[monitor] 2 alerts")
-    assert message["X-Monitor-Rule"] == "other, rare-earths"
+    assert message["Subject"].startswith("[monitor] 3 alerts")
+    assert message["X-Monitor-Rule"] == "other, rare-earths, third"
     text, html = parts(message)
     for body in (text, html):
         assert "First story" in body and "Second story" in body
+    # One entry per story, naming every rule that fired on it (issue 8).
+    assert text.startswith("3 alerts on 2 stories") and "=== 2/2 ===" in text and "=== 3/" not in text
+    assert "Rules:   Rare earths (rare-earths), Third rule (third)" in text
 
 
 def test_custom_subject_template(smtp: SMTPReceiver) -> None:

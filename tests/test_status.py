@@ -29,6 +29,28 @@ def test_health_follows_the_last_tick() -> None:
     assert not ok and "stalled" in reason and "31s" in reason
 
 
+def test_snapshot_metrics_and_page_show_the_live_nodes(tmp_path: Path) -> None:
+    from monitor import web
+    from monitor.store import NodeInfo
+
+    path = tmp_path / "m.db"
+    with SQLiteStore(path, node=NodeInfo("n1:10:aa", "host-1", 10, "0.1.0")) as one:
+        one.sync_feeds([("https://a.example/f", timedelta(minutes=5))], T0)
+        one.register_node(T0)
+        (claim,) = one.claim_feeds(T0, timedelta(minutes=2))
+        one.commit_fetch(FeedUpdate("https://a.example/f", T0, T0 + timedelta(minutes=5), claim=claim.token))
+    with SQLiteStore(path, node=NodeInfo("n2:20:bb", "host-2", 20, "0.1.0")) as two:
+        two.register_node(T0 - timedelta(minutes=5))  # silent since: not live
+        snap = snapshot(two, T0 + timedelta(seconds=30), dead_after=timedelta(minutes=1))
+        text = prometheus_text(two, T0 + timedelta(seconds=30), dead_after=timedelta(minutes=1)).decode()
+    (node,) = snap["nodes"]
+    assert (node["id"], node["host"], node["feeds"], node["alive"]) == ("n1:10:aa", "host-1", 1, True)
+    assert node["heartbeat_age_seconds"] == 30.0
+    assert "monitor_nodes_live 1.0\n" in text
+    page = web.render_page(now=T0, feeds=[], alerts=[], stories=[], summary=snap)
+    assert '<section id="nodes">' in page and "n1:10:aa" in page and "n2:20:bb" not in page
+
+
 def test_snapshot_and_metrics_report_failing_feeds_and_the_outbox(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "m.db") as store:
         store.sync_feeds(

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -435,6 +436,26 @@ def test_items_after_a_sequence_number_catch_an_index_up(store: Store) -> None:
     assert store.items_after(0, T0 + timedelta(days=1))[0] == []  # outside the window
 
 
+def test_stored_items_give_back_the_items_with_their_stories_oldest_first(store: Store) -> None:
+    later = T0 + timedelta(hours=1)
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later), new_items=[new_item("b"), new_item("c", story="story-a")]
+    )
+    before = store.counts()
+    everything = store.stored_items(T0 - timedelta(days=1))
+    assert [(s.item.key, s.story_id, s.fetched_at) for s in everything] == [
+        ("a", "story-a", T0),
+        ("b", "story-b", later),
+        ("c", "story-a", later),
+    ]
+    assert everything[0].item == make_item("a")  # every field the rules read comes back as it went in
+    assert [s.item.key for s in store.stored_items(T0 + timedelta(minutes=30))] == ["b", "c"]
+    assert [s.item.key for s in store.stored_items(T0 - timedelta(days=1), limit=1)] == ["a"]
+    assert store.stored_items(later + timedelta(seconds=1)) == []
+    assert store.counts() == before
+
+
 def test_a_failure_inside_the_story_lock_rolls_everything_back(store: Store) -> None:
     with pytest.raises(RuntimeError), store.story_lock():
         store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")])
@@ -681,6 +702,35 @@ def test_concurrent_claimers_take_disjoint_feeds(postgres_db: PostgresURL) -> No
     assert len(set(every)) == len(every)
 
 
+def test_concurrent_senders_claim_disjoint_deliveries(postgres_db: PostgresURL) -> None:
+    """Three nodes draining one outbox at the same moment: every delivery is handed to exactly one of them."""
+    with open_store(postgres_db) as setup:
+        setup.sync_feeds([(FEED, timedelta(minutes=5))], T0)
+        setup.commit_fetch(
+            FeedUpdate(FEED, T0, T0),
+            new_items=[new_item(f"i{n}") for n in range(40)],
+            alerts=[alert(f"alr_{n}", f"i{n}") for n in range(40)],
+        )
+    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(3)
+
+    def sender(name: str) -> None:
+        with open_store(postgres_db, node=NodeInfo(name, "h", 1, "t")) as s:
+            barrier.wait()
+            mine: list[str] = []
+            while batch := s.claim_due(T0, 5):
+                mine += [d.id for d in batch]
+            claimed[name] = mine
+
+    threads = [threading.Thread(target=sender, args=(f"n{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [delivery for mine in claimed.values() for delivery in mine]
+    assert len(every) == 80 and len(set(every)) == 80  # 40 alerts × 2 channels, each claimed once
+
+
 def test_story_assignment_is_serialised_across_nodes(postgres_db: PostgresURL) -> None:
     """Inside story_lock, a node sees every item committed before it took the lock: the second node's catch-up
     finds the first node's item, however close together they ran."""
@@ -849,6 +899,51 @@ def test_escalations_are_told_once_per_rule_and_story_into_the_thread(store: Sto
     assert due["hook"].notice == {"version": 2, "type": "escalation", "id": "esc_1"}
     assert due["hook"].in_reply_to == delivery_id_for("alr_1", "hook")  # the story's first notification there
     assert due["pager"].in_reply_to is None  # no notification of the story on the pager
+
+
+# -- silences (issue 14) -----------------------------------------------------------------------------------------
+
+
+def test_silences_are_stored_listed_and_expired_and_a_silenced_alert_queues_nothing(
+    backend: tuple[str, PostgresURL | None], tmp_path: Path
+) -> None:
+    from monitor.store import SilenceRow
+
+    kind, pg = backend
+    first = open_backend(kind, tmp_path, pg)
+    first.sync_feeds([(FEED, timedelta(minutes=10))], T0)
+    muted = SilenceRow("sil_a", "rare-earths", None, FEED, "noisy", T0, T0 + timedelta(hours=4))
+    short = SilenceRow(
+        "sil_b", None, "story-x", None, "known", T0 + timedelta(minutes=1), T0 + timedelta(hours=1)
+    )
+    first.add_silence(muted)
+    first.add_silence(short)
+    first.commit_fetch(
+        FeedUpdate(FEED, T0, T0 + timedelta(minutes=10)),
+        new_items=[new_item("a")],
+        alerts=[replace(alert("alr_s", "a"), channels=(), silence_id="sil_a")],
+    )
+    first.close()
+    # A new process (a restart) sees the same silences and the silenced alert.
+    store = open_backend(kind, tmp_path, pg)
+    try:
+        assert [s.id for s in store.silences(T0 + timedelta(minutes=2))] == ["sil_b", "sil_a"]
+        assert store.silences(T0 + timedelta(minutes=2))[1] == muted
+        assert [s.id for s in store.silences(T0 + timedelta(hours=2))] == ["sil_a"]
+        state = store.alert_states([("rare-earths", "story-a")])[("rare-earths", "story-a")]
+        assert state.silence_id == "sil_a" and not state.pending
+        shown = store.get_alert("alr_s")
+        assert shown is not None and shown["silenced_by"] == "sil_a" and shown["deliveries"] == []
+        assert store.claim_due(T0 + timedelta(days=1), 10) == []
+        later = T0 + timedelta(minutes=30)
+        assert store.expire_silence("sil_a", later) is True
+        assert store.expire_silence("sil_a", later) is False  # already ended
+        assert store.expire_silence("sil_nope", later) is False
+        assert [s.id for s in store.silences(later)] == ["sil_b"]
+        ended = {s.id: s for s in store.silences(later, ended=True)}
+        assert ended["sil_a"].ends_at == later and not ended["sil_a"].active(later)
+    finally:
+        store.close()
 
 
 def test_websub_hubs_are_recorded_once_and_subscriptions_saved(store: Store) -> None:

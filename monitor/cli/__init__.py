@@ -5,12 +5,14 @@
     monitor check    --config FILE      validate config and rules
     monitor match    SOURCE...          dry run of the rules over feed files or URLs (no state, no alerts)
     monitor rules test RULE --text ...  check one rule against a text
+    monitor rules replay [--since 7d]   run rules over the stored items, by story (changes nothing)
     monitor demo                        offline demo on bundled feeds
     monitor feeds [unpark URL] | alerts [show ID] | stories [show ID] | deliveries [retry ID|--dead | enable CHANNEL]   operator views
     monitor nodes                       the daemons sharing this database
     monitor migrate --from DB --to URL  copy an SQLite database into PostgreSQL
     monitor init [DIR]                  a commented monitor.yaml, a starter rule file, a systemd drop-in
     monitor feeds add|remove URL, feeds import FILE.opml, feeds export   edit the feed list (comments kept)
+    monitor silence add --rule ID|--story ID|--feed URL --for 4h --reason ... | list | expire ID   mute alerts
 
 Exit status: see EXIT_CODES (`monitor --help`).
 """
@@ -98,9 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     match = sub.add_parser(
         "match", help="show which rules fire on the entries of feed files or URLs (dry run)"
     )
-    match.add_argument("sources", nargs="+", metavar="SOURCE", help="feed file or http(s) URL")
     match.add_argument(
-        "--rules", type=Path, default=None, help="rule file or folder (default: bundled rules)"
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="feed file or http(s) URL (with --config: default every feed)",
+    )
+    match.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: the config's, else bundled)"
+    )
+    match.add_argument(
+        "--config",
+        "-c",
+        dest="match_config",  # not `config`: without it, match reads no config at all (see _dispatch)
+        type=Path,
+        default=None,
+        help="apply this config's feed settings (tags, language, title) to the sources that are its feed URLs, "
+        "its rules and its network policy",
     )
     match.add_argument("--json", action="store_true", help="one JSON object per entry per line")
     match.add_argument("--explain", action="store_true", help="show which terms fired, where, on what text")
@@ -123,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     rules_list = rules_sub.add_parser("list", help="list the rules")
     rules_list.add_argument("--rules", type=Path, default=None, help="rule file or folder (default: bundled)")
     rules_list.add_argument("--json", action="store_true", help="one JSON object per rule per line")
+    rules_replay = with_config(
+        rules_sub.add_parser(
+            "replay",
+            help="run rules over the stored items and show what would have alerted, by story (changes nothing)",
+        )
+    )
+    rules_replay.add_argument(
+        "--rules", type=Path, default=None, help="rule file or folder (default: the config's rules)"
+    )
+    rules_replay.add_argument(
+        "--since", default="7d", help="items fetched within this long (default 7d; 30d, 12h, ...)"
+    )
+    rules_replay.add_argument(
+        "--rule", action="append", default=[], metavar="ID", help="only this rule (repeatable)"
+    )
+    rules_replay.add_argument("--json", action="store_true", help="one JSON object per story per line")
 
     demo = sub.add_parser(
         "demo", help="offline demo: bundled feeds on 127.0.0.1, default rules, shows alerts"
@@ -192,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one JSON object per delivery per line (disabled channels: stderr)",
     )
+    silence = with_config(
+        sub.add_parser(
+            "silence", help="mute alerts of a rule, story or feed for a while; list or expire silences"
+        )
+    )
+    silence.add_argument("action", choices=["add", "list", "expire"])
+    silence.add_argument("silence_id", nargs="?", metavar="ID", help="with expire: the silence's id")
+    silence.add_argument("--rule", default=None, metavar="ID", help="with add: the rule to mute")
+    silence.add_argument("--story", default=None, metavar="ID", help="with add: the story to mute")
+    silence.add_argument("--feed", default=None, metavar="URL", help="with add: the feed to mute")
+    silence.add_argument("--for", dest="duration", default="1h", help="with add: how long (4h, 30m, 2d)")
+    silence.add_argument("--reason", default=None, help="with add: why (required)")
+    silence.add_argument("--all", action="store_true", help="with list: ended silences too")
+    silence.add_argument("--json", action="store_true", help="one JSON object per silence per line")
     nodes = with_config(
         sub.add_parser("nodes", help="list the daemons running on this database, their feeds and heartbeats")
     )
@@ -254,7 +300,7 @@ def _reader_went_away() -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     # Imported here so `monitor --help` stays fast and a broken optional piece cannot break every command.
-    from monitor.cli import daemon_cmds, demo_cmd, init_cmd, match_cmds, ops_cmds
+    from monitor.cli import daemon_cmds, demo_cmd, init_cmd, match_cmds, ops_cmds, silence_cmd
 
     handlers: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
         "run": daemon_cmds.cmd_run,
@@ -269,6 +315,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "stories": ops_cmds.cmd_stories,
         "deliveries": ops_cmds.cmd_deliveries,
         "nodes": ops_cmds.cmd_nodes,
+        "silence": silence_cmd.cmd_silence,
         "migrate": ops_cmds.cmd_migrate,
     }
     if getattr(args, "config", "unset") is None:

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from monitor import logs
+from monitor.cli.progress import Progress
 from monitor.config import MonitorConfig, load_config, refused_urls
 from monitor.notify import DeliveryReport
 from monitor.pipeline import FeedOutcome
@@ -42,9 +44,24 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_once(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
-    outcomes, delivered = asyncio.run(
-        run_once(config, deadline=getattr(args, "deadline", 300.0), force=getattr(args, "force", False))
-    )
+    progress = Progress.for_output(out, "polling feeds", len(config.feeds))
+    done: list[FeedOutcome] = []
+
+    def count(outcome: FeedOutcome) -> None:
+        done.append(outcome)
+        progress.update(len(done))
+
+    try:
+        outcomes, delivered = asyncio.run(
+            run_once(
+                config,
+                deadline=getattr(args, "deadline", 300.0),
+                force=getattr(args, "force", False),
+                on_polled=count if progress.live else None,
+            )
+        )
+    finally:
+        progress.close()
     for outcome in outcomes:
         out.write(format_outcome(outcome) + "\n")
     failed = [o for o in outcomes if o.status == "error"]
@@ -60,14 +77,18 @@ def cmd_once(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def run_once(
-    config: MonitorConfig, *, deadline: float = 300.0, force: bool = False
+    config: MonitorConfig,
+    *,
+    deadline: float = 300.0,
+    force: bool = False,
+    on_polled: Callable[[FeedOutcome], None] | None = None,
 ) -> tuple[list[FeedOutcome], str]:
     """Poll every configured feed once, then deliver batch after batch until nothing is due or `deadline`
     seconds have passed. Returns the outcomes and a delivery summary: one line, then per channel and reason a
     "pending" line for what is still pending (a later retry, a deferral, or the deadline)."""
     ruleset = check_config(config)
     async with open_runtime(config, ruleset) as runtime:
-        outcomes = await poll_all(runtime, respect_backoff=not force)
+        outcomes = await poll_all(runtime, respect_backoff=not force, on_done=on_polled)
         total = DeliveryReport()
         loop = asyncio.get_running_loop()
         stop_at = loop.time() + deadline

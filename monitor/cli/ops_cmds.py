@@ -27,7 +27,7 @@ __all__ = ["cmd_alerts", "cmd_deliveries", "cmd_feeds", "cmd_migrate", "cmd_node
 
 
 @contextmanager
-def _open_store(args: argparse.Namespace, config: MonitorConfig | None = None) -> Iterator[Store]:
+def open_existing_store(args: argparse.Namespace, config: MonitorConfig | None = None) -> Iterator[Store]:
     config = config or load_config(args.config)
     if not database_exists(config.database):
         raise MonitorError(f"no database at {config.database} yet: run `monitor once` or `monitor run` first")
@@ -41,7 +41,7 @@ def _open_store(args: argparse.Namespace, config: MonitorConfig | None = None) -
 def cmd_feeds(args: argparse.Namespace, out: TextIO) -> int:
     if args.action in _FEED_LIST_EDITS:
         return _FEED_LIST_EDITS[args.action](args, out)
-    with _open_store(args) as store:
+    with open_existing_store(args) as store:
         if args.action == "unpark":
             if not args.urls:
                 raise MonitorError("feeds unpark needs the URL of a parked feed")
@@ -159,7 +159,7 @@ _FEED_LIST_EDITS = {
 
 
 def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_store(args) as store:
+    with open_existing_store(args) as store:
         if args.action == "show":
             if not args.alert_id:
                 raise MonitorError("alerts show needs an alert id")
@@ -180,6 +180,7 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
                         "rule": alert["rule"],
                         "story": alert["story"],
                         "created_at": alert["created_at"],
+                        "silenced_by": alert.get("silenced_by"),
                         "items": [
                             {"link": i["link"], "feed": i["feed"], "title": i["title"]}
                             for i in alert["items"]
@@ -192,6 +193,8 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
             statuses = (
                 ", ".join(f"{d['channel']}={d['status']}" for d in alert["deliveries"]) or "no channels"
             )
+            if alert.get("silenced_by"):
+                statuses = f"none: silenced by {alert['silenced_by']}"
             more = f" (+{len(alert['items']) - 1} more reports)" if len(alert["items"]) > 1 else ""
             out.write(
                 f"{alert['id']}  {alert['created_at']}  {alert['rule']}\n"
@@ -201,7 +204,7 @@ def cmd_alerts(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_stories(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_store(args) as store:
+    with open_existing_store(args) as store:
         if args.action == "show":
             if not args.story_id:
                 raise MonitorError("stories show needs a story id (see `monitor stories`)")
@@ -284,7 +287,7 @@ def _show_story(story: StoryRow, out: TextIO, *, as_json: bool) -> None:
 
 
 def cmd_deliveries(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_store(args) as store:
+    with open_existing_store(args) as store:
         if args.action == "retry":
             if not args.ids and not args.dead:
                 raise MonitorError("deliveries retry needs delivery ids or --dead")
@@ -358,7 +361,7 @@ def cmd_nodes(args: argparse.Namespace, out: TextIO) -> int:
     config = load_config(args.config)
     dead_after = config.cluster.dead_after.total_seconds()
     now = utcnow()
-    with _open_store(args, config) as store:
+    with open_existing_store(args, config) as store:
         nodes = store.list_nodes(now)
     shown = [node for node in nodes if args.all or node.alive(now, dead_after)]
     for node in shown:

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from monitor.quiethours import QuietHours
 from monitor.timeutil import parse_duration
 from monitor.types import Severity
 
@@ -99,6 +100,19 @@ class ChannelOptions(BaseModel):
         description="only notifications at least this severe reach the channel (low, normal, high, critical): "
         "`high` on a pager channel lets only escalations of high or critical severity through",
     )
+
+    quiet_hours: QuietHours | None = Field(
+        default=None,
+        description="{from: '22:00', to: '07:00', timezone: Europe/Berlin}: alert notifications queued in this "
+        "daily window are held and sent as one digest when it ends",
+    )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: QuietHours | None) -> QuietHours | None:
+        if value is not None and value.start == value.end:
+            raise ValueError("quiet_hours from and to must differ")
+        return value
 
     @field_validator("group_by")
     @classmethod

@@ -12,8 +12,9 @@ spaces: the form every header and subject takes.
 
 Template context: ``alert`` (the first alert payload), ``alerts`` (all of them), ``digest`` (bool), ``count``,
 ``rules`` (the titles of the rules that fired, once each), ``update`` (bool: a later rule on a story already
-notified), ``notification`` (the notification payload a generic webhook receives, None in a digest), and
-``also`` (how widely the story was reported: "also reported by 3 more outlets, in 2 languages", or "").
+notified), ``notification`` (the notification payload a generic webhook receives, None in a digest),
+``also`` (how widely the story was reported: "also reported by 3 more outlets, in 2 languages", or ""), and in a
+digest ``stories`` (one entry per story: its ``notification`` and ``also``).
 """
 
 from __future__ import annotations
@@ -132,7 +133,29 @@ def template_context(
             else notification_payload(delivery_id or "msg_sample", alerts, kind=kind, in_reply_to=in_reply_to)
         ),
         "also": "" if digest else story_line(alerts),
+        # A digest lists stories, not alerts: the alerts of one story (in the order they came) as one entry
+        # naming every rule, like a notification (issue 8).
+        "stories": [
+            {
+                "notification": notification_payload(
+                    f"{delivery_id or 'msg_sample'}#{n}", group, kind="story"
+                ),
+                "also": story_line(group),
+            }
+            for n, group in enumerate(_by_story(alerts), start=1)
+        ]
+        if digest
+        else [],
     }
+
+
+def _by_story(alerts: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    groups: dict[object, list[Mapping[str, Any]]] = {}
+    for index, alert in enumerate(alerts):
+        story = alert.get("story")
+        key = story.get("id") if isinstance(story, dict) and story.get("id") else ("alert", index)
+        groups.setdefault(key, []).append(alert)
+    return list(groups.values())
 
 
 def render(

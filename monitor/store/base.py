@@ -33,6 +33,8 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    SilenceRow,
+    StoredItem,
     StoryRow,
     WebSubRow,
 )
@@ -176,6 +178,11 @@ class Store(Protocol):
         after it was fetched) and language, oldest first: what an escalation counts outlets over."""
         ...
 
+    def stored_items(self, since: datetime, *, limit: int = 1_000_000) -> list[StoredItem]:
+        """The stored items fetched at or after `since`, oldest first (at most `limit`), each with its story:
+        what `monitor rules replay` runs a rule set over. Reads only."""
+        ...
+
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]: ...
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None: ...
@@ -183,6 +190,21 @@ class Store(Protocol):
     def list_stories(self, *, limit: int = 50) -> list[StoryRow]: ...
 
     def get_story(self, story_id: str) -> StoryRow | None: ...
+
+    # -- silences (monitor silence; the pipeline reads them once per poll that has matches) --------------------
+
+    def add_silence(self, silence: SilenceRow) -> None:
+        """Store a new silence (its id is the caller's)."""
+        ...
+
+    def silences(self, now: datetime, *, ended: bool = False) -> list[SilenceRow]:
+        """The silences that have not ended at `now` (with `ended`, every silence), newest first."""
+        ...
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence at `now` (what it held stays held). False when there is no such silence, or it had
+        ended already."""
+        ...
 
     # -- the outbox (monitor.notify.DeliveryQueue) ---------------------------------------------------------------
 

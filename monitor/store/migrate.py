@@ -32,8 +32,10 @@ from monitor.timeutil import from_iso
 
 __all__ = ["TABLES", "TableCopy", "copy_sqlite_to_postgres"]
 
-# Every table of schema version 4, parents before children (no foreign keys are declared, but a reader of the
-# target mid-copy, if there were one, would see whole rows only). schema_migrations is each backend's own.
+# The tables of schema version 4, in this order; tables of later migrations follow in the order SQLite lists
+# them (every table of the source is copied: `_tables`). schema_migrations is each backend's own.
+# Notification threads and escalations (6) must come along, or a migrated story's next rule would open a new
+# thread instead of replying, and a story could escalate twice.
 TABLES = (
     "feeds",
     "seen_keys",
@@ -48,6 +50,9 @@ TABLES = (
     "disabled_channels",
     "nodes",
     "cluster_jobs",
+    "notification_threads",
+    "escalations",
+    "silences",
     "websub_subscriptions",
 )
 BATCH = 5000
@@ -84,7 +89,7 @@ def copy_sqlite_to_postgres(
         conn = lite.db.conn  # the source, read in rowid order
         copies: list[TableCopy] = []
         with pg.transaction() as tx:
-            for table in TABLES:
+            for table in _tables(conn):
                 columns = _common_columns(conn, tx, table)
                 kinds = _pg_types(tx, table)
                 convert = [_converter(kinds[column]) for column in columns]
@@ -115,20 +120,41 @@ def copy_sqlite_to_postgres(
         return copies
 
 
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    """Every table of the source but the migrations ledger: the known ones first, then any a later migration
+    added, so nothing is left behind when the schema grows."""
+    present = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name != 'schema_migrations' ORDER BY rowid"
+        )
+    ]
+    return [t for t in TABLES if t in present] + [t for t in present if t not in TABLES]
+
+
 def _pg_counts(pg: PostgresStore) -> dict[str, int]:
+    """Rows per table of the target (every table but the migrations ledger)."""
     with pg.transaction() as tx:
-        return {
-            table: int(row[0])
-            for table in TABLES
-            if (
-                row := tx.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(table))).fetchone()
-            )
-        }
+        tables = [
+            str(row[0])
+            for row in tx.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                "AND table_type = 'BASE TABLE' AND table_name != 'schema_migrations'"
+            ).fetchall()
+        ]
+        counts: dict[str, int] = {}
+        for table in tables:
+            row = tx.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            counts[table] = int(row[0]) if row else 0
+        return counts
 
 
 def _common_columns(conn: sqlite3.Connection, tx: Any, table: str) -> list[str]:
     lite = [str(row[1]) for row in conn.execute(f"PRAGMA table_info({_quote(table)})")]
     pg = set(_pg_types(tx, table))
+    if not pg:
+        raise StoreError(f"{table}: no such table in the PostgreSQL schema; this monitor cannot copy it")
     missing = [column for column in lite if column not in pg]
     if missing:
         raise StoreError(f"{table}: columns {missing} have no place in the PostgreSQL schema")

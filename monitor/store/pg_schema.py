@@ -233,9 +233,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rule_id, story_id)
     );
     """,
-    # 7: reserved for h-silence (as SQLite's 7): a no-op placeholder.
+    # 7: silences (issue 14, as SQLite's 7): matchers (rule, story, feed; NULL = any), reason, the time span;
+    #    alerts.silence_id names the silence an alert was recorded under (queued on no channel).
     """
-    SELECT 1;
+    CREATE TABLE silences (
+        id         TEXT PRIMARY KEY,
+        rule_id    TEXT,
+        story_id   TEXT,
+        feed_url   TEXT,
+        reason     TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        ends_at    TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    ALTER TABLE alerts ADD COLUMN silence_id TEXT;
     """,
     # 8: WebSub subscriptions (as SQLite's 8).
     """

@@ -56,7 +56,9 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    SilenceRow,
     StaleClaimError,
+    StoredItem,
     StoryRow,
     WebSubRow,
     hints_from_json,
@@ -64,7 +66,7 @@ from monitor.store.records import (
 )
 from monitor.store.sqlite import DELIVERY_LEASE, NODE_HISTORY, delivery_id_for
 from monitor.timeutil import to_iso
-from monitor.types import DeliveryRequest, FeedState
+from monitor.types import DeliveryRequest, FeedState, Item
 
 __all__ = ["MIGRATION_LOCK_KEY", "STORY_LOCK_KEY", "PostgresStore"]
 
@@ -577,6 +579,32 @@ class PostgresStore:
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen",
                 [(key, update.url, content_hash, now, now) for key, content_hash in also_seen],
             )
+            # The fetch's alerts and their first items go as one pipelined statement each (in order, so their
+            # seq keeps the order they were decided in); only the outbox routing is per alert and channel.
+            self._many(
+                tx,
+                "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, "
+                "payload, generation, silence_id) VALUES (%s, %s, %s, %s, %s, %s, 1, %s::json, %s, %s)",
+                [
+                    (
+                        a.id,
+                        a.rule_id,
+                        a.story_id,
+                        a.item_key,
+                        now,
+                        now,
+                        _json(a.payload),
+                        a.generation,
+                        a.silence_id,
+                    )
+                    for a in alerts
+                ],
+            )
+            self._many(
+                tx,
+                "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (%s, %s, %s)",
+                [(a.id, a.item_key, now) for a in alerts],
+            )
             for alert in alerts:
                 created += self._insert_alert(tx, alert, now, digests or {}, per_rule, group_intervals or {})
             for attachment in attachments:
@@ -719,26 +747,7 @@ class PostgresStore:
         per_rule: Collection[str],
         group_intervals: Mapping[str, timedelta],
     ) -> list[tuple[str, str]]:
-        self._x(
-            tx,
-            "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
-            "generation) VALUES (%s, %s, %s, %s, %s, %s, 1, %s::json, %s)",
-            (
-                alert.id,
-                alert.rule_id,
-                alert.story_id,
-                alert.item_key,
-                at,
-                at,
-                _json(alert.payload),
-                alert.generation,
-            ),
-        )
-        self._x(
-            tx,
-            "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (%s, %s, %s)",
-            (alert.id, alert.item_key, at),
-        )
+        """The outbox rows of one alert (the alert row itself was inserted with the fetch's others)."""
         links: list[tuple[str, str]] = []
         created: list[tuple[str, str]] = []
         for channel in alert.channels:
@@ -898,7 +907,7 @@ class PostgresStore:
         rows = self._rows(
             "SELECT DISTINCT ON (a.rule_id, a.story_id) a.rule_id, a.story_id, a.id, a.created_at, a.item_count, "
             "a.payload, EXISTS (SELECT 1 FROM delivery_alerts da JOIN deliveries d ON d.id = da.delivery_id "
-            "WHERE da.alert_id = a.id AND d.status = 'pending' AND d.attempts = 0), a.generation "
+            "WHERE da.alert_id = a.id AND d.status = 'pending' AND d.attempts = 0), a.generation, a.silence_id "
             "FROM alerts a JOIN unnest(%s::text[], %s::text[]) AS p(rule_id, story_id) "
             "ON a.rule_id = p.rule_id AND a.story_id = p.story_id "
             "ORDER BY a.rule_id, a.story_id, a.generation DESC",
@@ -914,6 +923,7 @@ class PostgresStore:
                 payload=r[5],
                 pending=bool(r[6]),
                 generation=int(r[7]),
+                silence_id=r[8],
             )
             for r in rows
         }
@@ -948,6 +958,68 @@ class PostgresStore:
             found[str(story_id)].append((str(outlet), _req(moment), language))
         return found
 
+    def stored_items(self, since: datetime, *, limit: int = 1_000_000) -> list[StoredItem]:
+        return [
+            StoredItem(
+                Item(
+                    key=row[0],
+                    feed_url=row[1],
+                    feed_title=row[2],
+                    guid=row[3],
+                    link=row[4],
+                    url=row[5],
+                    title=row[6],
+                    summary=row[7],
+                    content=row[8],
+                    categories=tuple(row[9] or ()),
+                    language=row[10],
+                    published=_utc(row[11]),
+                    content_hash=row[12],
+                ),
+                story_id=row[13],
+                fetched_at=_req(row[14]),
+            )
+            for row in self._rows(
+                "SELECT key, feed_url, feed_title, guid, link, url, title, summary, content, categories, language, published, content_hash, story_id, fetched_at "
+                "FROM items WHERE fetched_at >= %s ORDER BY fetched_at, seq LIMIT %s",
+                (since, limit),
+            )
+        ]
+
+    # -- silences --------------------------------------------------------------------------------------------
+
+    def add_silence(self, silence: SilenceRow) -> None:
+        with self.transaction() as tx:
+            self._x(
+                tx,
+                "INSERT INTO silences (id, rule_id, story_id, feed_url, reason, created_at, ends_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    silence.id,
+                    silence.rule_id,
+                    silence.story_id,
+                    silence.feed_url,
+                    silence.reason,
+                    silence.created_at,
+                    silence.ends_at,
+                ),
+            )
+
+    def silences(self, now: datetime, *, ended: bool = False) -> list[SilenceRow]:
+        rows = self._rows(
+            "SELECT id, rule_id, story_id, feed_url, reason, created_at, ends_at FROM silences "
+            "WHERE %s OR ends_at > %s ORDER BY created_at DESC, id DESC",
+            (ended, now),
+        )
+        return [SilenceRow(r[0], r[1], r[2], r[3], r[4], _req(r[5]), _req(r[6])) for r in rows]
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        with self.transaction() as tx:
+            cursor = self._x(
+                tx, "UPDATE silences SET ends_at = %s WHERE id = %s AND ends_at > %s", (now, silence_id, now)
+            )
+            return bool(cursor.rowcount)
+
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
         ids = [
             row[0]
@@ -961,7 +1033,7 @@ class PostgresStore:
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         row = self._one(
-            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload "
+            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, silence_id "
             "FROM alerts WHERE id = %s",
             (alert_id,),
         )
@@ -984,6 +1056,7 @@ class PostgresStore:
             "updated_at": to_iso(row[5]),
             "item_count": row[6],
             "payload": row[7],
+            "silenced_by": row[8],
             "items": items,
             "deliveries": [
                 d.as_json() for d in self.list_deliveries(alert_id=alert_id, statuses=None, limit=1000)

@@ -29,7 +29,9 @@ __all__ = [
     "NewItem",
     "NodeInfo",
     "NodeRow",
+    "SilenceRow",
     "StaleClaimError",
+    "StoredItem",
     "StoryRow",
     "WebSubRow",
 ]
@@ -154,6 +156,8 @@ class NewAlert:
     # 0 for the story's first alert under this rule, n for its n-th realert. (rule, story, generation) is
     # unique in the database: the backstop of "one alert per (rule, story)" across nodes.
     generation: int = 0
+    # The silence this alert was decided under (monitor.silence): recorded, queued on no channel.
+    silence_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,7 @@ class AlertState:
     payload: dict[str, Any]
     pending: bool  # some delivery of it has not been sent yet (items can still fold into it)
     generation: int = 0  # see NewAlert.generation
+    silence_id: str | None = None  # see NewAlert.silence_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +309,54 @@ def hints_from_json(text: str | None) -> FeedHints:
         )
     except (ValueError, TypeError, AttributeError):
         return FeedHints()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """A stored item as the rules see it (`monitor rules replay`), with the story it joined and when it was
+    fetched. `item.feed_tags` is empty: tags live in the config, not the database."""
+
+    item: Item
+    story_id: str
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """A silence (`monitor silence add`): alerts whose rule, story and feed meet every matcher that is set
+    (None matches anything) are recorded as silenced until ends_at. A silence starts when it is stored (no
+    scheduled silences), so only ends_at is compared: a node whose clock is a little behind the CLI's still
+    honours a silence added a moment ago."""
+
+    id: str
+    rule_id: str | None
+    story_id: str | None
+    feed_url: str | None
+    reason: str
+    created_at: datetime
+    ends_at: datetime
+
+    def active(self, now: datetime) -> bool:
+        return now < self.ends_at
+
+    def matches(self, rule_id: str, story_id: str, feed_url: str) -> bool:
+        return (
+            (self.rule_id is None or self.rule_id == rule_id)
+            and (self.story_id is None or self.story_id == story_id)
+            and (self.feed_url is None or self.feed_url == feed_url)
+        )
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule_id,
+            "story": self.story_id,
+            "feed": self.feed_url,
+            "reason": self.reason,
+            "created_at": to_iso(self.created_at),
+            "ends_at": to_iso(self.ends_at),
+            "active": self.active(now),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,10 +238,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (rule_id, story_id)
     );
     """,
-    # 7: reserved for h-silence (issue 14 silences), a no-op here so that numbers stay positional; whoever
-    #    merges both replaces this with silence's migration 7.
+    # 7: silences (issue 14): an operator mutes alerts of a rule, a story and/or a feed (every set matcher must
+    #    hold) from created_at until ends_at; expiring one early sets ends_at to that moment (as Alertmanager
+    #    does). An alert decided while a silence held is recorded with its id and queued on no channel.
     """
-    SELECT 1;
+    CREATE TABLE silences (
+        id         TEXT PRIMARY KEY,
+        rule_id    TEXT,
+        story_id   TEXT,
+        feed_url   TEXT,
+        reason     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        ends_at    TEXT NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    ALTER TABLE alerts ADD COLUMN silence_id TEXT;
     """,
     # 8: WebSub (issue 13 item 6): per feed, the hub and topic its document or Link headers named, and the
     #    subscription to it (callback path, HMAC secret, verification and lease). One row per feed: a feed has

@@ -37,7 +37,9 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    SilenceRow,
     StaleClaimError,
+    StoredItem,
     StoryRow,
     WebSubRow,
     hints_from_json,
@@ -45,7 +47,7 @@ from monitor.store.records import (
 )
 from monitor.store.schema import MIGRATIONS
 from monitor.timeutil import from_iso, to_iso
-from monitor.types import DeliveryRequest, FeedState
+from monitor.types import DeliveryRequest, FeedState, Item
 
 __all__ = ["DELIVERY_LEASE", "SQLiteStore"]
 
@@ -733,7 +735,7 @@ class SQLiteStore:
         created: list[tuple[str, str]] = []
         tx.execute(
             "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
-            "generation) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            "generation, silence_id) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (
                 alert.id,
                 alert.rule_id,
@@ -743,6 +745,7 @@ class SQLiteStore:
                 now,
                 _json(alert.payload),
                 alert.generation,
+                alert.silence_id,
             ),
         )
         tx.execute(
@@ -908,7 +911,7 @@ class SQLiteStore:
             row = self._conn.execute(
                 "SELECT id, created_at, item_count, payload, EXISTS (SELECT 1 FROM delivery_alerts da "
                 "JOIN deliveries d ON d.id = da.delivery_id WHERE da.alert_id = alerts.id AND d.status = 'pending' "
-                "AND d.attempts = 0), generation FROM alerts WHERE rule_id = ? AND story_id = ? "
+                "AND d.attempts = 0), generation, silence_id FROM alerts WHERE rule_id = ? AND story_id = ? "
                 "ORDER BY generation DESC LIMIT 1",
                 (rule_id, story_id),
             ).fetchone()
@@ -922,6 +925,7 @@ class SQLiteStore:
                     payload=json.loads(row[3]),
                     pending=bool(row[4]),
                     generation=int(row[5]),
+                    silence_id=row[6],
                 )
         return found
 
@@ -958,6 +962,71 @@ class SQLiteStore:
             found[str(story_id)].append((str(outlet), _req_dt(moment), language))
         return found
 
+    def stored_items(self, since: datetime, *, limit: int = 1_000_000) -> list[StoredItem]:
+        """The stored items fetched at or after `since`, oldest first, each with its story (a read only)."""
+        rows = self._conn.execute(
+            "SELECT key, feed_url, feed_title, guid, link, url, title, summary, content, categories, language, published, content_hash, story_id, fetched_at "
+            "FROM items WHERE fetched_at >= ? ORDER BY fetched_at, rowid LIMIT ?",
+            (_iso(since), limit),
+        ).fetchall()
+        return [
+            StoredItem(
+                Item(
+                    key=row[0],
+                    feed_url=row[1],
+                    feed_title=row[2],
+                    guid=row[3],
+                    link=row[4],
+                    url=row[5],
+                    title=row[6],
+                    summary=row[7],
+                    content=row[8],
+                    categories=tuple(json.loads(row[9])),
+                    language=row[10],
+                    published=_dt(row[11]),
+                    content_hash=row[12],
+                ),
+                story_id=row[13],
+                fetched_at=_req_dt(row[14]),
+            )
+            for row in rows
+        ]
+
+    # -- silences --------------------------------------------------------------------------------------------
+
+    def add_silence(self, silence: SilenceRow) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO silences (id, rule_id, story_id, feed_url, reason, created_at, ends_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    silence.id,
+                    silence.rule_id,
+                    silence.story_id,
+                    silence.feed_url,
+                    silence.reason,
+                    _iso(silence.created_at),
+                    _iso(silence.ends_at),
+                ),
+            )
+
+    def silences(self, now: datetime, *, ended: bool = False) -> list[SilenceRow]:
+        rows = self._conn.execute(
+            "SELECT id, rule_id, story_id, feed_url, reason, created_at, ends_at FROM silences "
+            "WHERE ? OR ends_at > ? ORDER BY created_at DESC, rowid DESC",
+            (ended, _iso(now)),
+        ).fetchall()
+        return [SilenceRow(r[0], r[1], r[2], r[3], r[4], _req_dt(r[5]), _req_dt(r[6])) for r in rows]
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        with self.transaction() as tx:
+            return bool(
+                tx.execute(
+                    "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?",
+                    (_iso(now), silence_id, _iso(now)),
+                ).rowcount
+            )
+
     def list_alerts(self, *, limit: int = 50, rule_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id FROM alerts"
         params: list[Any] = []
@@ -971,7 +1040,7 @@ class SQLiteStore:
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         row = self._conn.execute(
-            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload "
+            "SELECT id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, silence_id "
             "FROM alerts WHERE id = ?",
             (alert_id,),
         ).fetchone()
@@ -994,6 +1063,7 @@ class SQLiteStore:
             "updated_at": row[5],
             "item_count": row[6],
             "payload": json.loads(row[7]),
+            "silenced_by": row[8],
             "items": items,
             "deliveries": [
                 d.as_json() for d in self.list_deliveries(alert_id=alert_id, statuses=None, limit=1000)
