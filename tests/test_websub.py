@@ -387,3 +387,22 @@ def test_monitor_run_subscribes_after_its_first_poll_and_alerts_a_push(tmp_path:
             assert daemon.terminate() == 0
         assert HEADLINES[0][0] in hook.requests[0].body.decode()
         assert feeds.count("/wire.xml") == 1  # polled once: the alert came from the push
+
+
+def test_a_hub_that_denies_the_subscription_puts_the_feed_back_on_its_own_interval(setup: Setup) -> None:
+    async def run() -> tuple[tuple[int, bytes], WebSubRow, bool, bool]:
+        async with subscriber(setup) as (runtime, websub):
+            row = await subscribed(setup, runtime, websub)
+            pushed_before = setup.feed_url in runtime.pipeline.pushed_feeds
+            answer = await asyncio.to_thread(
+                verify_get,
+                websub.callback_for(row),
+                {"hub.mode": "denied", "hub.topic": setup.topic, "hub.reason": "topic not allowed"},
+            )
+            (denied,) = await runtime.store_thread.run(runtime.store.websub_subscriptions)
+            return answer, denied, pushed_before, setup.feed_url in runtime.pipeline.pushed_feeds
+
+    answer, denied, pushed_before, pushed_after = asyncio.run(run())
+    assert answer[0] == 200
+    assert (denied.state, denied.last_error) == ("denied", "topic not allowed")
+    assert pushed_before and not pushed_after
