@@ -406,3 +406,19 @@ def test_a_hub_that_denies_the_subscription_puts_the_feed_back_on_its_own_interv
     assert answer[0] == 200
     assert (denied.state, denied.last_error) == ("denied", "topic not allowed")
     assert pushed_before and not pushed_after
+
+
+def test_a_verified_subscription_survives_a_restart(setup: Setup) -> None:
+    async def first() -> WebSubRow:
+        async with subscriber(setup) as (runtime, websub):
+            return await subscribed(setup, runtime, websub)
+
+    async def second() -> tuple[bool, int]:
+        async with subscriber(setup) as (runtime, websub):
+            # Nothing due: the lease stands, so no new subscribe request, and the feed is still a pushed one.
+            return setup.feed_url in runtime.pipeline.pushed_feeds, await websub.maintain()
+
+    row = asyncio.run(first())
+    pushed, sent = asyncio.run(second())
+    assert row.state == "active" and pushed and sent == 0
+    assert len(setup.hub.requests) == 1
