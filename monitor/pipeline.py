@@ -76,6 +76,7 @@ class FeedOutcome:
     churned: int = 0  # new GUIDs whose text this feed already delivered (not recorded as new items)
     notices: int = 0  # feed health notices queued after this poll
     escalations: int = 0  # stories that reached a rule's `escalate` threshold in this poll
+    new_hub: bool = False  # this fetch named a WebSub hub or topic not known before (subscribe now)
     unrecorded: bool = (
         False  # the store failed (busy, read-only, full, corrupt): nothing of the poll was kept
     )
@@ -360,6 +361,7 @@ class Pipeline:
             if key in unseen
         ]
         hints = feed_hints(result.content)
+        new_hub = False
         if pushed:
             update = FeedUpdate(
                 url=url,
@@ -370,7 +372,7 @@ class Pipeline:
                 last_modified=last_modified,
             )
         else:
-            self._discover_hub(url, result, now)
+            new_hub = self._discover_hub(url, result, now)
             update = FeedUpdate(
                 url=url,
                 fetched_at=now,
@@ -398,6 +400,7 @@ class Pipeline:
             next_fetch_at=update.next_fetch_at,
             warnings=(*parsed.warnings, *outcome.warnings),
             fetch_seconds=fetch_seconds,
+            new_hub=new_hub,
         )
 
     def record(
@@ -663,14 +666,14 @@ class Pipeline:
             log.debug("feed %s: next poll at %s: %s", feed.url, at, why, extra={"feed": feed.url})
         return at
 
-    def _discover_hub(self, url: str, result: FetchResult, now: datetime) -> None:
+    def _discover_hub(self, url: str, result: FetchResult, now: datetime) -> bool:
         """With websub on, remember the hub and topic this fetch named (its Link headers, else the document);
         a new or changed one gets a fresh secret and callback and is subscribed to by monitor.websub."""
         if not self.config.websub.enabled:
-            return
+            return False
         hub, topic = discover(result.content, result.links, base_url=result.final_url)
         if hub is None:
-            return
+            return False
         # The spec wants rel="self" as the topic; a feed without one is subscribed to under the URL it was
         # fetched from, which is what most hubs key on anyway.
         if self.store.record_hub(
@@ -679,6 +682,8 @@ class Pipeline:
             log.info(
                 "feed %s: WebSub hub %s (topic %s)", url, hub, topic or result.final_url, extra={"feed": url}
             )
+            return True
+        return False
 
     def _adaptive_interval(self, feed: FeedConfig, now: datetime, arriving: int) -> timedelta:
         """The interval that places the next poll where about half a new item is expected. The evidence is the

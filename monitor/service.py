@@ -389,6 +389,7 @@ class Daemon:
         self._held_until: dict[
             str, datetime
         ] = {}  # feeds whose poll failed outside the pipeline's own handling
+        self._websub: WebSub | None = None  # the WebSub subscriber of the running configuration, when on
 
     def _store_trouble(self, error: StoreError | None) -> None:
         """Log a store failure of the clock once when it starts and once when it ends, not on every tick."""
@@ -504,10 +505,10 @@ class Daemon:
                 coalesce=True,
                 next_run_time=datetime.now().astimezone(),
             )
-        websub = await self._start_websub(config, runtime)
+        websub = self._websub = await self._start_websub(config, runtime)
         if websub is not None:
             scheduler.add_job(
-                self._as_task("websub", lambda _runtime: self._websub_upkeep(websub)),
+                self._websub_job,
                 "interval",
                 seconds=WEBSUB_UPKEEP_SECONDS,
                 args=[runtime],
@@ -541,6 +542,7 @@ class Daemon:
                 await status.stop()
             if websub is not None:
                 await websub.stop()
+                self._websub = None
             await self._drain()
 
     async def _start_status(
@@ -595,8 +597,14 @@ class Daemon:
             return None
         return websub
 
-    async def _websub_upkeep(self, websub: WebSub) -> None:
-        if self._stop.is_set() or self._reload.is_set():
+    async def _websub_job(self, runtime: Runtime) -> None:
+        """Subscription upkeep as a task of the daemon's own (it waits for the store thread), not doubled."""
+        if self._websub is not None:
+            await self._as_task("websub", lambda _runtime: self._websub_upkeep())(runtime)
+
+    async def _websub_upkeep(self) -> None:
+        websub = self._websub
+        if websub is None or self._stop.is_set() or self._reload.is_set():
             return
         try:
             await websub.maintain()
@@ -719,6 +727,9 @@ class Daemon:
                 outcome.folded,
                 extra={"feed": outcome.url},
             )
+        if outcome.new_hub and not self._stop.is_set():
+            # A hub new or changed: subscribe now, not at the next upkeep run (a minute away).
+            await self._websub_job(runtime)
         if (outcome.alerts or outcome.notices) and not self._stop.is_set():
             await self._deliver(runtime)
 

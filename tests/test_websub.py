@@ -24,8 +24,9 @@ from monitor.store import WebSubRow
 from monitor.timeutil import utcnow
 from monitor.websub import WebSub, signature_valid
 from monitor.websub_discovery import discover, parse_link_header
+from tests.support.daemonproc import HEADLINES, QUIET, DaemonProcess, FeedBuilder, write_config
 from tests.support.feedserver import FeedServer
-from tests.support.receivers import WebhookReceiver
+from tests.support.receivers import WebhookReceiver, wait_until
 from tests.support.websubhub import WebSubHub, verify_get
 
 RULES = """\
@@ -357,3 +358,67 @@ def test_websub_config_errors_name_file_and_line(tmp_path: Path) -> None:
     assert f"{path}:3" in str(problem) and "websub.callback_url" in str(problem)
     path.write_text("feeds: []\n", encoding="utf-8")
     assert not load_config(path).websub.enabled  # off by default
+
+
+# -- the daemon --------------------------------------------------------------------------------------------------
+
+
+def test_monitor_run_subscribes_after_its_first_poll_and_alerts_a_push(tmp_path: Path) -> None:
+    with FeedServer() as feeds, WebSubHub() as hub, WebhookReceiver() as hook:
+        url = feeds.url("/wire.xml")
+        wire = FeedBuilder()
+        wire.add("q1", *QUIET)
+        feeds.set("/wire.xml", wire.rss(), headers={"Link": f'<{hub.url}>; rel="hub", <{url}>; rel="self"'})
+        port = free_port()
+        config = write_config(
+            tmp_path,
+            feed_urls=[url],
+            hook_url=hook.url,
+            interval="10m",
+            extra=["websub:", f"  callback_url: http://127.0.0.1:{port}/cb", f"  listen: 127.0.0.1:{port}"],
+        )
+        with DaemonProcess(config) as daemon:
+            hub.wait_for(
+                lambda: hub.subscriptions(url), timeout=120, what="the daemon's verified subscription"
+            )
+            wire.add("p1", *HEADLINES[0])  # only pushed: the feed server never serves it
+            assert hub.publish(url, wire.rss()) == [202]
+            wait_until(lambda: hook.requests, timeout=60, what="the pushed item's alert")
+            assert daemon.terminate() == 0
+        assert HEADLINES[0][0] in hook.requests[0].body.decode()
+        assert feeds.count("/wire.xml") == 1  # polled once: the alert came from the push
+
+
+def test_a_hub_that_denies_the_subscription_puts_the_feed_back_on_its_own_interval(setup: Setup) -> None:
+    async def run() -> tuple[tuple[int, bytes], WebSubRow, bool, bool]:
+        async with subscriber(setup) as (runtime, websub):
+            row = await subscribed(setup, runtime, websub)
+            pushed_before = setup.feed_url in runtime.pipeline.pushed_feeds
+            answer = await asyncio.to_thread(
+                verify_get,
+                websub.callback_for(row),
+                {"hub.mode": "denied", "hub.topic": setup.topic, "hub.reason": "topic not allowed"},
+            )
+            (denied,) = await runtime.store_thread.run(runtime.store.websub_subscriptions)
+            return answer, denied, pushed_before, setup.feed_url in runtime.pipeline.pushed_feeds
+
+    answer, denied, pushed_before, pushed_after = asyncio.run(run())
+    assert answer[0] == 200
+    assert (denied.state, denied.last_error) == ("denied", "topic not allowed")
+    assert pushed_before and not pushed_after
+
+
+def test_a_verified_subscription_survives_a_restart(setup: Setup) -> None:
+    async def first() -> WebSubRow:
+        async with subscriber(setup) as (runtime, websub):
+            return await subscribed(setup, runtime, websub)
+
+    async def second() -> tuple[bool, int]:
+        async with subscriber(setup) as (runtime, websub):
+            # Nothing due: the lease stands, so no new subscribe request, and the feed is still a pushed one.
+            return setup.feed_url in runtime.pipeline.pushed_feeds, await websub.maintain()
+
+    row = asyncio.run(first())
+    pushed, sent = asyncio.run(second())
+    assert row.state == "active" and pushed and sent == 0
+    assert len(setup.hub.requests) == 1
