@@ -110,7 +110,7 @@ def run_demo(state_dir: Path) -> DemoResult:
     """Serve the demo feeds, run one full poll-and-deliver cycle, and return what happened."""
     import asyncio
 
-    from monitor.cli.daemon_cmds import run_once
+    from monitor.once import run_once
 
     state_dir.mkdir(parents=True, exist_ok=True)
     feeds = demo_feeds()
