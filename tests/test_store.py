@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,28 +11,8 @@ import pytest
 from monitor.errors import StoreError
 from monitor.store import FeedUpdate, NewAlert, NewItem, SQLiteStore, delivery_id_for
 from monitor.store.schema import MIGRATIONS
-from monitor.types import Hit, Item, Match
-
-T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-FEED = "https://news.example/feed"
-
-
-def make_item(key: str, *, content_hash: str | None = None, title: str = "Seltene Erden") -> Item:
-    return Item(
-        key=key,
-        feed_url=FEED,
-        feed_title="Example",
-        guid=key,
-        link=f"https://news.example/{key}",
-        url=f"https://news.example/{key}",
-        title=title,
-        summary="summary",
-        content="",
-        categories=("Politik",),
-        language="de",
-        published=T0,
-        content_hash=content_hash or f"v1:{key}",
-    )
+from monitor.types import Hit, Match
+from tests.support.store_items import FEED, T0, make_item
 
 
 def new_item(key: str, story: str | None = None) -> NewItem:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +37,12 @@ from monitor.store import (
 from monitor.store.base import Store as StoreProtocol
 from monitor.store.pg_schema import MIGRATIONS as PG_MIGRATIONS
 from monitor.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
-from monitor.types import FeedHints, Hit, Item, Match
+from monitor.types import FeedHints, Hit, Match
+from tests.support.store_items import FEED, T0, make_item
 
-T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-FEED = "https://news.example/feed"
 OTHER = "https://other.example/feed"
 LEASE = timedelta(minutes=2)
 NODE = NodeInfo("node-a", "host-a", 101, "test")
-
-
-def make_item(key: str, *, feed: str = FEED, title: str = "Seltene Erden", published: datetime = T0) -> Item:
-    return Item(
-        key=key,
-        feed_url=feed,
-        feed_title="Example",
-        guid=key,
-        link=f"https://news.example/{key}",
-        url=f"https://news.example/{key}",
-        title=title,
-        summary="summary",
-        content="",
-        categories=("Politik",),
-        language="de",
-        published=published,
-        content_hash=f"v1:{key}",
-    )
 
 
 def new_item(key: str, story: str | None = None, *, feed: str = FEED) -> NewItem:
