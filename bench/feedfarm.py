@@ -19,7 +19,9 @@ import html
 import multiprocessing as mp
 import random
 import re
+import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -75,8 +77,10 @@ def generate_item(feed: int, serial: int) -> dict[str, str]:
     }
 
 
-def render_feed(feed: int, newest: int, items: int = ITEMS_PER_FEED) -> bytes:
-    """RSS 2.0 bytes with items newest-items+1 .. newest, newest first."""
+def render_feed(
+    feed: int, newest: int, items: int = ITEMS_PER_FEED, extra: Sequence[dict[str, str]] = ()
+) -> bytes:
+    """RSS 2.0 bytes with items newest-items+1 .. newest, newest first, after the `extra` items (probes)."""
     first = max(0, newest - items + 1)
     lang = _LANGS[feed % 3]
     parts = [
@@ -84,8 +88,7 @@ def render_feed(feed: int, newest: int, items: int = ITEMS_PER_FEED) -> bytes:
         f"<title>Bench feed {feed}</title><link>http://127.0.0.1/{feed}</link>",
         f"<description>generated</description><language>{lang}</language>",
     ]
-    for serial in range(newest, first - 1, -1):
-        item = generate_item(feed, serial)
+    for item in [*extra, *(generate_item(feed, serial) for serial in range(newest, first - 1, -1))]:
         parts.append(
             f"<item><title>{escape(item['title'])}</title><link>{item['link']}</link>"
             f'<guid isPermaLink="false">{item["guid"]}</guid><pubDate>{item["date"]}</pubDate>'
@@ -111,15 +114,40 @@ class _Farm:
         self.bodies: list[bytes] = []
         self.etags: list[str] = []
         self.counters = _Counters()
+        # Probe items (bench_steady): prepended to a feed's items; the wall-clock time a body carrying a probe
+        # was first served is kept by the probe's marker, for the latency from fetch to webhook.
+        self.extra: dict[int, list[dict[str, str]]] = {}
+        self.unserved: dict[int, list[str]] = {}
+        self.served: dict[str, float] = {}
         self._render_all()
 
+    def _render(self, n: int) -> None:
+        body = render_feed(n, self.newest[n], self.items, self.extra.get(n, ()))
+        self.bodies[n] = body
+        self.etags[n] = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
+
     def _render_all(self) -> None:
-        self.bodies = [render_feed(n, self.newest[n], self.items) for n in range(self.feeds)]
-        self.etags = ['"' + hashlib.sha1(body).hexdigest()[:16] + '"' for body in self.bodies]
+        self.bodies = [b""] * self.feeds
+        self.etags = [""] * self.feeds
+        for n in range(self.feeds):
+            self._render(n)
 
     def advance(self, per_feed: int) -> None:
         self.newest = [n + per_feed for n in self.newest]
         self._render_all()
+
+    def advance_some(self, feeds: Sequence[int]) -> None:
+        """One new generated item in each of `feeds` (the others keep their ETag)."""
+        for n in feeds:
+            self.newest[n] += 1
+            self._render(n)
+
+    def publish(self, n: int, item: dict[str, str], marker: str) -> None:
+        """Prepend `item` to feed n; the first 200 response carrying it stamps `marker`'s serve time."""
+        self.extra.setdefault(n, []).insert(0, item)
+        del self.extra[n][10:]
+        self.unserved.setdefault(n, []).append(marker)
+        self._render(n)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.counters.connections += 1
@@ -151,6 +179,8 @@ class _Farm:
         if headers.get("if-none-match") == etag:
             self.counters.not_modified += 1
             return f"HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n".encode()
+        for marker in self.unserved.pop(n, ()):
+            self.served[marker] = time.time()
         return (
             f"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\nETag: {etag}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -168,6 +198,14 @@ def _serve(feeds: int, conn: Any, items: int = ITEMS_PER_FEED) -> None:
             if command[0] == "advance":
                 farm.advance(command[1])
                 conn.send("ok")
+            elif command[0] == "advance_some":
+                farm.advance_some(command[1])
+                conn.send("ok")
+            elif command[0] == "publish":
+                farm.publish(*command[1:])
+                conn.send("ok")
+            elif command[0] == "served":
+                conn.send(dict(farm.served))
             elif command[0] == "stats":
                 c = farm.counters
                 conn.send(
@@ -192,6 +230,7 @@ class FeedFarm:
 
     def __init__(self, feeds: int, items_per_feed: int = ITEMS_PER_FEED) -> None:
         self._conn, child = mp.Pipe()
+        self.feeds = feeds
         self._proc = mp.get_context("spawn").Process(
             target=_serve, args=(feeds, child, items_per_feed), daemon=True
         )
@@ -205,6 +244,17 @@ class FeedFarm:
 
     def advance(self, per_feed: int) -> None:
         self._ask("advance", per_feed)
+
+    def advance_some(self, feeds: Sequence[int]) -> None:
+        self._ask("advance_some", list(feeds))
+
+    def publish(self, feed: int, item: dict[str, str], marker: str) -> None:
+        self._ask("publish", feed, item, marker)
+
+    def served(self) -> dict[str, float]:
+        """Probe marker → wall-clock time (time.time) its body was first served."""
+        result: dict[str, float] = self._ask("served")
+        return result
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = self._ask("stats")
