@@ -45,11 +45,13 @@ def write(tmp_path: Path, config: str, rules: str = RULES) -> Path:
     return path
 
 
-def assert_one_located_error(result: subprocess.CompletedProcess[str], where: str, what: str) -> None:
+def assert_one_located_error(
+    result: subprocess.CompletedProcess[str], where: str, what: str, *alternatives: str
+) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert where in result.stderr, result.stderr
-    assert what in result.stderr, result.stderr
+    assert any(text in result.stderr for text in (what, *alternatives)), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
@@ -79,7 +81,14 @@ def test_a_few_aliases_still_work() -> None:
 )
 def test_deep_nesting_is_a_located_error_not_a_recursion_error(tmp_path: Path, nested: str) -> None:
     path = write(tmp_path, nested)
-    assert_one_located_error(check(path, "check"), f"{path}:", f"nested deeper than {MAX_YAML_DEPTH}")
+    # libyaml's scanner reads a flow collection ahead and refuses 1,000 flow levels itself, before our check
+    # of the event stream sees level 65: also a located error, in its words.
+    assert_one_located_error(
+        check(path, "check"),
+        f"{path}:",
+        f"nested deeper than {MAX_YAML_DEPTH}",
+        "exceeded maximum nesting depth",
+    )
 
 
 def test_nesting_at_the_limit_is_read() -> None:
