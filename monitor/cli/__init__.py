@@ -20,6 +20,7 @@ Exit status: see EXIT_CODES (`monitor --help`).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -298,30 +299,36 @@ def _reader_went_away() -> int:
     return 0
 
 
+# command → (module of monitor.cli, handler): only the chosen command's module is imported, so a listing such as
+# `monitor alerts` does not pay for the pipeline, the fetcher and the story index at start-up.
+_HANDLERS: dict[str, tuple[str, str]] = {
+    "run": ("daemon_cmds", "cmd_run"),
+    "once": ("daemon_cmds", "cmd_once"),
+    "check": ("daemon_cmds", "cmd_check"),
+    "match": ("match_cmds", "cmd_match"),
+    "rules": ("match_cmds", "cmd_rules"),
+    "demo": ("demo_cmd", "cmd_demo"),
+    "init": ("init_cmd", "cmd_init"),
+    "feeds": ("ops_cmds", "cmd_feeds"),
+    "alerts": ("ops_cmds", "cmd_alerts"),
+    "stories": ("ops_cmds", "cmd_stories"),
+    "deliveries": ("ops_cmds", "cmd_deliveries"),
+    "nodes": ("ops_cmds", "cmd_nodes"),
+    "silence": ("silence_cmd", "cmd_silence"),
+    "migrate": ("ops_cmds", "cmd_migrate"),
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     # Imported here so `monitor --help` stays fast and a broken optional piece cannot break every command.
-    from monitor.cli import daemon_cmds, demo_cmd, init_cmd, match_cmds, ops_cmds, silence_cmd
-
-    handlers: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
-        "run": daemon_cmds.cmd_run,
-        "once": daemon_cmds.cmd_once,
-        "check": daemon_cmds.cmd_check,
-        "match": match_cmds.cmd_match,
-        "rules": match_cmds.cmd_rules,
-        "demo": demo_cmd.cmd_demo,
-        "init": init_cmd.cmd_init,
-        "feeds": ops_cmds.cmd_feeds,
-        "alerts": ops_cmds.cmd_alerts,
-        "stories": ops_cmds.cmd_stories,
-        "deliveries": ops_cmds.cmd_deliveries,
-        "nodes": ops_cmds.cmd_nodes,
-        "silence": silence_cmd.cmd_silence,
-        "migrate": ops_cmds.cmd_migrate,
-    }
+    module, name = _HANDLERS[args.command]
+    handler: Callable[[argparse.Namespace, TextIO], int] = getattr(
+        importlib.import_module(f"monitor.cli.{module}"), name
+    )
     if getattr(args, "config", "unset") is None:
         args.config = _default_config()
     # Everything the CLI prints passes the redactor: a ${VAR} inside a URL shows as written, not as its value.
-    return handlers[args.command](args, RedactingWriter(sys.stdout))  # type: ignore[arg-type]
+    return handler(args, RedactingWriter(sys.stdout))  # type: ignore[arg-type]
 
 
 def emit_json(out: TextIO, obj: Any) -> None:
