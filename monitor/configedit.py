@@ -22,7 +22,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,12 +62,18 @@ class FeedEdit:
     notes: list[str] = field(default_factory=list)
 
 
-def add_feeds(path: Path, feeds: Sequence[NewFeed], *, skip_listed: bool = False) -> FeedEdit:
+def add_feeds(
+    path: Path,
+    feeds: Sequence[NewFeed],
+    *,
+    skip_listed: bool = False,
+    on_checked: Callable[[int, int], None] | None = None,
+) -> FeedEdit:
     """Append `feeds` to the `feeds:` list of the config at `path`.
 
     A URL already listed is an error (ConfigError at its line), or with `skip_listed` (import) skipped. A URL
     the network policy refuses is an error naming it (and, for an OPML entry, its file and line); nothing is
-    written then."""
+    written then. `on_checked(done, total)` is called as each new URL has been judged (the slow part: DNS)."""
     current = load_yaml_file(path)  # the file's own errors first, located by the reader the daemon uses
     document, yaml = _round_trip(path)
     listed = _listed_urls(current)
@@ -88,7 +94,7 @@ def add_feeds(path: Path, feeds: Sequence[NewFeed], *, skip_listed: bool = False
             raise ConfigError(f"{where}{url} is already listed", file=str(path), line=line, field="feeds")
         listed[url] = 0
         new.append((url, feed))
-    refusals = asyncio.run(_judge(policy, [url for url, _ in new]))
+    refusals = asyncio.run(_judge(policy, [url for url, _ in new], on_checked))
     for url, feed in new:
         _check_policy(url, refusals[url], feed, edit, path)
         entries.append(_entry(feed, url))
@@ -213,11 +219,23 @@ def _listed_urls(doc: LocatedYaml) -> dict[str, int]:
     return listed
 
 
-async def _judge(policy: NetworkPolicy, urls: list[str]) -> dict[str, str | None]:
+async def _judge(
+    policy: NetworkPolicy, urls: list[str], on_checked: Callable[[int, int], None] | None = None
+) -> dict[str, str | None]:
     """Per URL: why the policy refuses it, None when it does not, or a note starting with "?" when its name
     could not be resolved now. All names are resolved at once, each within RESOLVE_TIMEOUT."""
+    done = 0
 
     async def one(url: str) -> str | None:
+        nonlocal done
+        try:
+            return await judge(url)
+        finally:
+            done += 1
+            if on_checked is not None:
+                on_checked(done, len(urls))
+
+    async def judge(url: str) -> str | None:
         reason = policy.refusal_without_dns(url)
         if reason is not None:
             return reason

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from monitor.cli import emit_json
+from monitor.cli.progress import Progress
 from monitor.config import MonitorConfig, load_config
 from monitor.configedit import FeedEdit, NewFeed, add_feeds, remove_feeds
 from monitor.dburl import Database, PostgresURL, parse_database
@@ -116,14 +117,25 @@ def _feeds_import(args: argparse.Namespace, out: TextIO) -> int:
     except OSError as exc:
         raise MonitorError(f"{source}: cannot read: {exc.strerror or exc}") from exc
     listed = read_opml(data, str(source))
-    edit = add_feeds(
-        args.config,
-        [
-            NewFeed(feed.url, title=feed.title, tags=feed.tags, line=feed.line, source=str(source))
-            for feed in listed
-        ],
-        skip_listed=True,
-    )
+    # The slow part of an import is judging each new URL by the network policy (DNS): that is what is counted.
+    progress = Progress.for_output(out, "checking feeds", None, as_json=args.json)
+
+    def checked(done: int, total: int) -> None:
+        progress.total = total
+        progress.update(done)
+
+    try:
+        edit = add_feeds(
+            args.config,
+            [
+                NewFeed(feed.url, title=feed.title, tags=feed.tags, line=feed.line, source=str(source))
+                for feed in listed
+            ],
+            skip_listed=True,
+            on_checked=checked if progress.live else None,
+        )
+    finally:
+        progress.close()
     _report_edit(edit, "added", args, out)
     out.write(f"{len(edit.changed)} of {len(listed)} feeds added from {source}\n")
     return 0
@@ -405,9 +417,16 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
         raise MonitorError("--to must be a postgresql:// URL")
     lock = DatabaseLock(source)
     lock.acquire()
+    progress = Progress.for_output(out, "copying", None)
+
+    def copied(table: str, rows: int) -> None:
+        progress.label = f"copying {table}"
+        progress.update(rows)
+
     try:
-        copies = copy_sqlite_to_postgres(source, target)
+        copies = copy_sqlite_to_postgres(source, target, progress=copied if progress.live else None)
     finally:
+        progress.close()
         lock.release()
     for copy in copies:
         out.write(f"{copy.table:18} {copy.source_rows:>9} rows copied, {copy.target_rows} in the target\n")

@@ -25,6 +25,7 @@ class Progress:
         self._stream = stream  # None: off
         self._drawn = 0.0
         self._width = 0
+        self._shown_label = ""
 
     @classmethod
     def for_output(cls, out: TextIO, label: str, total: int | None, *, as_json: bool = False) -> Progress:
@@ -39,9 +40,11 @@ class Progress:
         if self._stream is None:
             return
         now = time.monotonic()
-        if now - self._drawn < REDRAW and done != self.total:
+        # A new label (migrate's next table) is drawn at once, so no step goes by unseen.
+        if now - self._drawn < REDRAW and done != self.total and self.label == self._shown_label:
             return
         self._drawn = now
+        self._shown_label = self.label
         of = f"/{self.total}" if self.total is not None else ""
         text = f"{self.label}: {done}{of}"
         self._stream.write("\r" + text.ljust(self._width))
