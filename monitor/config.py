@@ -81,6 +81,23 @@ DatabaseSetting = Annotated[Database, PlainValidator(parse_database)]
 ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
 
 
+def _workers(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return value
+
+
+# Worker processes for the CPU work of polls (monitor.workers): "auto" sizes them to the CPUs this process may
+# use, 0 keeps the work in the daemon's own process, N starts N.
+Workers = Annotated[Literal["auto"] | Annotated[int, Field(ge=0, le=256)], BeforeValidator(_workers)]
+
+
+def _default_workers() -> object:
+    # MONITOR_WORKERS is the default when monitor.yaml does not say (as gunicorn's WEB_CONCURRENCY): one
+    # `MONITOR_WORKERS=0 monitor once` profiles everything in one process; the test suite runs in-process.
+    return _workers(os.environ.get("MONITOR_WORKERS", "auto"))
+
+
 class _Model(BaseModel):
     # hide_input_in_errors: a rejected value may be a secret that came from the environment.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -398,6 +415,12 @@ class MonitorConfig(_Model):
     drain_timeout: Duration = Field(
         default=timedelta(seconds=20),
         description="on SIGTERM, how long polls and deliveries in flight may take to finish",
+    )
+    workers: Workers = Field(
+        default_factory=_default_workers,
+        validate_default=True,
+        description='processes for parsing, analysis, matching and story features: "auto" (the usable CPUs'
+        " less one), 0 (in the daemon's process) or a number",
     )
 
     @field_validator("allow_private_networks")

@@ -13,23 +13,20 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.adaptive import adaptive_interval, hourly_rates
 from monitor.alerting import alert_decision, outlets_within, reaches
-from monitor.analysis import Analysis, analyse_item
-from monitor.cachehints import feed_hints, next_poll_at
+from monitor.cachehints import next_poll_at
 from monitor.config import FeedConfig, MonitorConfig
 from monitor.errors import FetchError, ParseError, StoreError
 from monitor.feedlanguage import FeedLanguages
 from monitor.fetch import Fetcher, HostBusyError, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
-from monitor.normalize import keyed_entries, normalize_entry
 from monitor.notify import alert_payload, escalation_payload
-from monitor.parse import read_feed
 from monitor.quiethours import QuietHours
 from monitor.rules import Rule, RuleSet
 from monitor.store import (
@@ -49,6 +46,14 @@ from monitor.stories import PreparedItem, StoryIndex
 from monitor.timeutil import utcnow
 from monitor.types import FeedHints, FeedState, FetchResult, Item, Match, Severity
 from monitor.websub_discovery import discover
+from monitor.workers import (
+    AnalysedEntry,
+    FeedSource,
+    FeedWork,
+    KeyedFeed,
+    WorkerPool,
+    story_summary,
+)
 
 __all__ = ["FeedOutcome", "Pipeline"]
 
@@ -102,8 +107,13 @@ class Pipeline:
     store_thread: StoreThread = field(default_factory=StoreThread)
     # Feeds with a verified WebSub subscription (kept by monitor.websub): polled at websub.safety_interval only.
     pushed_feeds: set[str] = field(default_factory=set)
+    # Worker processes for the CPU work of a body (parse, keys, normalize, analysis, match, story features;
+    # monitor.workers); None: that work runs on the store thread, in this process.
+    workers: WorkerPool | None = None
 
     def __post_init__(self) -> None:
+        # The same pure work the workers do, for `workers: 0` (and its story features from the one index).
+        self._work = FeedWork(self.ruleset, self.stories, self.feed_languages)
         if not self.channel_names:
             self.channel_names = tuple(self.config.channels)
         self._feeds: Mapping[str, FeedConfig] = {feed.url: feed for feed in self.config.feeds}
@@ -213,9 +223,7 @@ class Pipeline:
         state = await self.store_thread.run(self.store.feed_state, url)
         result = FetchResult(url=url, final_url=url, status=200, content=body, content_type=content_type)
         try:
-            return await self.store_thread.run(
-                self._record_fetched, feed, state, interval, result, 0.0, None, pushed=True
-            )
+            return await self._record_body(feed, state, interval, result, 0.0, None, pushed=True)
         except StoreError:
             raise
         except Exception as exc:
@@ -290,8 +298,53 @@ class Pipeline:
             )
             return replace(failed, fetch_seconds=time.monotonic() - started, gone=exc.status == 410)
         fetch_seconds = time.monotonic() - started
+        return await self._record_body(feed, state, interval, result, fetch_seconds, claim)
+
+    async def _record_body(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        result: FetchResult,
+        fetch_seconds: float,
+        claim: int | None,
+        *,
+        pushed: bool = False,
+    ) -> FeedOutcome:
+        """Everything after a successful fetch. With worker processes, the CPU work of the body runs there
+        (the event loop goes on fetching meanwhile) around the store's one unseen_keys round trip, and the
+        store thread then does the in-order story assignment, the decisions and the one transaction. Without
+        them, all of it runs on the store thread (`_record_fetched`). Both give the same records."""
+        if self.workers is None or result.not_modified or result.content is None:
+            return await self.store_thread.run(
+                self._record_fetched, feed, state, interval, result, fetch_seconds, claim, pushed=pushed
+            )
+
+        async def unseen_of(keys: tuple[str, ...]) -> set[str]:
+            return await self.store_thread.run(self.store.unseen_keys, keys)
+
+        try:
+            work = await self.workers.process(
+                _source(feed), result.content, result.content_type, result.final_url, unseen_of
+            )
+        except ParseError as exc:
+            return await self.store_thread.run(
+                self._parse_failed, feed, state, interval, exc, fetch_seconds, claim, pushed
+            )
+        by_key = {entry.item.key: entry for entry in work.analysed}
         return await self.store_thread.run(
-            self._record_fetched, feed, state, interval, result, fetch_seconds, claim
+            self._record_keyed,
+            feed,
+            state,
+            interval,
+            result,
+            fetch_seconds,
+            claim,
+            work.keyed,
+            work.unseen,
+            [entry.item for entry in work.analysed],
+            lambda item: by_key[item.key],
+            pushed,
         )
 
     def _record_fetched(
@@ -309,13 +362,12 @@ class Pipeline:
         blocking work, run on the store thread. `pushed`: the body came from a WebSub hub, not a fetch (see
         `push`): it leaves the schedule and validators alone, and a body that does not parse is refused
         without counting as the feed's failure (the feed itself may be fine)."""
-        url = feed.url
-        etag = state.etag if state else None
-        last_modified = state.last_modified if state else None
-        error_count = state.error_count if state else 0
-        now = self.clock()
-        moved_to = None if pushed else self._moved(url, state, result)
         if result.not_modified or result.content is None:
+            url = feed.url
+            etag = state.etag if state else None
+            last_modified = state.last_modified if state else None
+            now = self.clock()
+            moved_to = None if pushed else self._moved(url, state, result)
             update = FeedUpdate(
                 url=url,
                 fetched_at=now,
@@ -331,43 +383,76 @@ class Pipeline:
             return FeedOutcome(
                 url, "not-modified", next_fetch_at=update.next_fetch_at, fetch_seconds=fetch_seconds
             )
+        source = _source(feed)
         try:
-            parsed = read_feed(
-                result.content, source=url, content_type=result.content_type, base_url=result.final_url
-            )
+            keyed, parsed = self._work.read(source, result.content, result.content_type, result.final_url)
         except ParseError as exc:
-            if pushed:
-                log.warning(
-                    "feed %s: pushed body ignored: cannot parse: %s", url, exc.message, extra={"feed": url}
-                )
-                return FeedOutcome(url, "error", error=f"pushed body cannot be parsed: {exc.message}")
-            failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None, claim)
-            return replace(failed, fetch_seconds=fetch_seconds)
+            return self._parse_failed(feed, state, interval, exc, fetch_seconds, claim, pushed)
         # Keys first, from guid or link: only entries never seen are converted, hashed, matched and clustered.
-        keyed = keyed_entries(parsed, feed_url=url)
-        unseen = self.store.unseen_keys(keyed)
-        feed_title = feed.title or parsed.title or url
-        items = [
-            normalize_entry(
-                pending.entry(),
-                feed_url=url,
-                feed_title=feed_title,
-                feed_language=parsed.language,
-                feed_tags=feed.tags,
-                language_override=feed.language,
-                feed_languages=self.feed_languages,
+        unseen = self.store.unseen_keys(keyed.keys)
+        items = self._work.items(source, parsed, unseen)
+        return self._record_keyed(
+            feed,
+            state,
+            interval,
+            result,
+            fetch_seconds,
+            claim,
+            keyed,
+            unseen,
+            items,
+            self._work.analyse,
+            pushed,
+        )
+
+    def _parse_failed(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        exc: ParseError,
+        fetch_seconds: float,
+        claim: int | None,
+        pushed: bool,
+    ) -> FeedOutcome:
+        url = feed.url
+        if pushed:
+            log.warning(
+                "feed %s: pushed body ignored: cannot parse: %s", url, exc.message, extra={"feed": url}
             )
-            for key, pending in keyed.items()
-            if key in unseen
-        ]
-        hints = feed_hints(result.content)
+            return FeedOutcome(url, "error", error=f"pushed body cannot be parsed: {exc.message}")
+        error_count = state.error_count if state else 0
+        failed = self._failed(url, f"cannot parse: {exc.message}", error_count, interval, None, claim)
+        return replace(failed, fetch_seconds=fetch_seconds)
+
+    def _record_keyed(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        result: FetchResult,
+        fetch_seconds: float,
+        claim: int | None,
+        keyed: KeyedFeed,
+        unseen: Collection[str],
+        items: Sequence[Item],
+        analysed: Callable[[Item], AnalysedEntry],
+        pushed: bool,
+    ) -> FeedOutcome:
+        """The store side of a parsed body: schedule, validators, hub, and `record` of its unseen `items`
+        (`analysed` gives each one's analysis, made ahead in a worker or on demand here)."""
+        url = feed.url
+        etag = state.etag if state else None
+        last_modified = state.last_modified if state else None
+        now = self.clock()
+        hints = keyed.hints
         new_hub = False
         if pushed:
             update = FeedUpdate(
                 url=url,
                 fetched_at=now,
                 next_fetch_at=(state.next_fetch_at if state is not None else None) or now + interval,
-                title=parsed.title,
+                title=keyed.title,
                 etag=etag,
                 last_modified=last_modified,
             )
@@ -377,20 +462,22 @@ class Pipeline:
                 url=url,
                 fetched_at=now,
                 next_fetch_at=self._next_poll(feed, now, interval, result, hints, arriving=len(items)),
-                title=parsed.title,
+                title=keyed.title,
                 etag=result.etag,
                 last_modified=result.last_modified,
                 claim=claim,
-                moved_to=moved_to,
+                moved_to=self._moved(url, state, result),
                 hints=hints,
             )
-        outcome = self.record(update, items, seen_again=[key for key in keyed if key not in unseen])
-        for warning in parsed.warnings:
+        outcome = self.record(
+            update, items, analysed, seen_again=[key for key in keyed.keys if key not in unseen]
+        )
+        for warning in keyed.warnings:
             log.info("feed %s: %s", url, warning, extra={"feed": url})
         return FeedOutcome(
             url,
             "ok",
-            entries=len(parsed.entries),
+            entries=keyed.entries,
             new_items=outcome.new_items,
             matches=outcome.matches,
             alerts=outcome.alerts,
@@ -398,48 +485,54 @@ class Pipeline:
             churned=outcome.churned,
             escalations=outcome.escalations,
             next_fetch_at=update.next_fetch_at,
-            warnings=(*parsed.warnings, *outcome.warnings),
+            warnings=(*keyed.warnings, *outcome.warnings),
             fetch_seconds=fetch_seconds,
             new_hub=new_hub,
         )
 
     def record(
-        self, update: FeedUpdate, fresh: Sequence[Item], seen_again: Sequence[str] = ()
+        self,
+        update: FeedUpdate,
+        fresh: Sequence[Item],
+        analysed_of: Callable[[Item], AnalysedEntry] | None = None,
+        seen_again: Sequence[str] = (),
     ) -> FeedOutcome:
         """Decide about the new items of one fetch and write it all in one transaction.
 
-        `fresh` are the fetch's items whose keys the store has not seen (`unseen_keys`); `seen_again` the keys
-        of its other items, whose identity is kept alive in the same transaction."""
+        `fresh` are the fetch's items whose keys the store has not seen (`unseen_keys`), in entry order;
+        `analysed_of` gives an item's analysis, matches and story features (made ahead by a worker, or here
+        by default); `seen_again` the keys of its other items, whose identity is kept alive in the same
+        transaction."""
+        analyse = analysed_of or self._work.analyse
         now = update.fetched_at
         # GUID churn guard: a feed that re-keys the same text on every fetch must not re-alert it.
         known_hashes = self.store.seen_content_hashes(update.url, (item.content_hash for item in fresh))
         also_seen: list[tuple[str, str]] = []
-        analysed: list[tuple[Item, Analysis, list[Match], PreparedItem]] = []
+        analysed: list[tuple[Item, tuple[Match, ...], PreparedItem]] = []
         batch_hashes: set[str] = set()
         skipped: list[str] = []
         for item in fresh:
             if item.content_hash in known_hashes or item.content_hash in batch_hashes:
                 also_seen.append((item.key, item.content_hash))
                 continue
-            try:
-                # Analysis and matching are pure and run first, outside the story lock (they are most of the
-                # CPU), so a failure leaves the story index untouched. One analysis per item: tokens and
-                # language, shared by the rule matcher and the story index.
-                analysis = analyse_item(item)
-                matches, actors = self.ruleset.match_with_actors(item, analysis)
-                # The item's own story features (cleaned text, signature, event features) depend on the item
-                # alone: made here, outside the story lock, which then covers only the work against the index.
-                prepared = self.stories.prepare(
-                    item.title, _story_summary(item), analysis=analysis, actors=actors
-                )
-            except Exception as exc:
+            # Analysis, matching and the item's own story features (monitor.workers.FeedWork.analyse) are pure
+            # and come first, outside the story lock (they are most of the CPU), so a failure leaves the story
+            # index untouched; the lock then covers only the work against the index.
+            done = analyse(item)
+            if done.failure is not None or done.prepared is None:
                 # One entry no stage foresaw must not cost the entries beside it. It is not recorded as seen,
                 # so the next fetch tries it again (and logs again): skipped, never lost silently.
-                log.exception("feed %s: entry %s skipped, retried on the next fetch", update.url, item.key)
-                skipped.append(f"entry {item.title[:60]!r} ({item.key}) skipped: {type(exc).__name__}: {exc}")
+                log.error(
+                    "feed %s: entry %s skipped, retried on the next fetch\n%s",
+                    update.url,
+                    item.key,
+                    (done.traceback or "").rstrip(),
+                    extra={"feed": update.url},
+                )
+                skipped.append(f"entry {item.title[:60]!r} ({item.key}) skipped: {done.failure}")
                 continue
             batch_hashes.add(item.content_hash)
-            analysed.append((item, analysis, matches, prepared))
+            analysed.append((item, done.matches, done.prepared))
         escalations: list[NewEscalation] = []
         if not analysed:
             created = self.store.commit_fetch(update, also_seen=also_seen, seen_again=seen_again)
@@ -457,8 +550,8 @@ class Pipeline:
                 with self.store.story_lock():
                     if self.store.concurrent:
                         self._catch_up(now)
-                    new_items = [self._assign(item, analysis, matches, prepared, now, assigned)
-                                 for item, analysis, matches, prepared in analysed]  # fmt: skip
+                    new_items = [self._assign(item, matches, prepared, now, assigned)
+                                 for item, matches, prepared in analysed]  # fmt: skip
                     alerts, attachments = self._decide_alerts(new_items, now)
                     escalations = self._decide_escalations(new_items, alerts, now)
                     created = self.store.commit_fetch(
@@ -507,8 +600,7 @@ class Pipeline:
     def _assign(
         self,
         item: Item,
-        analysis: Analysis,
-        matches: list[Match],
+        matches: tuple[Match, ...],
         prepared: PreparedItem,
         now: datetime,
         assigned: list[str],
@@ -516,20 +608,19 @@ class Pipeline:
         assignment = self.stories.assign(
             item_key=item.key,
             title=item.title,
-            summary=_story_summary(item),
+            summary=story_summary(item),
             url=item.url,
             content_hash=item.content_hash,
             # A future date would pin the item in the index until then; clamp to the fetch time.
             published=min(item.published or now, now),
             source=item.feed_url,
-            analysis=analysis,
             prepared=prepared,
         )
         if assignment.reason != "known":
             assigned.append(item.key)
         return NewItem(
             item=item,
-            matches=tuple(matches),
+            matches=matches,
             story_id=assignment.story_id,
             story_is_new=assignment.is_new_story,
             signature=self.stories.signature(item.key),
@@ -797,9 +888,9 @@ class Pipeline:
         return FeedOutcome(url, "error", error=error, next_fetch_at=next_fetch_at)
 
 
-def _story_summary(item: Item) -> str:
-    """The text the story index reads besides the title: the summary, else the start of the content."""
-    return item.summary or item.content[:1000]
+def _source(feed: FeedConfig) -> FeedSource:
+    """What the pure work of a body needs of the feed's configuration."""
+    return FeedSource(url=feed.url, title=feed.title, tags=feed.tags, language=feed.language)
 
 
 def _fold_item(payload: dict[str, object], item: Item) -> dict[str, object]:

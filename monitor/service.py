@@ -58,6 +58,7 @@ from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
 from monitor.websub import WebSub
+from monitor.workers import WorkerPool, WorkerSetup, empty_story_index, worker_count
 
 __all__ = [
     "Daemon",
@@ -144,7 +145,7 @@ def load_story_index(config: MonitorConfig, store: Store, now: datetime) -> tupl
     """The story index rebuilt from the store, and the commit sequence number it is current to. The number is
     read first: an item committed while the index loads is then caught up with (and skipped if loaded)."""
     seq = store.item_seq()
-    index = StoryIndex(window=config.stories.window)
+    index = empty_story_index(config.stories)
     index.load(store.story_signatures(now - config.stories.window))
     return index, seq
 
@@ -183,7 +184,8 @@ async def open_runtime(
     across reloads); by default a fresh set."""
     now = clock()
     metrics = metrics if metrics is not None else Metrics()
-    prefer_languages(detection_languages(config, ruleset))
+    languages = detection_languages(config, ruleset)
+    prefer_languages(languages)
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
     # One writing process per SQLite file (the process lock); PostgreSQL serves several, which coordinate in
     # the database itself (leases, fencing tokens, advisory locks: monitor.store.postgres).
@@ -224,7 +226,21 @@ async def open_runtime(
         stories, story_seq = load_story_index(config, store, now)
         channels = build_channels(config.channels, policy=policy)
         store_thread = StoreThread()
+        workers: WorkerPool | None = None
         try:
+            count = worker_count(config.workers)
+            if count:
+                # One pool per runtime, i.e. per version of the config and rules: a reload drains the polls,
+                # closes this pool and starts one with the new rule set (monitor.workers).
+                workers = WorkerPool(count, WorkerSetup.of(config, ruleset, languages))
+                try:
+                    await workers.start()
+                except Exception as exc:
+                    # Alerting matters more than speed: without its workers the daemon does the same work
+                    # in its own process.
+                    log.error("worker processes did not start (%s); working in-process", _describe(exc))
+                    await workers.close()
+                    workers = None
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
                     config=config,
@@ -236,11 +252,14 @@ async def open_runtime(
                     metrics=metrics,
                     story_seq=story_seq,
                     store_thread=store_thread,
+                    workers=workers,
                 )
                 yield Runtime(config, store, fetcher, channels, pipeline, metrics, store_thread)
         finally:
             for channel in channels.values():
                 await channel.aclose()
+            if workers is not None:
+                await workers.close()
             # A call abandoned by a cancelled task still runs to its commit or rollback: wait for it before
             # the connection closes.
             await asyncio.get_running_loop().run_in_executor(None, store_thread.close)

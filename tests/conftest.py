@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from monitor.dburl import PostgresURL
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests work in-process unless they are about worker processes (tests/test_workers.py): a pool costs start-up
+# time and memory in every test, and every daemon a test starts inherits this default (monitor.workers).
+os.environ.setdefault("MONITOR_WORKERS", "0")
 SHARED = Path(os.environ.get("MONITOR_SHARED", REPO.parent / "shared"))
 
 

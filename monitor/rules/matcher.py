@@ -647,7 +647,11 @@ class _Evaluation:
 
 
 def _to_hits(records: Iterable[_HitRec], index: _Index, texts: dict[str, str]) -> tuple[Hit, ...]:
-    ordered = sorted(set(records), key=lambda r: (_FIELD_RANK.get(r.field, 99), r.start, r.end, r.term))
+    # The actor is part of the key: the same term on the same span, found directly and as an actor's name, must
+    # come out in one order in every process (a set's order of str follows the process's hash seed).
+    ordered = sorted(
+        set(records), key=lambda r: (_FIELD_RANK.get(r.field, 99), r.start, r.end, r.term, r.actor or "")
+    )
     hits: list[Hit] = []
     seen: set[tuple[str, int, int]] = set()
     for rec in ordered:
