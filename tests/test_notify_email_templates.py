@@ -387,3 +387,12 @@ def test_every_variable_of_the_context_and_every_filter_is_documented() -> None:
     assert not is_defined(
         "notification.alerts", template_context([make_payload()], digest=False, kind="alert")
     )
+
+
+def test_a_template_cannot_change_the_payload(tmp_path: Path) -> None:
+    """The sandbox is immutable: the text part cannot rewrite what the HTML part (or the fallback) renders."""
+    config = write_setup(
+        tmp_path, templates={"text": '{% set _ = alert.item.update({"title": "forged"}) %}x\n'}
+    )
+    with pytest.raises(ConfigError, match=r"text\.txt:1: fails on a story notification: SecurityError"):
+        load_config(config)

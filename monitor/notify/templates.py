@@ -1,9 +1,11 @@
 """Rendering alerts for people: Jinja2 templates in a sandbox.
 
 Every template (the bundled ones in ``templates/`` and the subject or body templates an operator writes in the
-config) runs in a ``SandboxedEnvironment``: a template can read the alert payload but cannot reach Python
-internals. Templates whose name ends in ``.html`` are autoescaped, so feed text becomes text in HTML mail;
-feed text is data and is never evaluated, so a summary holding ``{{ 7*7 }}`` is shown as written.
+config) runs in an ``ImmutableSandboxedEnvironment``: a template can read the alert payload but cannot reach
+Python internals, nor change the payload (``alert.item.update(...)``, ``alerts.append(...)``), which the other
+part of the message, a retry cut to size and the fallback to the packaged templates render again. Templates
+whose name ends in ``.html`` are autoescaped, so feed text becomes text in HTML mail; feed text is data and is
+never evaluated, so a summary holding ``{{ 7*7 }}`` is shown as written.
 
 Summaries may still carry markup that a feed double-escaped; the ``sanitize`` filter runs them through nh3 with
 a small allowlist (text formatting and links, links forced to rel="noopener noreferrer nofollow"), which is what
@@ -41,7 +43,7 @@ from jinja2 import (
     TemplateSyntaxError,
     select_autoescape,
 )
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from monitor.notify.payload import notification_payload, story_line
@@ -109,8 +111,8 @@ def safe_url(value: object) -> str:
     return text if re.match(r"(?i)^(https?://|mailto:)", text) else ""
 
 
-def _new_environment(autoescape: bool | None) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def _new_environment(autoescape: bool | None) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=(
             select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False)
@@ -129,7 +131,7 @@ def _new_environment(autoescape: bool | None) -> SandboxedEnvironment:
 
 
 @cache
-def _environment(autoescape: bool | None = None) -> SandboxedEnvironment:
+def _environment(autoescape: bool | None = None) -> ImmutableSandboxedEnvironment:
     return _new_environment(autoescape)
 
 
