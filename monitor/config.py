@@ -38,6 +38,7 @@ from monitor.health import HealthPolicy
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify.email import EmailConfig
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
+from monitor.notify.templates import CONFIG_DIR
 from monitor.notify.webhook import WebhookConfig
 from monitor.redact import register_secret
 from monitor.timeutil import parse_duration
@@ -548,7 +549,10 @@ def config_from_yaml(doc: LocatedYaml, path: Path, environ: dict[str, str] | Non
             column=1,
         )
     try:
-        config = MonitorConfig.model_validate({**data, "source": str(path)})
+        # The config file's folder, for relative paths inside channel configs (e-mail body templates).
+        config = MonitorConfig.model_validate(
+            {**data, "source": str(path)}, context={CONFIG_DIR: path.resolve().parent}
+        )
     except ValidationError as exc:
         raise validation_error(exc, doc) from exc
     _warn_if_secrets_are_readable(path, doc)

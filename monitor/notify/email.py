@@ -6,6 +6,13 @@ encoded words, bodies get a correct charset and transfer encoding. Feed text rea
 email package *decodes* encoded words in a header value it is given: a title holding ``=?UTF-8?Q?=0A?=Bcc: x``
 would otherwise come out as a second header line.
 
+Body templates: the packaged ones (``templates/alert.*``, ``digest.*``) unless the channel names its own
+(``templates: {text, html, digest_text, digest_html}``, files relative to the config file's folder), which are
+read and test-rendered when the config loads (see monitor.notify.templates.compile_body_template). When one of
+the operator's templates (or the subject) fails at send time all the same, the message is built again from the
+packaged templates and sent, with a warning naming the channel: a message that looks different is better than
+an alert that reaches no one (docs/design/notify.md, "Email body templates").
+
 The Message-ID is derived from the delivery id, so a retried or re-sent delivery carries the same Message-ID
 and mail clients can recognise the duplicate.
 
@@ -32,24 +39,45 @@ import logging
 import re
 import smtplib
 import ssl as ssl_module
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jinja2 import Template, TemplateError
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import DeliveryError
 from monitor.notify.limits import ChannelLimits, ChannelOptions
 from monitor.notify.notice import notice_message_text, notice_subject
 from monitor.notify.payload import shrunk_alerts
-from monitor.notify.templates import DEFAULT_SUBJECT, compile_template, oneline, render, render_subject
+from monitor.notify.templates import (
+    CONFIG_DIR,
+    DEFAULT_SUBJECT,
+    MAX_TEMPLATE_BYTES,
+    compile_body_template,
+    compile_template,
+    oneline,
+    render,
+    render_body,
+    render_subject,
+    template_line,
+)
 from monitor.types import DeliveryRequest
 
-__all__ = ["EmailChannel", "EmailConfig", "build_message", "header_text", "tls_context"]
+__all__ = ["EmailChannel", "EmailConfig", "EmailTemplates", "build_message", "header_text", "tls_context"]
 
 log = logging.getLogger("monitor.notify")
 
@@ -80,6 +108,34 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# Which template renders which part: (key in `templates:`, packaged file, HTML?, digest?).
+BODY_TEMPLATES: tuple[tuple[str, str, bool, bool], ...] = (
+    ("text", "alert.txt", False, False),
+    ("html", "alert.html", True, False),
+    ("digest_text", "digest.txt", False, True),
+    ("digest_html", "digest.html", True, True),
+)
+
+
+class EmailTemplates(BaseModel):
+    """The operator's own body templates of an email channel; each one left out is the packaged one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: Path | None = Field(
+        default=None, description="Jinja2 template file of the text/plain part of a notification or update"
+    )
+    html: Path | None = Field(
+        default=None, description="Jinja2 template file of the text/html part (autoescaped)"
+    )
+    digest_text: Path | None = Field(default=None, description="text/plain part of a digest")
+    digest_html: Path | None = Field(default=None, description="text/html part of a digest (autoescaped)")
+    # key -> (resolved path, source), filled by EmailConfig's validation (which knows the config file's folder
+    # and the channel's grouping): the channel compiles what was checked, not whatever the file holds by the time
+    # it starts.
+    _files: dict[str, tuple[Path, str]] = PrivateAttr(default_factory=dict)
+
+
 class EmailConfig(ChannelOptions):
     """An email channel (``type: email``)."""
 
@@ -100,6 +156,11 @@ class EmailConfig(ChannelOptions):
     sender: str
     to: tuple[str, ...] = Field(min_length=1)
     subject: str = Field(default=DEFAULT_SUBJECT, description="Jinja2 template of the subject line")
+    templates: EmailTemplates = Field(
+        default=EmailTemplates(),
+        description="body templates of your own: {text, html, digest_text, digest_html}, files relative to the "
+        "config file's folder; the packaged template for each one left out",
+    )
     concurrency: int = Field(default=2, ge=1, le=64, description="SMTP connections at once")
 
     @field_validator("host")
@@ -155,6 +216,34 @@ class EmailConfig(ChannelOptions):
             raise ValueError("ca_file is only used with TLS: set starttls or ssl as well")
         return self
 
+    @field_validator("templates")
+    @classmethod
+    def _body_templates(cls, value: EmailTemplates, info: ValidationInfo) -> EmailTemplates:
+        """Read, compile and test-render each of the operator's templates (group_by, a field of ChannelOptions,
+        is validated before this one). Every template's problem is reported, not only the first."""
+        base = (info.context or {}).get(CONFIG_DIR)
+        kinds = _kinds(info.data.get("group_by", ("story",)))
+        problems: list[str] = []
+        for key, _packaged, html, digest in BODY_TEMPLATES:
+            path = getattr(value, key)
+            if path is None:
+                continue
+            try:
+                path = _template_path(path, base, key)
+                source = _read_template(path, key)
+                compile_body_template(source, filename=str(path), html=html, digest=digest, kinds=kinds)
+            except ValueError as exc:
+                problems.append(str(exc) if str(exc).startswith("templates.") else f"templates.{key}: {exc}")
+                continue
+            value._files[key] = (path, source)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def body_templates(self) -> dict[str, tuple[Path, str]]:
+        """The operator's body templates as read and checked at load: key -> (file, source)."""
+        return dict(self.templates._files)
+
     @property
     def effective_port(self) -> int:
         if self.port is not None:
@@ -163,6 +252,40 @@ class EmailConfig(ChannelOptions):
 
     def sender_domain(self) -> str:
         return parseaddr(self.sender)[1].rpartition("@")[2] or "monitor"
+
+
+def _kinds(group_by: tuple[str, ...]) -> tuple[str, ...]:
+    """The kinds of delivery (besides digests) a channel with this grouping sends: what its templates are
+    test-rendered on."""
+    return ("alert",) if "rule" in group_by else ("story", "update")
+
+
+def _template_path(path: Path, base: object, key: str) -> Path:
+    path = path.expanduser()
+    if path.is_absolute():
+        return path
+    if base is None:
+        # Built without a config file (in code): nothing to be relative to, and the working directory would
+        # make the channel depend on where the daemon was started.
+        raise ValueError(
+            f"templates.{key}: {str(path)!r} is relative, and there is no config file it is relative to"
+        )
+    return Path(str(base)) / path
+
+
+def _read_template(path: Path, key: str) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"templates.{key}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise ValueError(f"templates.{key}: {path} is larger than {MAX_TEMPLATE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"templates.{key}: {path}:{line}: not UTF-8 text") from None
 
 
 def tls_context(ca_file: Path | None) -> ssl_module.SSLContext:
@@ -183,17 +306,43 @@ def message_id(delivery_id: str, domain: str) -> str:
     return f"<{local}@{domain}>"
 
 
+class CustomTemplateFailed(Exception):
+    """An operator's template (subject or body) failed on this delivery; the message is built again from the
+    packaged ones (`subject`: the subject template was the one that failed)."""
+
+    def __init__(self, message: str, *, subject: bool = False) -> None:
+        super().__init__(message)
+        self.subject = subject
+
+
 def build_message(
-    request: DeliveryRequest, config: EmailConfig, *, subject_template: Template, now: datetime
+    request: DeliveryRequest,
+    config: EmailConfig,
+    *,
+    subject_template: Template,
+    now: datetime,
+    bodies: Mapping[str, Template] | None = None,
+    custom_subject: bool = False,
 ) -> EmailMessage:
-    """The message for one delivery: subject and both bodies name rule, title, source and link. Pure."""
+    """The message for one delivery: subject and both bodies name rule, title, source and link. Pure.
+
+    `bodies` are the operator's templates by key (text, html, digest_text, digest_html), the packaged ones
+    used for the rest. A failure in one of the operator's templates (or in the subject, when `custom_subject`)
+    raises CustomTemplateFailed."""
     if request.notice is not None:
         return notice_message(request, config, now=now)
     alerts = request.alerts
+    bodies = bodies or {}
     message = EmailMessage(policy=default_policy)
-    message["Subject"] = header_text(
-        render_subject(subject_template, alerts, digest=request.digest, kind=request.kind)
-    )
+    try:
+        subject = render_subject(subject_template, alerts, digest=request.digest, kind=request.kind)
+    except Exception as exc:
+        if custom_subject:
+            raise CustomTemplateFailed(
+                f"the subject template failed: {type(exc).__name__}: {exc}", subject=True
+            ) from exc
+        raise
+    message["Subject"] = header_text(subject)
     message["From"] = config.sender
     message["To"] = ", ".join(config.to)
     message["Date"] = format_datetime((request.created_at or now).astimezone(UTC))
@@ -203,21 +352,34 @@ def build_message(
     rules = sorted({str(alert["rule"]["id"]) for alert in alerts})
     message["X-Monitor-Rule"] = header_text(", ".join(rules))
     message["X-Monitor-Delivery"] = header_text(request.id)
-    template = "digest" if request.digest else "alert"
-    for name, subtype in (("txt", None), ("html", "html")):
-        body = render(
-            f"{template}.{name}",
-            alerts,
-            digest=request.digest,
-            kind=request.kind,
-            delivery_id=request.id,
-            in_reply_to=request.in_reply_to,
-        )
-        if subtype is None:
+    for key, packaged, html, digest in BODY_TEMPLATES:
+        if digest != request.digest:
+            continue
+        body = _render_body(request, key, packaged, bodies.get(key))
+        if not html:
             message.set_content(body)
         else:
-            message.add_alternative(body, subtype=subtype)
+            message.add_alternative(body, subtype="html")
     return message
+
+
+def _render_body(request: DeliveryRequest, key: str, packaged: str, custom: Template | None) -> str:
+    options: dict[str, Any] = {
+        "digest": request.digest,
+        "kind": request.kind,
+        "delivery_id": request.id,
+        "in_reply_to": request.in_reply_to,
+    }
+    if custom is None:
+        return render(packaged, request.alerts, **options)
+    try:
+        return render_body(custom, request.alerts, **options)
+    except Exception as exc:  # whatever the operator's template does, the alert must go out
+        where = custom.filename or key
+        line = template_line(exc, where)
+        raise CustomTemplateFailed(
+            f"templates.{key} ({where}{f':{line}' if line else ''}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _thread_headers(message: EmailMessage, request: DeliveryRequest, config: EmailConfig) -> None:
@@ -305,34 +467,96 @@ class EmailChannel:
         self.config = config
         self.limits: ChannelLimits = config.limits()
         self._subject = compile_template(config.subject, what="subject template")
+        self._default_subject = compile_template(DEFAULT_SUBJECT, what="subject template")
+        self._custom_subject = config.subject != DEFAULT_SUBJECT
+        kinds = _kinds(config.group_by)
+        self._bodies: dict[str, Template] = {
+            key: compile_body_template(source, filename=str(path), html=html, digest=digest, kinds=kinds)
+            for key, _packaged, html, digest in BODY_TEMPLATES
+            if key in config.body_templates()
+            for path, source in [config.body_templates()[key]]
+        }
         self._tls = tls_context(config.ca_file)
 
     def __repr__(self) -> str:
         return f"EmailChannel({self.name!r}, host={self.config.host!r})"
 
     def message(self, request: DeliveryRequest, now: datetime | None = None) -> EmailMessage:
-        """The message, with the alerts cut (see payload.cap_payload) until it is at most max_body_bytes."""
-        limit = self.config.max_body_bytes
+        """The message, with the alerts cut (see payload.cap_payload) until it is at most max_body_bytes.
+
+        When the operator's subject or body templates fail on this delivery (or cannot be made to fit), the
+        message is built from the packaged templates instead, with a warning naming the channel."""
+        when = now or datetime.now(UTC)
         try:
-            message = build_message(
-                request, self.config, subject_template=self._subject, now=now or datetime.now(UTC)
-            )
-            for tightness in (2, 4, 8, 16, 32):  # two bodies (text and HTML) share the budget
-                if len(message.as_bytes()) <= limit:
-                    return message
-                cut = dataclasses.replace(request, alerts=shrunk_alerts(request.alerts, limit, tightness))
-                message = build_message(
-                    cut, self.config, subject_template=self._subject, now=now or datetime.now(UTC)
+            try:
+                return self._fitted(
+                    request,
+                    when,
+                    self._subject,
+                    self._bodies,
+                    custom=bool(self._bodies) or self._custom_subject,
                 )
-            if len(message.as_bytes()) <= limit:
-                return message
-            raise DeliveryError(
-                self.name,
-                f"the message is {len(message.as_bytes())} bytes with every alert cut, over max_body_bytes ({limit})",
-                retryable=False,
-            )
+            except CustomTemplateFailed as failure:
+                self._warn_fallback(request, failure)
+                if self._bodies and self._custom_subject and not failure.subject:
+                    # The bodies failed: keep the operator's subject, with the packaged bodies.
+                    try:
+                        return self._fitted(request, when, self._subject, {}, custom=True)
+                    except CustomTemplateFailed as again:
+                        self._warn_fallback(request, again)
+                return self._fitted(request, when, self._default_subject, {}, custom=False)
         except (TemplateError, KeyError, TypeError, ValueError) as exc:
             raise DeliveryError(self.name, f"cannot build the message: {exc!r}", retryable=False) from exc
+
+    def _warn_fallback(self, request: DeliveryRequest, failure: CustomTemplateFailed) -> None:
+        log.warning(
+            "channel %r: %s; delivery %s is sent with the packaged templates instead",
+            self.name,
+            failure,
+            request.id,
+        )
+
+    def _fitted(
+        self,
+        request: DeliveryRequest,
+        now: datetime,
+        subject: Template,
+        bodies: Mapping[str, Template],
+        *,
+        custom: bool,
+    ) -> EmailMessage:
+        limit = self.config.max_body_bytes
+
+        def build(what: DeliveryRequest) -> EmailMessage:
+            return build_message(
+                what,
+                self.config,
+                subject_template=subject,
+                now=now,
+                bodies=bodies,
+                custom_subject=subject is self._subject and self._custom_subject,
+            )
+
+        message = build(request)
+        for tightness in (2, 4, 8, 16, 32):  # two bodies (text and HTML) share the budget
+            if len(message.as_bytes()) <= limit:
+                return message
+            message = build(
+                dataclasses.replace(request, alerts=shrunk_alerts(request.alerts, limit, tightness))
+            )
+        size = len(message.as_bytes())
+        if size <= limit:
+            return message
+        if custom:
+            raise CustomTemplateFailed(
+                f"the message from its own templates is {size} bytes with every alert cut, over max_body_bytes "
+                f"({limit})"
+            )
+        raise DeliveryError(
+            self.name,
+            f"the message is {size} bytes with every alert cut, over max_body_bytes ({limit})",
+            retryable=False,
+        )
 
     async def send(self, request: DeliveryRequest) -> None:
         """Send the message; return when the server accepted it (250). Raises DeliveryError otherwise."""
