@@ -401,6 +401,7 @@ class Daemon:
         self._delivering: dict[str | None, asyncio.Task[None]] = {}  # per channel; None: all channels
         self._jobs: dict[str, asyncio.Task[None]] = {}  # the clock's jobs that wait for the store
         self._refill_wanted = False  # a poll finished while a tick was claiming: claim again when it ends
+        self._backlog = False  # the last claim filled every free slot: more feeds may be due than slots
         self._poll_slots = asyncio.Semaphore(8)
         self._started = False  # the current configuration's runtime opened and is serving
         self._last_tick: datetime | None = None
@@ -684,27 +685,31 @@ class Daemon:
         rest, which is what spreads the feeds over the nodes."""
         while True:
             self._refill_wanted = False
-            claimed = await self._claim_and_poll(runtime)
-            if not (claimed and self._refill_wanted):
+            await self._claim_and_poll(runtime)
+            if not (self._backlog and self._refill_wanted):
                 return
-            # A poll finished while this claim ran: its slot is free now, not at the next tick.
+            # A poll finished while this claim ran, with feeds still waiting: claim for its slot now.
 
-    async def _claim_and_poll(self, runtime: Runtime) -> bool:
-        """One claim of due feeds for the free poll slots; True when it claimed any (more may be due)."""
+    async def _claim_and_poll(self, runtime: Runtime) -> None:
+        """One claim of due feeds for the free poll slots. Sets `_backlog` when the claim took as many feeds
+        as there were free slots (more may be due)."""
         if self._stop.is_set() or self._reload.is_set():
-            return False
+            return
         self._last_tick = now = utcnow()
         free = runtime.config.fetch.concurrency - len(self._in_flight)
         if free <= 0:
-            return False
+            self._backlog = True  # every slot busy: the next free one should claim at once
+            return
         try:
             claims = await runtime.store_thread.run(
                 runtime.store.claim_feeds, now, runtime.config.cluster.lease, limit=free
             )
         except StoreError as exc:
+            self._backlog = False
             self._store_trouble(exc)
-            return False
+            return
         self._store_trouble(None)
+        self._backlog = len(claims) >= free
         configured = runtime.pipeline.feed_urls
         for claim in claims:
             held = self._held_until.get(claim.url)
@@ -719,14 +724,16 @@ class Daemon:
                 continue
             self._in_flight.add(claim.url)
             self._spawn(self._poll_one(runtime, claim))
-        return bool(claims)
 
     def _refill(self, runtime: Runtime) -> None:
         """A poll slot came free: claim the next due feed now. Waiting for the clock's tick instead capped the
         daemon at fetch.concurrency feeds per tick (8 per 2 s: 4 feeds/s, 14,400 polls an hour, too few for
-        10,000 feeds at a 10-minute interval), however fast each poll was. When nothing is due, the claim
-        finds nothing and the next poll waits for the tick as before."""
-        if self._stop.is_set() or self._reload.is_set():
+        10,000 feeds at a 10-minute interval), however fast each poll was.
+
+        Only while there is a backlog (the last claim filled every free slot). Without one, feeds wait for the
+        tick as before: a refill at every finished poll would let the node that polls most claim most, until
+        one node of a cluster held every feed (the ticks of all nodes are what spread the feeds over them)."""
+        if self._stop.is_set() or self._reload.is_set() or not self._backlog:
             return
         running = self._jobs.get("tick")
         if running is None or running.done():
