@@ -24,6 +24,7 @@ from monitor.errors import ConfigError, DeliveryError
 from monitor.netpolicy import NetworkPolicy
 from monitor.notify import RetryPolicy, build_channels, deliver_due
 from monitor.notify.apprise import AppriseChannel, AppriseConfig
+from monitor.redact import redact
 from monitor.store import FeedUpdate, NewAlert, NewItem, SQLiteStore
 from monitor.types import DeliveryRequest, Hit, Match
 from tests.support.store_items import FEED, T0, make_item
@@ -71,10 +72,14 @@ def test_json_body_carries_title_rule_and_link_and_the_delivery_id(receiver: Web
 
 def test_a_500_is_a_retryable_failure_carrying_apprises_reason(receiver: WebhookReceiver) -> None:
     receiver.respond_with([500])
+    url = (
+        json_url(receiver).replace("json://", "json://user:pa55-word@") + "?retry=3"
+    )  # Apprise may not retry
     with pytest.raises(DeliveryError) as caught:
-        send(channel(json_url(receiver) + "?retry=3"))  # the URL asks Apprise to retry; the channel says no
+        send(channel(url))
     assert caught.value.retryable is True
-    assert "error=500" in caught.value.message
+    assert "error=500" in caught.value.message and "pa55-word" not in caught.value.message
+    assert receiver.requests[0].headers["authorization"].startswith("Basic ")  # the credentials were used
     assert len(receiver.requests) == 1  # Apprise's own retries are off: the outbox's schedule is the only one
 
 
@@ -174,6 +179,16 @@ def test_urls_are_secrets_masked_in_logs_and_checked_by_monitor_check(tmp_path: 
     assert logs.redact("failed: pa55word-x") == "failed: ***"
     (problem,) = refused_urls(config)
     assert problem.field == "channels.pager.urls.0" and "pa55word-x" not in str(problem)
+
+
+def test_a_variable_inside_an_apprise_url_is_masked_as_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(
+        "channels:\n  pager:\n    type: apprise\n    urls: ['jsons://example.org/in?+X-Token=${AP_TOKEN}']\n",
+        encoding="utf-8",
+    )
+    load_config(path, environ={"AP_TOKEN": "tok-9d81c2e4"})
+    assert redact("sent with tok-9d81c2e4") == "sent with ${AP_TOKEN}"
 
 
 def stored_alert_for(store: SQLiteStore, channel_name: str) -> None:

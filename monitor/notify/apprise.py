@@ -189,7 +189,7 @@ def _captured() -> Iterator[_Capture]:
 
 def _reason(lines: list[str], url: str) -> str:
     """Apprise's words, on one line, with the URL and every configured secret masked."""
-    text = " ".join(" ".join(line.split()) for line in lines if line.strip())
+    text = " ".join(dict.fromkeys(" ".join(line.split()) for line in lines if line.strip()))
     text = redact(text.replace(url, "<url>"))
     return text[:MAX_REASON_CHARS] or "Apprise gave no reason"
 
@@ -202,7 +202,8 @@ def _load(url: str) -> NotifyBase:
         try:
             plugin = apprise.Apprise.instantiate(url, asset=asset, suppress_exceptions=False)
         except Exception as exc:  # a plugin's constructor refused a value (TypeError, ValueError ...)
-            capture.lines.append(f"{type(exc).__name__}: {exc}")
+            if not any(str(exc).strip() in line for line in capture.lines):  # Apprise logged it already
+                capture.lines.append(f"{type(exc).__name__}: {exc}")
             plugin = None
     if plugin is None:
         raise ValueError(f"Apprise cannot load this URL: {_reason(capture.lines, url)}")
@@ -231,6 +232,8 @@ def parse_target(url: str) -> Target:
     if not host:
         raise ValueError(f"{shown}: the URL names no host")
     port = getattr(plugin, "port", None)
+    if port and not 0 < int(port) < 65536:
+        raise ValueError(f"{shown}: port {port} is out of range")
     if not port:
         secure = bool(getattr(plugin, "secure", False))
         port = (465 if secure else 25) if scheme.startswith("mailto") else (443 if secure else 80)
