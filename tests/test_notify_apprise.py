@@ -4,6 +4,7 @@ aiosmtpd, and through the real outbox on a real SQLite file (retry, dead letter,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import random
@@ -106,6 +107,31 @@ def test_html_format_sends_the_html_body(receiver: WebhookReceiver) -> None:
     send(channel(json_url(receiver), format="html"))
     message = json.loads(receiver.requests[0].body)["message"]
     assert '<a href="https://news.example.org/2025/rare-earths">' in message
+
+
+def test_a_digest_lists_every_alert(receiver: WebhookReceiver) -> None:
+    alerts = (
+        make_payload("alr_1"),
+        make_payload("alr_2", title="Lithium prices rise", key="https://news.example.org/lithium"),
+    )
+    send(channel(json_url(receiver)), make_request(channel="ap", alerts=alerts, digest=True))
+    message = json.loads(receiver.requests[0].body)["message"]
+    assert "Rare earth exports fall" in message and "Lithium prices rise" in message
+
+
+def test_a_feed_health_notice_is_sent_as_its_text(receiver: WebhookReceiver) -> None:
+    notice = {
+        "type": "notice",
+        "condition": "failing",
+        "detail": "the feed failed 7 times in a row",
+        "feed": {"url": "https://news.example.org/feed.xml", "title": "Example News"},
+    }
+    request = dataclasses.replace(make_request(channel="ap"), alerts=(), notice=notice, kind="notice")
+    send(channel(json_url(receiver)), request)
+    body = json.loads(receiver.requests[0].body)
+    assert "Example News" in body["title"]
+    assert "the feed failed 7 times in a row" in body["message"]
+    assert "https://news.example.org/feed.xml" in body["message"]
 
 
 def test_a_partial_success_resends_only_to_the_url_that_failed() -> None:

@@ -144,21 +144,28 @@ class Target:
         return f"http://{host}:{self.port}/"
 
 
-_loaded = threading.Lock()
+_loading = threading.Lock()
+_loaded = False
 
 
 def _apprise() -> Any:
     """The apprise module, its plugins loaded. Loading them imports modules that warn about deprecations of
     their own (imghdr, through Apprise's PGP support): not ours to show, and an error under pytest's
-    filterwarnings, so they are silenced for that one import, under a lock, once."""
+    filterwarnings, so they are silenced for that one load, once per process (catch_warnings changes the
+    process's filters: it must not run while sends are under way in other threads)."""
+    global _loaded
     try:
         import apprise
     except ImportError as exc:
         raise ValueError(INSTALL_HINT) from exc
-    with _loaded, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        manager: Any = apprise.manager_plugins.NotificationManager  # untyped in apprise
-        manager().load_modules()  # shared state: a no-op once loaded
+    if not _loaded:
+        with _loading:
+            if not _loaded:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    manager: Any = apprise.manager_plugins.NotificationManager  # untyped in apprise
+                    manager().load_modules()  # the plugin registry is shared by every manager
+                _loaded = True
     return apprise
 
 
