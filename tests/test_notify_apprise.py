@@ -169,6 +169,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_send_time() -> None:
     ("url", "reason"),
     [
         ("json://", "Apprise cannot load this URL"),
+        ("mailto://user:pw-1234@example.org?smtp=smtp.example.org&to=a@example.org", "unencrypted SMTP"),
         ("gopher://example.org/x", "not supported by the apprise channel"),
         ("jsons://example.org/x?verify=no", "verify=no is refused"),
     ],
@@ -179,6 +180,7 @@ def test_an_unusable_url_is_a_config_error_naming_the_channel(tmp_path: Path, ur
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert "channels.pager.urls" in str(caught.value) and reason in str(caught.value)
+    assert "pw-1234" not in str(caught.value)
 
 
 def test_without_apprise_installed_the_config_says_how_to_install(

@@ -238,6 +238,10 @@ def parse_target(url: str) -> Target:
     host = str(getattr(plugin, "smtp_host", "") or getattr(plugin, "host", "") or "")
     if not host:
         raise ValueError(f"{shown}: the URL names no host")
+    if scheme.startswith("mailto") and _plain_smtp_with_password(plugin, host):
+        raise ValueError(
+            f"{shown}: refusing to send a password over unencrypted SMTP: use mailtos:// (STARTTLS) or mode=ssl"
+        )
     port = getattr(plugin, "port", None)
     if port and not 0 < int(port) < 65536:
         raise ValueError(f"{shown}: port {port} is out of range")
@@ -245,6 +249,18 @@ def parse_target(url: str) -> Target:
         secure = bool(getattr(plugin, "secure", False))
         port = (465 if secure else 25) if scheme.startswith("mailto") else (443 if secure else 80)
     return Target(url, scheme, shown, host, int(port))
+
+
+def _plain_smtp_with_password(plugin: Any, host: str) -> bool:
+    """Whether Apprise would log in over plain SMTP to another machine (its mailto:// without a known
+    provider is plain; the email channel refuses the same)."""
+    if not getattr(plugin, "password", None) or str(getattr(plugin, "secure_mode", "")) != "insecure":
+        return False
+    name = host.strip("[]").lower()
+    try:
+        return not ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name != "localhost"
 
 
 # Which URLs accepted which delivery, while another URL of the channel still fails (see the module docstring).
