@@ -18,6 +18,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -36,6 +37,7 @@ from monitor.dburl import Database, PostgresURL, conninfo_params, parse_database
 from monitor.errors import ConfigError
 from monitor.health import HealthPolicy
 from monitor.netpolicy import NetworkPolicy
+from monitor.notify.apprise import AppriseConfig, parse_target
 from monitor.notify.email import EmailConfig
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
 from monitor.notify.templates import CONFIG_DIR
@@ -79,7 +81,7 @@ def _interval(value: object) -> object:
 Interval = Annotated[timedelta | Literal["auto"], BeforeValidator(_interval)]
 # A file path (SQLite) or a postgresql:// URL; every other scheme is refused (monitor.dburl).
 DatabaseSetting = Annotated[Database, PlainValidator(parse_database)]
-ChannelConfig = Annotated[EmailConfig | WebhookConfig, Field(discriminator="type")]
+ChannelConfig = Annotated[EmailConfig | WebhookConfig | AppriseConfig, Field(discriminator="type")]
 
 
 def _workers(value: object) -> object:
@@ -474,6 +476,14 @@ class MonitorConfig(_Model):
                 if secret is not None:
                     values.append(secret.get_secret_value())
             values.extend(getattr(channel, "headers", {}).values())
+            if isinstance(channel, AppriseConfig):
+                # An Apprise URL carries its credentials (user info, tokens in the path): the whole URL and
+                # its password are masked wherever they would be logged.
+                for url in channel.urls:
+                    values.append(url.get_secret_value())
+                    password = urlsplit(url.get_secret_value()).password
+                    if password:
+                        values.append(password)
         if self.status.token is not None:
             values.append(self.status.token.get_secret_value())
         if isinstance(self.database, PostgresURL):
@@ -492,8 +502,9 @@ def interpolate_env(doc: LocatedYaml, environ: dict[str, str] | None = None) -> 
 
     def substitute(match: re.Match[str], path: tuple[str | int, ...]) -> str:
         result = _substitute(match, env, doc, path)
-        if path and (path[-1] == "url" or path == ("database",)) and match.group(1):
-            # A variable inside a feed or webhook URL, or the database URL, is a secret (a token, a password):
+        in_url = bool(path) and (path[-1] == "url" or (len(path) > 1 and path[-2] == "urls"))
+        if (in_url or path == ("database",)) and match.group(1):
+            # A variable inside a feed, webhook or Apprise URL, or the database URL, is a secret (a token, a password):
             # masked wherever it is shown.
             register_secret(result, match.group(0))
         return result
@@ -631,7 +642,7 @@ def _warn_if_secrets_are_readable(path: Path, doc: LocatedYaml) -> None:
 
 
 def refused_urls(config: MonitorConfig) -> list[ConfigError]:
-    """The feed and webhook URLs the network policy would refuse (judged without DNS, see
+    """The feed, webhook and Apprise URLs the network policy would refuse (judged without DNS, see
     NetworkPolicy.refusal_without_dns), each as an error located in the config file. The URL is quoted as
     written in the file, so a ${VAR} in it stays masked."""
     policy = NetworkPolicy.from_setting(config.allow_private_networks)
@@ -643,6 +654,12 @@ def refused_urls(config: MonitorConfig) -> list[ConfigError]:
         for name, channel in config.channels.items()
         if isinstance(channel, WebhookConfig)
     ]
+    for name, channel in config.channels.items():
+        if isinstance(channel, AppriseConfig):
+            for index, secret in enumerate(channel.urls):
+                target = parse_target(secret.get_secret_value()).policy_url  # None: a vendor's fixed endpoint
+                if target is not None:
+                    targets.append((("channels", name, "urls", index), target))
     if config.websub.callback_url is not None:
         targets.append((("websub", "callback_url"), config.websub.callback_url))
     doc: LocatedYaml | None = None

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from monitor.netpolicy import NetworkPolicy
+from monitor.notify.apprise import AppriseChannel, AppriseConfig
 from monitor.notify.email import EmailChannel, EmailConfig
 from monitor.notify.limits import ChannelLimits
 from monitor.notify.webhook import WebhookChannel, WebhookConfig
@@ -18,8 +19,12 @@ from monitor.types import DeliveryRequest
 
 __all__ = ["CHANNEL_CONFIGS", "Channel", "ChannelConfig", "build_channels"]
 
-ChannelConfig = EmailConfig | WebhookConfig
-CHANNEL_CONFIGS: tuple[type[EmailConfig], type[WebhookConfig]] = (EmailConfig, WebhookConfig)
+ChannelConfig = EmailConfig | WebhookConfig | AppriseConfig
+CHANNEL_CONFIGS: tuple[type[EmailConfig], type[WebhookConfig], type[AppriseConfig]] = (
+    EmailConfig,
+    WebhookConfig,
+    AppriseConfig,
+)
 
 
 @runtime_checkable
@@ -37,13 +42,17 @@ class Channel(Protocol):
 
 
 def build_channels(configs: Mapping[str, ChannelConfig], *, policy: NetworkPolicy) -> dict[str, Channel]:
-    """One channel per configured name. Webhook channels check every URL against `policy` before sending."""
+    """One channel per configured name. Webhook and Apprise channels check every URL against `policy` before
+    sending; an Apprise URL the policy refuses without DNS is a ConfigError here already."""
     channels: dict[str, Channel] = {}
     for name, config in configs.items():
         if isinstance(config, EmailConfig):
             channels[name] = EmailChannel(name, config)
         elif isinstance(config, WebhookConfig):
             channels[name] = WebhookChannel(name, config, policy=policy)
+        elif isinstance(config, AppriseConfig):
+            # Apprise is imported here, for such a channel only (an optional extra).
+            channels[name] = AppriseChannel(name, config, policy=policy)
         else:  # pragma: no cover - the config union admits nothing else
             raise TypeError(f"channel {name!r}: unknown channel config {type(config).__name__}")
     return channels
