@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import monitor.notify
-from monitor.notify import EmailConfig, WebhookConfig
+from monitor.notify import AppriseConfig, EmailConfig, WebhookConfig
 from monitor.notify.presets import PRESETS
 
 DOC = Path(__file__).resolve().parents[1] / "README.md"
@@ -19,6 +19,8 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
         [
             "CHANNEL_CONFIGS",
             "PAYLOAD_VERSION",
+            "AppriseChannel",
+            "AppriseConfig",
             "Channel",
             "ChannelConfig",
             "ChannelLimits",
@@ -43,8 +45,10 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
         assert hasattr(monitor.notify, name), name
 
 
-@pytest.mark.parametrize("model", [EmailConfig, WebhookConfig])
-def test_every_channel_config_key_is_documented(model: type[EmailConfig] | type[WebhookConfig]) -> None:
+@pytest.mark.parametrize("model", [EmailConfig, WebhookConfig, AppriseConfig])
+def test_every_channel_config_key_is_documented(
+    model: type[EmailConfig] | type[WebhookConfig] | type[AppriseConfig],
+) -> None:
     text = DOC.read_text("utf-8")
     for key in model.model_fields:
         assert re.search(rf"\b{key}\b", text), f"{model.__name__}.{key} is not in {DOC.name}"

@@ -6,11 +6,13 @@ signing.py    Standard Webhooks signatures
 presets.py    Slack, Discord, Teams, Mattermost, ntfy body shapes
 email.py      EmailConfig + EmailChannel (SMTP)
 webhook.py    WebhookConfig + WebhookChannel (HTTP POST)
+apprise.py    AppriseConfig + AppriseChannel (Apprise URLs; the apprise package is an optional extra)
 base.py       the Channel protocol, build_channels
 retry.py      the retry schedule
 outbox.py     deliver_due: drain the outbox with at-least-once semantics
 """
 
+from monitor.notify.apprise import AppriseChannel, AppriseConfig
 from monitor.notify.base import CHANNEL_CONFIGS, Channel, ChannelConfig, build_channels
 from monitor.notify.email import EmailChannel, EmailConfig
 from monitor.notify.limits import ChannelLimits
@@ -30,6 +32,8 @@ from monitor.notify.webhook import WebhookChannel, WebhookConfig
 __all__ = [
     "CHANNEL_CONFIGS",
     "PAYLOAD_VERSION",
+    "AppriseChannel",
+    "AppriseConfig",
     "Channel",
     "ChannelConfig",
     "ChannelLimits",
