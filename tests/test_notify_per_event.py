@@ -6,15 +6,15 @@ story, later rules as updates) and a `group_by: [rule, story]` channel (one mess
 tests/support/notifications.py. The figure is the messages that name an event (through the items of their
 alerts), averaged over the events named at all.
 
-Measured when this was written (messages per event on the grouped channel; threads per event, i.e. without
-updates; the per-alert channel of the same run):
+Measured after round 5's clustering changes (messages per event on the grouped channel; threads per event, i.e.
+without updates; the per-alert channel of the same run; docs/design/stories-blind5.md has the before figures):
 
     set                          messages  threads  per alert
     stories/rewrites.yaml        1.12      1.06     1.44     16 events notified, 1 update
-    stories/crosslang.yaml       1.50      1.50     3.00     4 events in 6 stories (cross-language links missed)
-    stories/blind4_rewrites.yaml 1.17      1.17     1.17     6 events in 7 stories
+    stories/crosslang.yaml       1.25      1.25     2.75     4 events in 5 stories (cross-language links missed)
+    stories/blind4_rewrites.yaml 1.00      1.00     1.00     6 events in 6 stories
     stories/blind4_crosslang.yaml 1.50     1.50     4.00     2 events in 3 stories
-    stories/blind5_rewrites.yaml 1.58      1.50     2.25     12 events notified, 1 update
+    stories/blind5_rewrites.yaml 1.50      1.42     2.17     12 events notified, 1 update
     stories/blind5_crosslang.yaml 1.83     1.33     2.67     6 events notified, 3 updates
     syndication/items.yaml       1.33      1.17     1.83     18 events in 21 stories, 3 updates
     syndication/blind2.yaml      1.27      1.07     1.53     15 events in 16 stories, 3 updates
@@ -29,6 +29,7 @@ comes under 1.1, so that its ceiling is lowered then.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
@@ -42,10 +43,9 @@ TARGET = 1.1
 # target on both.
 MEASURED = {
     "stories/rewrites.yaml": (1.12, 1.06),
-    "stories/crosslang.yaml": (1.50, 1.50),
-    "stories/blind4_rewrites.yaml": (1.17, 1.17),
+    "stories/crosslang.yaml": (1.25, 1.25),
     "stories/blind4_crosslang.yaml": (1.50, 1.50),
-    "stories/blind5_rewrites.yaml": (1.58, 1.50),
+    "stories/blind5_rewrites.yaml": (1.50, 1.42),
     "stories/blind5_crosslang.yaml": (1.83, 1.33),
     "syndication/items.yaml": (1.33, 1.17),
     "syndication/blind2.yaml": (1.27, 1.07),
@@ -129,3 +129,25 @@ def test_threads_per_event_per_channel_meet_the_target(path: Path, workdir: Path
 def test_notifications_per_event_per_channel_meet_the_target(path: Path, workdir: Path) -> None:
     """Every message, updates included: what the analyst gets per event."""
     assert replayed(path, workdir).grouped.per_event <= TARGET
+
+
+@pytest.mark.parametrize(
+    "path", [DATA / "stories" / "rewrites.yaml", DATA / "syndication" / "items.yaml"], ids=name
+)
+def test_an_opt_in_group_wait_folds_the_updates_of_one_wave_into_the_first_message(
+    path: Path, workdir: Path
+) -> None:
+    """The default sends a story's first message at once (issue 10: new item to webhook p99 < 1 s), so a rule
+    that fires on a later report sends an update. A rule's `group_wait` is the opt-in trade-off: the first message
+    waits, and the rules firing meanwhile go out in it. Measured (docs/design/stories-blind5.md): with 2 h on
+    every rule, rewrites 1.12 → 1.06 messages per event and syndication/items 1.33 → 1.17, updates 1 → 0 and 3 →
+    0; threads per event unchanged (that is the clustering's)."""
+    folder = workdir / "group-wait" / path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    waited = replay_notifications(path, folder, group_wait=timedelta(hours=2))
+    default = replayed(path, workdir)
+    print(waited.row())
+    assert default.grouped.updates > 0 and waited.grouped.updates < default.grouped.updates, waited.row()
+    assert waited.grouped.per_event < default.grouped.per_event
+    assert waited.grouped.threads_per_event == default.grouped.threads_per_event
+    assert waited.grouped.per_event <= TARGET or path.name != "rewrites.yaml"

@@ -19,8 +19,9 @@ import pytest
 from monitor.analysis import analyse, analyse_item
 from monitor.config import DEFAULT_RULES
 from monitor.rules import RuleSet, load_rules
-from monitor.stories import StoredSignature, StoryIndex, event_features, name_skeleton
+from monitor.stories import StoredSignature, StoryAssignment, StoryIndex, event_features, name_skeleton
 from monitor.stories.cleaning import clean_summary, clean_title
+from monitor.stories.event import EventIndex
 from monitor.stories.features import label_of
 from tests.support.story_sets import (
     DATA,
@@ -64,20 +65,22 @@ class Expected:
     bcubed_f1: float
 
 
-# Measured with the event tier's defaults (threshold 0.2, content share 0.5, cross-language evidence 1.5).
+# Measured with the event tier's defaults (threshold 0.2, content share 0.5, cross-language evidence 1.5, a
+# figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5).
 EXPECTED = [
-    Expected("stories/rewrites.yaml", "all", 1.000, 0.892, 0.960),
-    Expected("stories/rewrites.yaml", "fitted", 1.000, 0.897, 0.961),
+    Expected("stories/rewrites.yaml", "all", 1.000, 0.924, 0.971),
+    Expected("stories/rewrites.yaml", "fitted", 1.000, 0.937, 0.976),
     Expected("stories/rewrites.yaml", "blind", 1.000, 0.871, 0.955),
-    Expected("stories/crosslang.yaml", "all", 1.000, 0.798, 0.921),
-    Expected("stories/crosslang.yaml", "fitted", 1.000, 0.831, 0.933),
-    Expected("stories/crosslang.yaml", "blind", 1.000, 0.615, 0.866),
-    # Blind round 4 (docs/design/stories-blind4.md): every story of these sets is blind.
-    Expected("stories/blind4_rewrites.yaml", "all", 1.000, 0.800, 0.939),
+    Expected("stories/crosslang.yaml", "all", 1.000, 0.881, 0.958),
+    Expected("stories/crosslang.yaml", "fitted", 1.000, 0.901, 0.963),
+    Expected("stories/crosslang.yaml", "blind", 1.000, 0.769, 0.933),
+    # Blind round 4 (docs/design/stories-blind4.md), fitted since round 5.
+    Expected("stories/blind4_rewrites.yaml", "all", 1.000, 0.836, 0.949),
     Expected("stories/blind4_crosslang.yaml", "all", 1.000, 0.773, 0.932),
-    # Blind round 5 (docs/design/stories-blind5.md): every story blind, scored on main edca973 first.
-    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.663, 0.877),
-    Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.622, 0.860),
+    # Blind round 5 (docs/design/stories-blind5.md): every story blind; 0.663/0.877 and 0.622/0.860 on main
+    # edca973 before the round's changes.
+    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.717, 0.899),
+    Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.676, 0.885),
     # The syndication sets against their event-level labels (their `events:` lists).
     Expected("syndication/items.yaml", "all", 0.851, 0.597, 0.892),
     Expected("syndication/blind2.yaml", "all", 0.966, 0.810, 0.967),
@@ -108,8 +111,9 @@ def test_the_targets_of_issue_8_hold() -> None:
     crosslang = score_events(_items("stories/crosslang.yaml"), _predicted("stories/crosslang.yaml"))
     assert rewrites.pair_precision >= 0.97
     assert crosslang.pair_precision >= 0.95 and crosslang.pair_recall >= 0.70
-    # Rewrites recall: 0.892 measured, the target is 0.90 (see docs/design/stories.md, known limits).
-    assert rewrites.pair_recall >= 0.88
+    # Rewrites recall: 0.924 measured since round 5 (0.892 before), the target is 0.90; on unseen text it is not
+    # met (docs/design/stories-blind5.md).
+    assert rewrites.pair_recall >= 0.90
 
 
 # Today's copy-tier scores (main before issue 8): the exact and near-duplicate tiers lose nothing.
@@ -256,6 +260,53 @@ def test_confounders_stay_apart(name: str) -> None:
     by_id = dict(zip((i.id for i in _items(name)), _predicted(name), strict=True))
     merged = [pair for pair in CONFOUNDERS[name] if by_id[pair[0]] == by_id[pair[1]]]
     assert not merged
+
+
+def _assigned(name: str) -> dict[str, StoryAssignment]:
+    items = _items(name)
+    return dict(zip((i.id for i in items), replay_assignments(items, StoryIndex(), _rules()), strict=True))
+
+
+def test_a_rewrite_joins_by_the_evidence_a_translation_would_need() -> None:
+    # Pistorius' Eurofighters in other words: the blend is 0.193, under the 0.2 threshold, but the rewrite shares
+    # the Eurofighter, the 20 jets and the year 2031 (what would link a report in another language) and content
+    # words: it joins. Without that rule it opened a story of its own.
+    found = _assigned("stories/rewrites.yaml")
+    assert found["de-s3"].story_id == found["de-s1"].story_id
+    assert found["de-s3"].reason == "event" and found["de-s3"].similarity < 0.2
+    old = dict(
+        zip(
+            (i.id for i in _items("stories/rewrites.yaml")),
+            replay(
+                _items("stories/rewrites.yaml"),
+                StoryIndex(event_index=EventIndex(within_by_evidence=False)),
+                _rules(),
+            ),
+            strict=True,
+        )
+    )
+    assert old["de-s3"] != old["de-s1"]
+
+
+def test_names_alone_do_not_join_a_report_in_its_own_language() -> None:
+    # The SPD's member vote and the coalition talks of the same morning share "SPD", one skeleton for
+    # Koalitionsvertrag and Koalitionsverhandlungen and one for Merz and Miersch: names only (in German, any
+    # nouns), no actor, no figure. They stay apart.
+    found = _assigned("syndication/blind2.yaml")
+    assert found["de-v4"].story_id != found["de-v1"].story_id
+
+
+def test_a_figure_with_its_unit_is_strong_evidence_across_languages() -> None:
+    # Gold at $4,000, a 50% rise this year: two figures with units and nothing else in common with the English
+    # report. At their plain IDF the evidence is 1.48, under 1.5; a figure with its unit weighs 1.5 times.
+    found = _assigned("stories/crosslang.yaml")
+    assert found["ru-x10c"].story_id == found["en-x10a"].story_id
+    assert found["ru-x10c"].reason == "cross-language"
+    plain = replay(
+        _items("stories/crosslang.yaml"), StoryIndex(event_index=EventIndex(unit_weight=1.0)), _rules()
+    )
+    by_id = dict(zip((i.id for i in _items("stories/crosslang.yaml")), plain, strict=True))
+    assert by_id["ru-x10c"] != by_id["en-x10a"]
 
 
 def test_reports_in_three_languages_join_one_story_with_evidence() -> None:

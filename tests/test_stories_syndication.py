@@ -236,4 +236,5 @@ def test_corpus_variants_with_the_event_tier(shared_dir: Path) -> None:
     scores = pairwise_scores([item.story for item in items], cluster(items, events=True))
     print(f"\ncorpus + variants, event tier on: {len(items)} items, {scores}")
     assert scores.recall >= RECALL_TARGET, scores
-    assert scores.precision >= 0.92, scores  # 0.945 measured
+    # 0.936 measured; 0.945 before round 5 (docs/design/stories-blind5.md: three merges of real entries, wrong).
+    assert scores.precision >= 0.92, scores

@@ -20,6 +20,7 @@ must not depend on Python's salted `hash`):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zlib
 from collections.abc import Collection, Iterable
@@ -81,6 +82,7 @@ class EventFeatures:
     shared: frozenset[int]
     labels: dict[int, str]  # of the language-independent features (content words: `label_of`)
     results: list[int]  # the ids of the figures that are results ("2:1")
+    units: list[int] = dataclasses.field(default_factory=list)  # the ids of the figures with a unit ("25%")
 
     @property
     def all(self) -> frozenset[int]:
@@ -366,4 +368,9 @@ def event_features(
     for stemmer, group in by_stemmer.items():
         terms.update(_term_ids(group, stemmer, language))
     results = [fid for fid, label in labels.items() if label.endswith(":result")]
-    return EventFeatures(language, frozenset(terms), frozenset(shared), labels, results)
+    units = [
+        fid
+        for fid, label in labels.items()
+        if fid & KIND_MASK == FIGURE and label.count(":") == 2 and not label.endswith(":result")
+    ]
+    return EventFeatures(language, frozenset(terms), frozenset(shared), labels, results, units)

@@ -20,6 +20,8 @@ SETS = (
     "stories/crosslang.yaml",
     "stories/blind4_rewrites.yaml",
     "stories/blind4_crosslang.yaml",
+    "stories/blind5_rewrites.yaml",
+    "stories/blind5_crosslang.yaml",
     "syndication/items.yaml",
     "syndication/blind2.yaml",
     "syndication/blind3.yaml",
