@@ -270,6 +270,8 @@ def test_a_busy_database_stalls_neither_the_loop_nor_loses_the_items(tmp_path: P
         config = _daemon_config(tmp_path, database, server.url("/wire.xml"), hook.url, port, "6s")
         with DaemonProcess(config) as daemon:
             wait_until(lambda: len(hook.requests) >= 1, what="the first item's notification")
+            # Recorded as sent before the lock is taken (as in the full-disk test below).
+            wait_until(lambda: delivery_counts(database) == {"sent": 1}, what="the first delivery recorded")
             holder = sqlite3.connect(database, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")
             feed.add_headlines("n", range(1, 2))
