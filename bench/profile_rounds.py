@@ -1,25 +1,173 @@
-"""CPU profile of `monitor once` in the three rounds of bench_vs_reader, without reader.
+"""CPU and wall time of `monitor once` in the three rounds of bench_vs_reader, without reader.
 
     .venv/bin/python bench/profile_rounds.py [--feeds 200] [--out /tmp/profile] [--top 25]
+    .venv/bin/python bench/profile_rounds.py --no-profile --feeds 500 --workers 0,auto --repeat 3
 
-Serves the same generated feeds (bench/feedfarm.py), runs `monitor once` under cProfile as a fresh process for
-round 1 (all new), 2 (all 304) and 3 (5 new per feed), and prints each round's CPU seconds (user + sys, from
-wait4, so other processes on a shared machine do not count) and its top functions by cumulative time. The raw
-profiles are kept in --out as round1.prof ... for pstats or snakeviz.
+Serves the same generated feeds (bench/feedfarm.py), runs `monitor once` as a fresh process for round 1 (all
+new), 2 (all 304) and 3 (5 new per feed), and prints each round's wall time, new items/s and CPU seconds (user +
+sys of monitor and every process below it: worker processes and their fork server included, so other processes
+on a shared machine do not count). With a profile (the default), the top functions by cumulative time; the raw
+profiles are kept in --out as round1.prof ... for pstats or snakeviz. A profile sees the daemon's own process
+only: profile with `--workers 0`.
+
+`--workers 0,auto` measures each setting in the same run, on the same farm (a fresh database each); with
+`--repeat N` the sequences alternate (0, auto, 0, auto, ...) and the table gives medians.
+
+Accounting: each round runs under a small wrapper that is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
+the fork server and the workers, when orphaned at exit, are reaped by it and their CPU counted in its
+RUSAGE_CHILDREN. Memory: peak RSS of the largest process (from that rusage) and the peak of the summed PSS of
+the whole tree (shared pages counted once; sampled every 50 ms from /proc).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pstats
+import sqlite3
+import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from feedfarm import FeedFarm  # bench/ is on sys.path when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Runs argv as a child subreaper, waits for the whole tree, writes one JSON line of figures to $WRAPPER_FD.
+WRAPPER = r"""
+import ctypes, json, os, resource, subprocess, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans below us are reparented to us
+start = time.monotonic()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+peak = [0]
+done = threading.Event()
+
+def tree_rss():
+    parents, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            parents[int(entry)] = int(fields.get("PPid", "0"))
+            rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
+    me, found, frontier = os.getpid(), set(), {os.getpid()}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    total = 0
+    for pid in found:  # PSS: pages shared by the fork server and its workers are counted once
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        except (OSError, StopIteration):
+            total += rss.get(pid, 0)
+    return total
+
+def sample():
+    while not done.wait(0.05):
+        peak[0] = max(peak[0], tree_rss())
+
+threading.Thread(target=sample, daemon=True).start()
+_, status, own = os.wait4(proc.pid, 0)  # the daemon's own CPU (its fork server is not its to reap)
+code = os.waitstatus_to_exitcode(status)
+wall = time.monotonic() - start
+while True:  # the fork server and any worker left, reparented to us
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+done.set()
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+os.write(int(os.environ["WRAPPER_FD"]), json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                        "main_cpu": own.ru_utime + own.ru_stime,
+                        "max_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": peak[0] / 1024}).encode())
+"""
+
+
+def run_round(argv: list[str], cwd: Path) -> dict[str, Any]:
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, *argv],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        pass_fds=(write,),
+        env={**os.environ, "WRAPPER_FD": str(write)},
+    )
+    os.close(write)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    proc.wait()
+    with os.fdopen(read) as figures:
+        text = figures.read()
+    if proc.returncode != 0 or not text:
+        raise SystemExit(f"round failed: {err[-3000:]}")
+    result: dict[str, Any] = json.loads(text)
+    if result["code"] != 0:
+        raise SystemExit(f"monitor once failed: {err[-3000:]}")
+    return result
+
+
+def items_in(database: Path) -> int:
+    connection = sqlite3.connect(database)
+    try:
+        return int(connection.execute("SELECT count(*) FROM items").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def one_sequence(args: argparse.Namespace, farm: FeedFarm, workers: str, tag: str) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="profile-rounds-") as tmp:
+        work = Path(tmp)
+        config = work / "monitor.yaml"
+        config.write_text(
+            "\n".join(
+                [
+                    f"database: {work / 'monitor.db'}",
+                    'allow_private_networks: ["127.0.0.1/32"]',
+                    "log_level: WARNING",
+                    # The farm is one host standing in for many publishers: per-host politeness would measure
+                    # the limit (as in bench_vs_reader).
+                    f"fetch: {{concurrency: {args.concurrency}, per_host_concurrency: 0, per_host_gap: 0s}}",
+                    f"workers: {workers}",
+                    "feeds:",
+                    *(f"  - url: {url}" for url in farm.urls),
+                ]
+            )
+            + "\n"
+        )
+        before = 0
+        for round_no in (1, 2, 3):
+            if round_no == 3:
+                farm.advance(5)
+            prof = args.out / f"round{round_no}-{tag}.prof"
+            argv = [str(args.repo / ".venv" / "bin" / "python")]
+            if not args.no_profile:
+                argv += ["-m", "cProfile", "-o", str(prof)]
+            argv += ["-m", "monitor", "once", "--config", str(config)]
+            figures = run_round(argv, args.repo)
+            stored = items_in(work / "monitor.db")
+            figures.update(round=round_no, workers=workers, new=stored - before)
+            before = stored
+            rows.append(figures)
+            print(
+                f"== workers {workers}, round {round_no}: {figures['new']} new, wall {figures['wall']:.2f} s, "
+                f"CPU {figures['cpu']:.2f} s (main process {figures['main_cpu']:.2f} s), peak RSS {figures['max_rss_mb']:.0f} MB (largest process), "
+                f"{figures['tree_rss_mb']:.0f} MB PSS (all processes)",
+                flush=True,
+            )
+            if not args.no_profile:
+                pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(args.top)
+    return rows
 
 
 def main() -> None:
@@ -29,7 +177,10 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "monitor-profile")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--no-profile", action="store_true", help="CPU seconds only, no cProfile overhead")
+    parser.add_argument("--no-profile", action="store_true", help="figures only, no cProfile overhead")
+    parser.add_argument("--workers", default="0", help="comma-separated `workers:` settings, e.g. 0,auto")
+    parser.add_argument("--repeat", type=int, default=1, help="sequences per setting (medians)")
+    parser.add_argument("--concurrency", type=int, default=8, help="fetch.concurrency")
     parser.add_argument(
         "--repo",
         type=Path,
@@ -38,48 +189,33 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    farm = FeedFarm(args.feeds)
-    try:
-        with tempfile.TemporaryDirectory(prefix="profile-rounds-") as tmp:
-            work = Path(tmp)
-            config = work / "monitor.yaml"
-            config.write_text(
-                "\n".join(
-                    [
-                        f"database: {work / 'monitor.db'}",
-                        'allow_private_networks: ["127.0.0.1/32"]',
-                        "log_level: WARNING",
-                        "fetch: {concurrency: 8}",
-                        "feeds:",
-                        *(f"  - url: {url}" for url in farm.urls),
-                    ]
-                )
-                + "\n"
+    settings = [s.strip() for s in args.workers.split(",") if s.strip()]
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    runs: dict[str, list[list[dict[str, Any]]]] = {s: [] for s in settings}
+    for number in range(args.repeat):
+        for setting in settings:
+            farm = FeedFarm(args.feeds)  # the same bytes every time: seeded
+            try:
+                runs[setting].append(one_sequence(args, farm, setting, f"{setting}-{number}"))
+            finally:
+                farm.stop()
+    print(f"load average at end: {os.getloadavg()}", flush=True)
+    print(
+        "\n| workers | round | new items | wall s | new items/s | CPU s | of it main process | "
+        "peak RSS MB (largest) | peak PSS MB (all) |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for setting in settings:
+        for index, round_no in enumerate((1, 2, 3)):
+            rows = [sequence[index] for sequence in runs[setting]]
+
+            def median(key: str, rows: list[dict[str, Any]] = rows) -> float:
+                return statistics.median(row[key] for row in rows)
+
+            rate = statistics.median(row["new"] / row["wall"] for row in rows) if round_no != 2 else 0.0
+            print(
+                f"| {setting} | {round_no} | {median('new'):.0f} | {median('wall'):.2f} | "
+                f"{rate:,.0f} | {median('cpu'):.2f} | {median('main_cpu'):.2f} | {median('max_rss_mb'):.0f} | {median('tree_rss_mb'):.0f} |"
             )
-            for round_no in (1, 2, 3):
-                if round_no == 3:
-                    farm.advance(5)
-                prof = args.out / f"round{round_no}.prof"
-                argv = [str(args.repo / ".venv" / "bin" / "python")]
-                if not args.no_profile:
-                    argv += ["-m", "cProfile", "-o", str(prof)]
-                argv += ["-m", "monitor", "once", "--config", str(config)]
-                proc = subprocess.Popen(
-                    argv, cwd=args.repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-                )
-                _, status, usage = os.wait4(proc.pid, 0)
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                if os.waitstatus_to_exitcode(status) != 0:
-                    raise SystemExit(f"round {round_no} failed: {err[-2000:]}")
-                cpu = usage.ru_utime + usage.ru_stime
-                print(
-                    f"== round {round_no}: CPU {cpu:.2f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB",
-                    flush=True,
-                )
-                if not args.no_profile:
-                    pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(args.top)
-    finally:
-        farm.stop()
 
 
 if __name__ == "__main__":

@@ -204,6 +204,13 @@ async def open_runtime(
         if lock is not None:
             lock.release()
         raise
+    # One pool per runtime, i.e. per version of the config and rules: a reload drains the polls, closes this
+    # pool and starts one with the new rule set (monitor.workers). Launched first, so that the workers start
+    # while this process opens the store and loads the story index.
+    count = worker_count(config.workers)
+    workers = WorkerPool(count, WorkerSetup.of(config, ruleset, languages)) if count else None
+    if workers is not None:
+        workers.launch()
     try:
         if store.concurrent:
             released = store.reap_nodes(now, config.cluster.dead_after)
@@ -226,13 +233,8 @@ async def open_runtime(
         stories, story_seq = load_story_index(config, store, now)
         channels = build_channels(config.channels, policy=policy)
         store_thread = StoreThread()
-        workers: WorkerPool | None = None
         try:
-            count = worker_count(config.workers)
-            if count:
-                # One pool per runtime, i.e. per version of the config and rules: a reload drains the polls,
-                # closes this pool and starts one with the new rule set (monitor.workers).
-                workers = WorkerPool(count, WorkerSetup.of(config, ruleset, languages))
+            if workers is not None:
                 try:
                     await workers.start()
                 except Exception as exc:
@@ -258,12 +260,12 @@ async def open_runtime(
         finally:
             for channel in channels.values():
                 await channel.aclose()
-            if workers is not None:
-                await workers.close()
             # A call abandoned by a cancelled task still runs to its commit or rollback: wait for it before
             # the connection closes.
             await asyncio.get_running_loop().run_in_executor(None, store_thread.close)
     finally:
+        if workers is not None:
+            await workers.close()
         try:
             given_back = store.stop_node(clock())
             if given_back:

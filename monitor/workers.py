@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -46,7 +47,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
@@ -63,7 +64,7 @@ from monitor.rules import RuleSet
 from monitor.rules.schema import Actor, Rule
 from monitor.stories import PreparedItem, StoryIndex
 from monitor.text import prefer_languages
-from monitor.types import FeedHints, Item, Match, PendingEntry, PendingFeed
+from monitor.types import FeedHints, Hit, Item, Match, PendingEntry, PendingFeed
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -286,6 +287,13 @@ def _slim_analysis(analysis: Analysis) -> tuple[type[Analysis], tuple[dict[str, 
     return Analysis, (analysis._texts, analysis.language)
 
 
+def _by_constructor(value: Hit | Match) -> tuple[type[Hit | Match], tuple[Any, ...]]:
+    """A frozen dataclass rebuilt by one call of its constructor, not field by field through its setstate:
+    hits and matches are most of the objects a result holds, and this takes about a third off their
+    unpickling in the daemon (bench/RESULTS.md)."""
+    return type(value), tuple(getattr(value, field.name) for field in dataclasses.fields(value))
+
+
 def _initialize(setup: WorkerSetup) -> None:
     global _state
     # The daemon decides when its workers stop: a Ctrl-C or systemd's SIGTERM to the whole group must not kill
@@ -294,6 +302,8 @@ def _initialize(setup: WorkerSetup) -> None:
         signal.signal(sig, signal.SIG_IGN)
     prefer_languages(setup.preferred_languages)
     ForkingPickler.register(Analysis, _slim_analysis)
+    for kind in (Hit, Match):
+        ForkingPickler.register(kind, _by_constructor)
     _state = _WorkerState(setup)
     threading.Thread(
         target=_exit_with, args=(setup.main_pid,), name="monitor-orphan-check", daemon=True
@@ -514,12 +524,39 @@ class WorkerPool:
         self._lane_of: dict[str, _Lane] = {}
         self._tokens = itertools.count()
         self.crashes = 0  # worker deaths seen (each counted once)
+        self._launcher: threading.Thread | None = None
+        self._launched: list[Future[object]] = []
+        self._launch_error: BaseException | None = None
+
+    def launch(self) -> None:
+        """Start every worker without waiting: the first start waits for the fork server's imports, so it
+        runs on a thread of its own while the caller opens the store and loads the story index."""
+        if self._launcher is None:
+            self._launcher = threading.Thread(target=self._submit_pings, name="monitor-workers-start")
+            self._launcher.start()
+
+    def _submit_pings(self) -> None:
+        try:
+            self._launched = [lane.executor().submit(_ping) for lane in self._lanes]
+        except BaseException as exc:  # reported by `start`
+            self._launch_error = exc
 
     async def start(self) -> list[int]:
-        """Start every worker and wait until each has its rule set (so a worker that cannot start fails the
-        start, not the first poll). Returns their pids."""
-        pids = await asyncio.gather(*(_call(lane.executor(), _ping) for lane in self._lanes))
-        return [pid for pid in pids if isinstance(pid, int)]
+        """Start every worker (if `launch` did not) and wait until each has its rule set, so a worker that
+        cannot start fails the start, not the first poll. Returns their pids."""
+        self.launch()
+        assert self._launcher is not None
+        await asyncio.to_thread(self._launcher.join)
+        if self._launch_error is not None:
+            raise self._launch_error
+        pids = []
+        for future in self._launched:
+            result = await asyncio.wrap_future(future)
+            if isinstance(result, _Failure):
+                raise WorkerError(result.kind, result.message, result.traceback)
+            if isinstance(result, int):
+                pids.append(result)
+        return pids
 
     def pids(self) -> list[int]:
         """The pids of the live workers (for tests and the status of the daemon)."""
@@ -600,4 +637,6 @@ class WorkerPool:
     async def close(self, grace: float = CLOSE_TIMEOUT) -> None:
         """Stop every worker: tasks not started are cancelled, one in progress may finish within `grace`
         seconds (then its worker is killed)."""
+        if self._launcher is not None:
+            await asyncio.to_thread(self._launcher.join)
         await asyncio.gather(*(asyncio.to_thread(lane.close, grace) for lane in self._lanes))

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -375,3 +376,51 @@ def matched_rules(database: Path) -> dict[str, list[str]]:
     for guid, rule in rows:
         found.setdefault(guid, []).append(rule)
     return found
+
+
+class GatedRules(RuleSet):
+    """The real rules, except that matching an item titled "GATE <path>" waits until that file exists: a
+    worker held busy for as long as the test wants, with no timing involved."""
+
+    def match_with_actors(
+        self, item: Item, analysis: Analysis | None = None
+    ) -> tuple[list[Match], ActorMentions]:
+        if item.title.startswith("GATE "):
+            gate = Path(item.title.removeprefix("GATE "))
+            deadline = time.monotonic() + 60
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return super().match_with_actors(item, analysis)
+
+
+def test_while_a_worker_is_busy_the_loop_fetches_and_the_other_worker_records(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    gate = tmp_path / "open"
+    held = FeedBuilder()
+    held.add("g", f"GATE {gate}", "Held in its worker until the test opens the gate.")
+    server.set("/held.xml", held.rss())
+    for name in ("b", "c"):
+        feed = FeedBuilder()
+        feed.add_headlines(name, range(3))
+        server.set(f"/{name}.xml", feed.rss())
+    urls = [server.url(f"/{name}.xml") for name in ("held", "b", "c")]
+    config = make_config(tmp_path, urls, 2, fetch={"concurrency": 3})
+    real = load_rules(DEFAULT_RULES)
+    done: list[str] = []
+
+    async def run() -> tuple[list[str], int, list[FeedOutcome]]:
+        async with open_runtime(config, GatedRules(real.rules, real.actors), clock=lambda: T0) as runtime:
+            polls = asyncio.ensure_future(poll_all(runtime, on_done=lambda o: done.append(o.url)))
+            # The held feed's worker is busy; the loop still fetches every feed, and the other worker
+            # records its feed meanwhile.
+            while not (urls[1] in done and server.count("/c.xml") == 1):
+                assert not polls.done()
+                await asyncio.sleep(0.02)
+            before = list(done)
+            gate.touch()
+            return before, server.count("/c.xml"), await polls
+
+    before, fetched, outcomes = asyncio.run(asyncio.wait_for(run(), timeout=120))
+    assert urls[0] not in before and fetched == 1
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"] and outcomes[0].new_items == 1
