@@ -6,6 +6,10 @@ one store transaction per fetched feed; delivery happens later, from the outbox.
 
 A feed that fails (network, HTTP, parse) is recorded with its error and an exponential backoff; it never
 stops the other feeds, and its items are simply fetched again on the next attempt.
+
+Where each part runs: the fetch on the event loop; the CPU work of a body (parse, keys, normalize, analysis,
+match, story features: monitor.workers.FeedWork) in a worker process, or with `workers: 0` on the store thread;
+the store's reads, the in-order story assignment, the decisions and the transaction on the store thread.
 """
 
 from __future__ import annotations

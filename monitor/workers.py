@@ -283,7 +283,7 @@ _state: _WorkerState | None = None
 
 def _slim_analysis(analysis: Analysis) -> tuple[type[Analysis], tuple[dict[str, str], str | None]]:
     """An Analysis crosses back to the daemon without its token cache (the daemon reads its language; a field
-    it would read after all is tokenized again there, on first use): a third of the bytes of a result."""
+    it would read after all is tokenized again there, on first use): a quarter of the bytes of a result (210 -> 155 KB for a 50-item feed)."""
     return Analysis, (analysis._texts, analysis.language)
 
 
