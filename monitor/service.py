@@ -734,8 +734,11 @@ class Daemon:
 
         Only while there is a backlog (the last claim filled every free slot). Without one, feeds wait for the
         tick as before: a refill at every finished poll would let the node that polls most claim most, until
-        one node of a cluster held every feed (the ticks of all nodes are what spread the feeds over them)."""
-        if self._stop.is_set() or self._reload.is_set() or not self._backlog:
+        one node of a cluster held every feed (the ticks of all nodes are what spread the feeds over them).
+        On a shared database (PostgreSQL) there is no refill at all: even with a backlog, the node whose polls
+        finish first kept every feed (tests/test_cluster.py's spread check), so there the ticks alone claim,
+        and a node's throughput is fetch.concurrency per tick (raise it for many feeds per node)."""
+        if self._stop.is_set() or self._reload.is_set() or not self._backlog or runtime.store.concurrent:
             return
         running = self._jobs.get("tick")
         if running is None or running.done():
