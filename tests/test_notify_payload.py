@@ -71,6 +71,21 @@ def test_attach_item_counts_sources_and_leaves_the_original_alone() -> None:
     validator().validate(updated)
 
 
+def test_attach_item_cuts_a_copy_and_shares_nothing_it_changes() -> None:
+    """Folding shares the unchanged parts of the payload (no deep copy per item); a payload that needs a cut
+    (here a summary stored before the cap) is cut on a copy, so the payload it came from is left alone."""
+    payload = make_payload()
+    payload["item"]["summary"] = "word " * 400
+    updated = attach_item(payload, make_item(key="k2", feed_title="Other Wire"))
+    assert len(payload["item"]["summary"]) == 2000  # the original, untouched
+    assert len(updated["item"]["summary"]) <= SUMMARY_EXCERPT_CHARS
+    assert updated["truncated"] == ["item.summary: 500 of 2000 characters"]
+    again = attach_item(updated, make_item(key="k3", feed_title="Third"))
+    assert again["truncated"] == updated["truncated"]  # nothing more to cut
+    assert updated["story"]["item_count"] == 2 and again["story"]["item_count"] == 3
+    assert [i["key"] for i in updated["story"]["items"]] == ["k2"]
+
+
 def test_attach_item_needs_a_story() -> None:
     payload = make_payload()
     payload["story"] = None

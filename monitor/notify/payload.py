@@ -146,7 +146,7 @@ def alert_payload(
             "languages": [item.language] if item.language else [],
             "items": [],
         }
-    return cap_payload(payload)
+    return _capped(payload)
 
 
 def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
@@ -156,7 +156,26 @@ def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) 
     (a cut URL would point elsewhere); if the payload is still too large the summary, the story's item list
     and the hits shrink further. Every cut is named in `truncated` (e.g. "hits: 50 of 20000"), so a receiver
     can tell a short title from a cut one. A payload that needs no cut is returned unchanged (no `truncated`)."""
-    result = copy.deepcopy(dict(payload))
+    return _cut(copy.deepcopy(dict(payload)), max_bytes)
+
+
+def _capped(result: dict[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """`cap_payload` of a payload the caller owns: cut in place where a cut is needed, else returned as is.
+
+    A payload built here (alert_payload, attach_item) is new at its top and where it changed, but shares the
+    rest with the payload it came from; a cut changes nested fields in place, so only a payload that needs one
+    is deep-copied first. Most need none, and the copy was most of the cost of folding an item into an alert
+    (bench/profile_rounds.py, round 1)."""
+    if not _needs_cut(result, max_bytes):
+        cuts = list(result.get("truncated") or [])
+        if cuts:
+            result["truncated"] = cuts
+        return result
+    return _cut(copy.deepcopy(result), max_bytes)
+
+
+def _cut(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The cuts of `cap_payload`, made in place on `result` (a copy)."""
     cuts: list[str] = list(result.get("truncated") or [])
     item: dict[str, Any] = result["item"] if isinstance(result.get("item"), dict) else {}
 
@@ -213,6 +232,42 @@ def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) 
     return result
 
 
+def _needs_cut(result: Mapping[str, Any], max_bytes: int) -> bool:
+    """Whether `_capped` would change anything but `truncated` (a copy of itself): a field over its cap, a
+    category `excerpt` would rewrite, or the whole over `max_bytes`. Reads only; the same tests as the cuts."""
+    item = result.get("item")
+    if isinstance(item, dict):
+        for key, limit in (("title", MAX_TITLE_CHARS), ("summary", SUMMARY_EXCERPT_CHARS)):
+            value = item.get(key)
+            if isinstance(value, str) and len(value) > limit:
+                return True
+        for key in ("link", "url"):
+            value = item.get(key)
+            if isinstance(value, str) and len(value) > MAX_URL_CHARS:
+                return True
+        categories = item.get("categories")
+        if isinstance(categories, list) and (
+            len(categories) > MAX_CATEGORIES
+            or any(isinstance(c, str) and excerpt(c, MAX_SHORT_TEXT_CHARS) != c for c in categories)
+        ):
+            return True
+    hits = result.get("hits")
+    if isinstance(hits, list):
+        if len(hits) > MAX_HITS:
+            return True
+        for hit in hits:
+            if (
+                isinstance(hit, dict)
+                and isinstance(hit.get("text"), str)
+                and len(hit["text"]) > MAX_SHORT_TEXT_CHARS
+            ):
+                return True
+    explanation = result.get("explanation")
+    if isinstance(explanation, str) and len(explanation) > MAX_TITLE_CHARS:
+        return True
+    return _json_size(result, list(result.get("truncated") or [])) > max_bytes
+
+
 def shrunk_alerts(
     alerts: Sequence[Mapping[str, Any]], max_bytes: int, tightness: int
 ) -> tuple[dict[str, Any], ...]:
@@ -234,9 +289,9 @@ def attach_item(payload: dict[str, Any], item: Item) -> dict[str, Any]:
     story = payload.get("story")
     if not isinstance(story, dict):
         raise ValueError(f"alert {payload.get('id')!r} has no story to attach item {item.key!r} to")
-    # New containers only for what changes: cap_payload returns a deep copy of the whole anyway, so a deep copy
-    # here too made folding an item copy the payload twice (about half of the store thread's time when a
-    # popular story kept folding items in, in bench/profile_rounds.py).
+    # New containers only for what changes; the rest is shared with `payload` (nothing changes a stored payload
+    # in place), and `_capped` copies the whole only when it has to cut. Deep copies here made folding most of
+    # the store thread's time when a popular story kept folding items in (bench/profile_rounds.py, round 1).
     story = dict(story)
     story["item_count"] = int(story.get("item_count", 1)) + 1
     story["sources"] = list(story.get("sources") or [])
@@ -248,7 +303,7 @@ def attach_item(payload: dict[str, Any], item: Item) -> dict[str, Any]:
     story["items"] = list(story.get("items") or [])
     if len(story["items"]) < MAX_STORY_ITEMS:
         story["items"].append(_story_item(item))
-    return cap_payload({**payload, "story": story})
+    return _capped({**payload, "story": story})
 
 
 def digest_payload(delivery_id: str, alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
