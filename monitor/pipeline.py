@@ -652,7 +652,8 @@ class Pipeline:
         alerts: list[NewAlert] = []
         attachments: list[AlertAttachment] = []
         # The JSON size of each alert's payload after its last fold in this fetch: the next fold of the same
-        # alert adds to it instead of encoding the whole payload again (monitor.notify.payload.fold_item).
+        # alert adds to it instead of encoding the whole payload again (monitor.notify.payload.fold_item). The
+        # first fold starts from the size the store remembers with the payload, if any (store.PayloadMemo).
         sizes: dict[str, int | None] = {}
         for new in new_items:
             for match in new.matches:
@@ -666,10 +667,10 @@ class Pipeline:
                 else:
                     decision = alert_decision(existing, now=now, realert=rule.realert)
                 if decision == "attach" and existing is not None:
-                    payload, sizes[existing.alert_id] = fold_item(
-                        existing.payload, new.item, sizes.get(existing.alert_id)
-                    )
-                    attachments.append(AlertAttachment(existing.alert_id, new.item.key, payload))
+                    known = sizes.get(existing.alert_id, existing.payload_size)
+                    payload, size = fold_item(existing.payload, new.item, known)
+                    sizes[existing.alert_id] = size
+                    attachments.append(AlertAttachment(existing.alert_id, new.item.key, payload, size))
                     states[key] = AlertState(
                         existing.alert_id,
                         existing.rule_id,

@@ -190,3 +190,45 @@ def test_a_claim_can_be_limited_to_one_channel(store: SQLiteStore) -> None:
     )
     assert [d.channel for d in store.claim_due(T0, 10, "hook")] == ["hook"]
     assert [d.channel for d in store.claim_due(T0, 10)] == ["mail"]  # the hook row is leased already
+
+
+def test_alert_states_reuse_the_payload_written_and_decode_a_row_changed_since(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """The store remembers the payloads it wrote with their text (store.records.PayloadMemo): read back
+    unchanged, the same payload comes back with the size the fold gave, undecoded; a row another process
+    rewrote since is decoded from its new text, so the memo never answers for a payload it did not write."""
+    from monitor.store import AlertAttachment
+
+    store.commit_fetch(FeedUpdate(FEED, T0, T0), new_items=[new_item("a")], alerts=[alert("alr_1", "a")])
+    pair = ("rare-earths", "story-a")
+    first = store.alert_states([pair])[pair]
+    assert first.payload == {"version": 1, "id": "alr_1"} and first.payload_size is None
+    folded = {"version": 1, "id": "alr_1", "more": ["b"]}
+    later = T0 + timedelta(minutes=5)
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later),
+        new_items=[new_item("b", "story-a")],
+        attachments=[AlertAttachment("alr_1", "b", folded, 1234)],
+    )
+    state = store.alert_states([pair])[pair]
+    assert state.payload is folded and state.payload_size == 1234
+    with sqlite3.connect(tmp_path / "state" / "monitor.db") as other:
+        other.execute('UPDATE alerts SET payload = \'{"id":"alr_1","other":true}\' WHERE id = \'alr_1\'')
+    changed = store.alert_states([pair])[pair]
+    assert changed.payload == {"id": "alr_1", "other": True} and changed.payload_size is None
+
+
+def test_the_payload_memo_is_bounded_and_keyed_by_the_stored_text() -> None:
+    from monitor.store.records import PayloadMemo
+
+    memo = PayloadMemo(capacity=2)
+    one = {"id": 1}
+    memo.put("a", '{"id":1}', one, 10)
+    assert memo.read("a", '{"id":1}') == (one, 10) and memo.read("a", '{"id":1}')[0] is one
+    two, size = memo.read("a", '{"id":2}')  # another text: decoded, and remembered in its place
+    assert two == {"id": 2} and size is None and memo.read("a", '{"id":2}')[0] is two
+    memo.put("b", "{}", {}, None)
+    memo.put("c", "{}", {}, None)  # "a", the least recently used, goes
+    again, _ = memo.read("a", '{"id":2}')
+    assert again == two and again is not two

@@ -618,10 +618,7 @@ class PostgresStore:
                 tx,
                 "UPDATE alerts SET payload = %s::json, updated_at = %s, "
                 "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = %s) WHERE id = %s",
-                [
-                    (_json(payload), now, alert_id, alert_id)
-                    for alert_id, payload in last_payloads(attachments)
-                ],
+                [(_json(a.payload), now, a.alert_id, a.alert_id) for a in last_payloads(attachments)],
             )
             for escalation in escalations:
                 created += self._insert_escalation(tx, escalation, now)

@@ -37,6 +37,7 @@ from monitor.store.records import (
     NewItem,
     NodeInfo,
     NodeRow,
+    PayloadMemo,
     SilenceRow,
     StaleClaimError,
     StoredItem,
@@ -170,6 +171,7 @@ class SQLiteStore:
         self.node = node
         self.delivery_lease = delivery_lease
         self._delivery_claims: dict[str, int] = {}  # delivery id -> fencing token of our claim
+        self._payloads = PayloadMemo()  # alert payloads last written or read, by the text stored
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         try:
@@ -632,13 +634,15 @@ class SQLiteStore:
                     "INSERT OR IGNORE INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
                     [(a.alert_id, a.item_key, now) for a in attachments],
                 )
+                written = []
+                for last in last_payloads(attachments):
+                    text = _json(last.payload)
+                    self._payloads.put(last.alert_id, text, last.payload, last.payload_size)
+                    written.append((text, now, last.alert_id, last.alert_id))
                 tx.executemany(
                     "UPDATE alerts SET payload = ?, updated_at = ?, "
                     "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = ?) WHERE id = ?",
-                    [
-                        (_json(payload), now, alert_id, alert_id)
-                        for alert_id, payload in last_payloads(attachments)
-                    ],
+                    written,
                 )
             for escalation in escalations:
                 created += self._insert_escalation(tx, escalation, update.fetched_at)
@@ -737,6 +741,8 @@ class SQLiteStore:
     ) -> list[tuple[str, str]]:
         now = _iso(at)
         created: list[tuple[str, str]] = []
+        text = _json(alert.payload)
+        self._payloads.put(alert.id, text, alert.payload, None)
         tx.execute(
             "INSERT INTO alerts (id, rule_id, story_id, item_key, created_at, updated_at, item_count, payload, "
             "generation, silence_id) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
@@ -747,7 +753,7 @@ class SQLiteStore:
                 alert.item_key,
                 now,
                 now,
-                _json(alert.payload),
+                text,
                 alert.generation,
                 alert.silence_id,
             ),
@@ -920,16 +926,18 @@ class SQLiteStore:
                 (rule_id, story_id),
             ).fetchone()
             if row is not None:
+                payload, size = self._payloads.read(row[0], row[3])
                 found[(rule_id, story_id)] = AlertState(
                     alert_id=row[0],
                     rule_id=rule_id,
                     story_id=story_id,
                     created_at=_req_dt(row[1]),
                     item_count=row[2],
-                    payload=json.loads(row[3]),
+                    payload=payload,
                     pending=bool(row[4]),
                     generation=int(row[5]),
                     silence_id=row[6],
+                    payload_size=size,
                 )
         return found
 
