@@ -15,6 +15,7 @@ import functools
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -617,8 +618,8 @@ class SQLiteStore:
                     f"feed {update.url}: claim {update.claim} is no longer current (its lease ran out and the "
                     "feed was claimed again); this fetch is discarded"
                 )
-            for new in new_items:
-                self._insert_item(tx, new, now)
+            if new_items:
+                self._insert_items(tx, new_items, now)
             for key, content_hash in also_seen:
                 tx.execute(
                     "INSERT INTO seen_keys (key, feed_url, content_hash, first_seen, last_seen) "
@@ -664,43 +665,48 @@ class SQLiteStore:
             (now, _json(list(keys))),
         )
 
-    def _insert_item(self, tx: sqlite3.Connection, new: NewItem, now: str | None) -> None:
-        item = new.item
-        tx.execute(
+    def _insert_items(self, tx: sqlite3.Connection, new_items: Sequence[NewItem], now: str | None) -> None:
+        """The fetch's new items with their identity keys, story memberships, stories and matches: one
+        executemany per statement, in the items' order (no table refers to another, so the order across tables
+        does not matter; each table's rows go in as they did one item at a time)."""
+        tx.executemany(
             "INSERT INTO seen_keys (key, feed_url, content_hash, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen",
-            (item.key, item.feed_url, item.content_hash, now, now),
+            [(n.item.key, n.item.feed_url, n.item.content_hash, now, now) for n in new_items],
         )
-        tx.execute(
+        tx.executemany(
             "INSERT OR REPLACE INTO items (key, feed_url, feed_title, guid, link, url, title, summary, content, "
             "categories, language, published, fetched_at, content_hash, story_id, signature) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                item.key,
-                item.feed_url,
-                item.feed_title,
-                item.guid,
-                item.link,
-                item.url,
-                item.title,
-                item.summary,
-                item.content,
-                _json(list(item.categories)),
-                item.language,
-                _iso(item.published),
-                now,
-                item.content_hash,
-                new.story_id,
-                new.signature,
-            ),
-        )
-        if new.membership is not None:
-            member = new.membership
-            tx.execute(
-                "INSERT OR REPLACE INTO story_members (item_key, story_id, language, tier, reason, score, "
-                "matched_item_key, evidence, event_features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
                     item.key,
+                    item.feed_url,
+                    item.feed_title,
+                    item.guid,
+                    item.link,
+                    item.url,
+                    item.title,
+                    item.summary,
+                    item.content,
+                    _json(list(item.categories)),
+                    item.language,
+                    _iso(item.published),
+                    now,
+                    item.content_hash,
+                    new.story_id,
+                    new.signature,
+                )
+                for new in new_items
+                for item in (new.item,)
+            ],
+        )
+        tx.executemany(
+            "INSERT OR REPLACE INTO story_members (item_key, story_id, language, tier, reason, score, "
+            "matched_item_key, evidence, event_features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    new.item.key,
                     new.story_id,
                     member.language,
                     member.tier,
@@ -709,26 +715,41 @@ class SQLiteStore:
                     member.matched_item_key,
                     _json(list(member.evidence)),
                     member.event_features,
-                ),
-            )
-        if new.story_is_new:
-            tx.execute(
-                "INSERT OR IGNORE INTO stories (id, title, first_item_key, created_at, updated_at, item_count) "
-                "VALUES (?, ?, ?, ?, ?, 0)",
-                (new.story_id, item.title, item.key, now, now),
-            )
-        tx.execute(
-            "UPDATE stories SET item_count = item_count + 1, updated_at = ? WHERE id = ?", (now, new.story_id)
+                )
+                for new in new_items
+                if (member := new.membership) is not None
+            ],
         )
-        for match in new.matches:
-            hits = [
-                {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
-                for h in match.hits
-            ]
-            tx.execute(
-                "INSERT OR REPLACE INTO matches (item_key, rule_id, hits, score, created_at) VALUES (?, ?, ?, ?, ?)",
-                (item.key, match.rule_id, _json(hits), match.score, now),
-            )
+        tx.executemany(
+            "INSERT OR IGNORE INTO stories (id, title, first_item_key, created_at, updated_at, item_count) "
+            "VALUES (?, ?, ?, ?, ?, 0)",
+            [(new.story_id, new.item.title, new.item.key, now, now) for new in new_items if new.story_is_new],
+        )
+        # One UPDATE per story with its number of new items, rather than one per item: the same count.
+        per_story = Counter(new.story_id for new in new_items)
+        tx.executemany(
+            "UPDATE stories SET item_count = item_count + ?, updated_at = ? WHERE id = ?",
+            [(count, now, story_id) for story_id, count in per_story.items()],
+        )
+        tx.executemany(
+            "INSERT OR REPLACE INTO matches (item_key, rule_id, hits, score, created_at) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    new.item.key,
+                    match.rule_id,
+                    _json(
+                        [
+                            {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
+                            for h in match.hits
+                        ]
+                    ),
+                    match.score,
+                    now,
+                )
+                for new in new_items
+                for match in new.matches
+            ],
+        )
 
     def _insert_alert(
         self,
