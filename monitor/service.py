@@ -205,12 +205,10 @@ async def open_runtime(
             lock.release()
         raise
     # One pool per runtime, i.e. per version of the config and rules: a reload drains the polls, closes this
-    # pool and starts one with the new rule set (monitor.workers). Launched first, so that the workers start
-    # while this process opens the store and loads the story index.
+    # pool and makes one with the new rule set (monitor.workers). Its processes start only when the first feed
+    # body that needs parsing arrives (WorkerPool.ready): a round of 304s starts none.
     count = worker_count(config.workers)
     workers = WorkerPool(count, WorkerSetup.of(config, ruleset, languages)) if count else None
-    if workers is not None:
-        workers.launch()
     try:
         if store.concurrent:
             released = store.reap_nodes(now, config.cluster.dead_after)
@@ -234,15 +232,6 @@ async def open_runtime(
         channels = build_channels(config.channels, policy=policy)
         store_thread = StoreThread()
         try:
-            if workers is not None:
-                try:
-                    await workers.start()
-                except Exception as exc:
-                    # Alerting matters more than speed: without its workers the daemon does the same work
-                    # in its own process.
-                    log.error("worker processes did not start (%s); working in-process", _describe(exc))
-                    await workers.close()
-                    workers = None
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
                     config=config,
