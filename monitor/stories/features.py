@@ -35,6 +35,8 @@ __all__ = [
     "CONTENT_WORD",
     "FIGURE",
     "KIND_MASK",
+    "MEASURE",
+    "MEASURE_MASK",
     "NAME",
     "YEAR",
     "EventFeatures",
@@ -53,6 +55,13 @@ NAME = 0b001  # n:
 FIGURE = 0b011  # f: other than years
 ACTOR = 0b101  # a:
 YEAR = 0b111  # f:...:year
+# The fourth bit of a figure's id says whether it is a measure: a figure with a unit or a multiplier ("25%",
+# "15 billion roubles"), with decimals ("87,7"), of four digits or more ("216,000"), or a result ("2:1"). Only
+# measures veto a match (see `monitor.stories.event`): a small bare count ("27 member states", "44 dead", "319
+# votes") is a detail that the next report of the event states otherwise or not at all, while a measure is the
+# fact that tells one release, one price, one match of a template from the next.
+MEASURE_MASK = 0b1111
+MEASURE = 0b1000 | FIGURE
 
 
 def feature_id(feature: str) -> int:
@@ -69,7 +78,16 @@ def _feature_id(feature: str) -> int:
         return crc | NAME
     if kind == "a:":
         return crc | ACTOR
-    return crc | (YEAR if feature.endswith(":year") else FIGURE)
+    if feature.endswith(":year"):
+        return crc | YEAR
+    return (crc & ~MEASURE_MASK) | (MEASURE if _is_measure(feature) else FIGURE)
+
+
+def _is_measure(figure: str) -> bool:
+    if figure.count(":") == 2:
+        return True  # a unit or a result
+    value = float(figure[2:])
+    return value >= 1000 or not value.is_integer()
 
 
 @dataclass(frozen=True, slots=True)
