@@ -212,7 +212,9 @@ _UNITS = (
     (("hour", "stunde", "час"), "h"),
     (("day", "tag", "дн", "дня", "сут"), "day"),
 )
-_AFTER = re.compile(r"\s*(%|[^\W\d_]+\.?(?:\s+[^\W\d_]+)?)")
+# The words after a figure, also after a hyphen: "a 28-point plan", "der 28-Punkte-Plan", "a 25-percent stake"
+# name the unit as "28 points" and "28 Punkte" do.
+_AFTER = re.compile(r"(?:\s*|-)(%|[^\W\d_]+\.?(?:\s+[^\W\d_]+)?)")
 # A unit or multiplier word with at most this many letters of inflection after it ("рублей", "Milliarden",
 # "punkte"), so that "Eurofighter" is not a euro amount.
 _MAX_ENDING = 3
