@@ -69,9 +69,9 @@ class Expected:
 # Measured with the event tier's defaults (threshold 0.2, content share 0.5, cross-language evidence 1.5, a
 # figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5).
 EXPECTED = [
-    Expected("stories/rewrites.yaml", "all", 1.000, 0.924, 0.971),
+    Expected("stories/rewrites.yaml", "all", 1.000, 0.936, 0.977),
     Expected("stories/rewrites.yaml", "fitted", 1.000, 0.937, 0.976),
-    Expected("stories/rewrites.yaml", "blind", 1.000, 0.871, 0.955),
+    Expected("stories/rewrites.yaml", "blind", 1.000, 0.935, 0.978),
     Expected("stories/crosslang.yaml", "all", 1.000, 0.881, 0.958),
     Expected("stories/crosslang.yaml", "fitted", 1.000, 0.901, 0.963),
     Expected("stories/crosslang.yaml", "blind", 1.000, 0.769, 0.933),
@@ -80,10 +80,10 @@ EXPECTED = [
     Expected("stories/blind4_crosslang.yaml", "all", 1.000, 0.864, 0.960),
     # Blind round 5 (docs/design/stories-blind5.md), fitted since round 6; 0.663/0.877 and 0.622/0.860 on main
     # edca973 before round 5's changes.
-    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.761, 0.916),
+    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.815, 0.935),
     Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.703, 0.894),
     # Blind round 6 (docs/design/stories-blind6.md): every story blind, scored before any change of round 6.
-    Expected("stories/blind6_rewrites.yaml", "all", 0.818, 0.257, 0.685),
+    Expected("stories/blind6_rewrites.yaml", "all", 0.833, 0.286, 0.697),
     Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.535, 0.809),
     # The syndication sets against their event-level labels (their `events:` lists).
     Expected("syndication/items.yaml", "all", 0.857, 0.628, 0.910),
@@ -392,6 +392,44 @@ def test_figures_with_units_read_alike_in_three_languages() -> None:
     ru = _features("План", "Завод обойдется в 15 млрд рублей и выпустит 1200 тонн в год.", "ru")
     expected = {"f:1.5e+10:rub", "f:1200:t"}
     assert expected <= en and expected <= de and expected <= ru
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "name"),
+    [
+        ("Talks", "Ushakov told reporters the talks were useful.", "en", "n:uskv"),
+        ("Переговоры", "Ушаков заявил журналистам, что встреча была полезной.", "ru", "n:uskv"),
+        ("Rente", "Pistorius sagte, die Truppe brauche mehr Soldaten.", "de", "n:pstrs"),
+        ("Мантуров: завод заработает в 2027 году", "", "ru", "n:mntrv"),
+    ],
+)
+def test_a_sentence_initial_name_that_speaks_is_a_name(
+    title: str, summary: str, language: str, name: str
+) -> None:
+    assert name in _features(title, summary, language)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "word"),
+    [
+        ("Talks", "Officials said the talks were useful.", "en", "n:ofsl"),  # a plural subject
+        ("Talks", "Analysts expect a deal. Officials said no.", "en", "n:anlst"),  # no verb of speech
+        ("Бензин", "Власти заявили о продлении запрета.", "ru", "n:vlst"),  # a plural verb
+        ("Rente", "Regierung beschließt Rentenpaket.", "de", "n:rgrng"),
+    ],
+)
+def test_other_sentence_initial_words_are_no_names(
+    title: str, summary: str, language: str, word: str
+) -> None:
+    assert word not in _features(title, summary, language)
+
+
+def test_a_rewrite_joins_by_a_name_that_starts_its_sentence() -> None:
+    # Novak extends the petrol export ban: the rewrite's summary names him only at the start of a sentence
+    # ("Новак сообщил …"), which was no name feature; now it is, and the rewrite joins the first report.
+    found = _assigned("stories/rewrites.yaml")
+    assert found["ru-rc2"].story_id == found["ru-rc1"].story_id and found["ru-rc2"].reason == "event"
+    assert "n:nvk" in found["ru-rc2"].evidence
 
 
 def test_a_unit_after_a_hyphen_counts() -> None:
