@@ -143,10 +143,12 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
 
 def load_story_index(config: MonitorConfig, store: Store, now: datetime) -> tuple[StoryIndex, int]:
     """The story index rebuilt from the store, and the commit sequence number it is current to. The number is
-    read first: an item committed while the index loads is then caught up with (and skipped if loaded)."""
+    read first: an item committed while the index loads is then caught up with (and skipped if loaded). The
+    load itself waits for the index's first use (on the store thread, like every store call of a poll), so a
+    run in which nothing is new never reads the stored window (`StoryIndex.defer_load`)."""
     seq = store.item_seq()
     index = empty_story_index(config.stories)
-    index.load(store.story_signatures(now - config.stories.window))
+    index.defer_load(store.story_signatures, now - config.stories.window)
     return index, seq
 
 
@@ -205,12 +207,10 @@ async def open_runtime(
             lock.release()
         raise
     # One pool per runtime, i.e. per version of the config and rules: a reload drains the polls, closes this
-    # pool and starts one with the new rule set (monitor.workers). Launched first, so that the workers start
-    # while this process opens the store and loads the story index.
+    # pool and makes one with the new rule set (monitor.workers). Its processes start only when the first feed
+    # body that needs parsing arrives (WorkerPool.ready): a round of 304s starts none.
     count = worker_count(config.workers)
     workers = WorkerPool(count, WorkerSetup.of(config, ruleset, languages)) if count else None
-    if workers is not None:
-        workers.launch()
     try:
         if store.concurrent:
             released = store.reap_nodes(now, config.cluster.dead_after)
@@ -234,15 +234,6 @@ async def open_runtime(
         channels = build_channels(config.channels, policy=policy)
         store_thread = StoreThread()
         try:
-            if workers is not None:
-                try:
-                    await workers.start()
-                except Exception as exc:
-                    # Alerting matters more than speed: without its workers the daemon does the same work
-                    # in its own process.
-                    log.error("worker processes did not start (%s); working in-process", _describe(exc))
-                    await workers.close()
-                    workers = None
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
                     config=config,
