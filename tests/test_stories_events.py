@@ -22,7 +22,7 @@ from monitor.rules import RuleSet, load_rules
 from monitor.stories import StoredSignature, StoryAssignment, StoryIndex, event_features, name_skeleton
 from monitor.stories.cleaning import clean_summary, clean_title
 from monitor.stories.event import EventIndex
-from monitor.stories.features import label_of
+from monitor.stories.features import FIGURE, KIND_MASK, MEASURE, MEASURE_MASK, feature_id, label_of
 from tests.support.story_sets import (
     DATA,
     LabelledItem,
@@ -69,24 +69,24 @@ class Expected:
 # Measured with the event tier's defaults (threshold 0.2, content share 0.5, cross-language evidence 1.5, a
 # figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5).
 EXPECTED = [
-    Expected("stories/rewrites.yaml", "all", 1.000, 0.924, 0.971),
+    Expected("stories/rewrites.yaml", "all", 1.000, 0.936, 0.977),
     Expected("stories/rewrites.yaml", "fitted", 1.000, 0.937, 0.976),
-    Expected("stories/rewrites.yaml", "blind", 1.000, 0.871, 0.955),
+    Expected("stories/rewrites.yaml", "blind", 1.000, 0.935, 0.978),
     Expected("stories/crosslang.yaml", "all", 1.000, 0.881, 0.958),
     Expected("stories/crosslang.yaml", "fitted", 1.000, 0.901, 0.963),
     Expected("stories/crosslang.yaml", "blind", 1.000, 0.769, 0.933),
     # Blind round 4 (docs/design/stories-blind4.md), fitted since round 5.
-    Expected("stories/blind4_rewrites.yaml", "all", 1.000, 0.836, 0.949),
-    Expected("stories/blind4_crosslang.yaml", "all", 1.000, 0.773, 0.932),
+    Expected("stories/blind4_rewrites.yaml", "all", 1.000, 0.873, 0.962),
+    Expected("stories/blind4_crosslang.yaml", "all", 1.000, 0.864, 0.960),
     # Blind round 5 (docs/design/stories-blind5.md), fitted since round 6; 0.663/0.877 and 0.622/0.860 on main
     # edca973 before round 5's changes.
-    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.717, 0.899),
-    Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.676, 0.885),
+    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.815, 0.935),
+    Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.703, 0.894),
     # Blind round 6 (docs/design/stories-blind6.md): every story blind, scored before any change of round 6.
-    Expected("stories/blind6_rewrites.yaml", "all", 0.818, 0.257, 0.685),
+    Expected("stories/blind6_rewrites.yaml", "all", 0.833, 0.286, 0.697),
     Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.535, 0.809),
     # The syndication sets against their event-level labels (their `events:` lists).
-    Expected("syndication/items.yaml", "all", 0.851, 0.597, 0.892),
+    Expected("syndication/items.yaml", "all", 0.857, 0.628, 0.910),
     Expected("syndication/blind2.yaml", "all", 0.966, 0.810, 0.967),
     Expected("syndication/blind3.yaml", "all", 1.000, 1.000, 1.000),
 ]
@@ -327,6 +327,22 @@ def test_a_figure_with_its_unit_is_strong_evidence_across_languages() -> None:
     assert by_id["ru-x10c"] != by_id["en-x10a"]
 
 
+def test_a_later_death_toll_does_not_veto_its_event() -> None:
+    # The Hong Kong fire: 44 dead (and 300 missing) in the first report, 128 in the last. Small bare counts are
+    # details the next report states otherwise; with the words of the event in common they veto nothing (round
+    # 6). Before, the bare counts vetoed it and the last report opened a story of its own.
+    found = _assigned("stories/blind5_crosslang.yaml")
+    assert found["en-j4"].story_id == found["en-j1"].story_id and found["en-j4"].reason == "event"
+
+
+def test_a_unit_after_a_hyphen_links_a_translation() -> None:
+    # "Dmitriev's 28-point plan" and "план из 28 пунктов": one figure with its unit in both (before, the
+    # hyphenated form was a bare 28 and the Russian report opened a story of its own).
+    found = _assigned("stories/blind4_crosslang.yaml")
+    assert found["ru-m2"].story_id == found["en-m1"].story_id
+    assert found["ru-m2"].reason == "cross-language" and "f:28:pt" in found["ru-m2"].evidence
+
+
 def test_reports_in_three_languages_join_one_story_with_evidence() -> None:
     items = _items("stories/crosslang.yaml")
     assigned = [
@@ -376,6 +392,69 @@ def test_figures_with_units_read_alike_in_three_languages() -> None:
     ru = _features("План", "Завод обойдется в 15 млрд рублей и выпустит 1200 тонн в год.", "ru")
     expected = {"f:1.5e+10:rub", "f:1200:t"}
     assert expected <= en and expected <= de and expected <= ru
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "name"),
+    [
+        ("Talks", "Ushakov told reporters the talks were useful.", "en", "n:uskv"),
+        ("Переговоры", "Ушаков заявил журналистам, что встреча была полезной.", "ru", "n:uskv"),
+        ("Rente", "Pistorius sagte, die Truppe brauche mehr Soldaten.", "de", "n:pstrs"),
+        ("Мантуров: завод заработает в 2027 году", "", "ru", "n:mntrv"),
+    ],
+)
+def test_a_sentence_initial_name_that_speaks_is_a_name(
+    title: str, summary: str, language: str, name: str
+) -> None:
+    assert name in _features(title, summary, language)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "word"),
+    [
+        ("Talks", "Officials said the talks were useful.", "en", "n:ofsl"),  # a plural subject
+        ("Talks", "Analysts expect a deal. Officials said no.", "en", "n:anlst"),  # no verb of speech
+        ("Бензин", "Власти заявили о продлении запрета.", "ru", "n:vlst"),  # a plural verb
+        ("Rente", "Regierung beschließt Rentenpaket.", "de", "n:rgrng"),
+    ],
+)
+def test_other_sentence_initial_words_are_no_names(
+    title: str, summary: str, language: str, word: str
+) -> None:
+    assert word not in _features(title, summary, language)
+
+
+def test_a_rewrite_joins_by_a_name_that_starts_its_sentence() -> None:
+    # Novak extends the petrol export ban: the rewrite's summary names him only at the start of a sentence
+    # ("Новак сообщил …"), which was no name feature; now it is, and the rewrite joins the first report.
+    found = _assigned("stories/rewrites.yaml")
+    assert found["ru-rc2"].story_id == found["ru-rc1"].story_id and found["ru-rc2"].reason == "event"
+    assert "n:nvk" in found["ru-rc2"].evidence
+
+
+def test_a_unit_after_a_hyphen_counts() -> None:
+    assert "f:28:pt" in _features("Plan", "Witkoff brought a 28-point plan.", "en")
+    assert "f:28:pt" in _features("Plan", "Witkoff brachte den 28-Punkte-Plan mit.", "de")
+    assert "f:25" in _features(
+        "Case", "A 25-year-old man was arrested.", "en"
+    )  # no unit: "year" is for years
+
+
+@pytest.mark.parametrize(
+    ("figure", "measure"),
+    [
+        ("f:27", False),  # "27 member states": a small bare count
+        ("f:319", False),
+        ("f:216000", True),  # "216,000 claims"
+        ("f:87.7", True),
+        ("f:25:pct", True),
+        ("f:3-1:result", True),
+    ],
+)
+def test_a_figures_id_says_whether_it_is_a_measure(figure: str, measure: bool) -> None:
+    fid = feature_id(figure)
+    assert fid & KIND_MASK == FIGURE
+    assert (fid & MEASURE_MASK == MEASURE) is measure
 
 
 def test_a_word_that_starts_like_a_unit_is_no_unit() -> None:
