@@ -146,10 +146,12 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
 
 def load_story_index(config: MonitorConfig, store: Store, now: datetime) -> tuple[StoryIndex, int]:
     """The story index rebuilt from the store, and the commit sequence number it is current to. The number is
-    read first: an item committed while the index loads is then caught up with (and skipped if loaded)."""
+    read first: an item committed while the index loads is then caught up with (and skipped if loaded). The
+    load itself waits for the index's first use (on the store thread, like every store call of a poll), so a
+    run in which nothing is new never reads the stored window (`StoryIndex.defer_load`)."""
     seq = store.item_seq()
     index = empty_story_index(config.stories)
-    index.load(store.story_signatures(now - config.stories.window))
+    index.defer_load(store.story_signatures, now - config.stories.window)
     return index, seq
 
 
