@@ -540,6 +540,20 @@ def test_a_redirect_hop_is_checked_again_when_it_connects(server: FeedServer) ->
     assert server.count("/feed") == 1 and server.count("/moved") == 0
 
 
+def test_proxy_settings_of_the_environment_are_not_honoured(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy would connect on our behalf, past the address check: the fetch must go to the feed's host itself.
+    with FeedServer() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        server.set("/feed", RSS)
+        assert fetch(server.url("/feed")).content == RSS
+        assert server.count("/feed") == 1 and proxy.requests == []
+
+
 def test_connection_by_host_name_works_when_allowed(server: FeedServer) -> None:
     server.set("/feed", RSS)
     result = fetch(server.url("/feed", host="localhost"), policy=NetworkPolicy(allow_all_private=True))
