@@ -140,6 +140,7 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
         max_redirects=options.max_redirects,
         per_host_concurrency=options.per_host_concurrency,
         per_host_gap=options.per_host_gap.total_seconds(),
+        transport=options.transport,
     )
 
 
