@@ -184,6 +184,75 @@ def name_skeleton(norm: str) -> str | None:
     return skeleton[:_SKELETON_LENGTH] if len(skeleton) >= 3 else None
 
 
+# -- organisations: one key for an abbreviation and its full names -------------------------------------------
+
+# Institutions that the news names by an abbreviation in one report and by their full name in the next, in
+# each of the three languages ("ЦБ" and "Банк России", "EZB", "Europäische Zentralbank" and "ECB"): no skeleton
+# links those. Each alias is a sequence of folded words; a word of four letters or more also matches with up to
+# three letters of inflection after it ("Банком России", "Europäischen Zentralbank"), a shorter one only as
+# itself and written in capitals (so "un" and "fed" are no institution). The key is a name feature, `n:=<key>`.
+_ORGANISATIONS = {
+    "ecb": (
+        "ecb", "ezb", "ецб", "european central bank", "europaeische zentralbank", "европейский центральный банк",
+        "европейского центрального банка",
+    ),
+    "fed": (
+        "fed", "federal reserve", "фрс", "федеральная резервная система", "us-notenbank", "us notenbank",
+    ),
+    "bank-of-russia": (
+        "цб", "центробанк", "банк россии", "центральный банк россии", "bank of russia", "russian central bank",
+        "russische zentralbank", "russischen zentralbank",
+    ),
+    "bank-of-england": ("boe", "bank of england", "банк англии"),
+    "bank-of-japan": ("boj", "bank of japan", "банк японии"),
+    "imf": ("imf", "iwf", "мвф", "international monetary fund", "internationale waehrungsfonds",
+            "международный валютный фонд"),
+    "un": ("un", "uno", "оон", "united nations", "vereinten nationen", "организация объединенных наций"),
+    "nato": ("nato", "нато", "north atlantic treaty organization", "nordatlantikpakt"),
+    "eu-commission": ("european commission", "eu-kommission", "eu kommission", "europaeische kommission",
+                      "еврокомиссия", "европейская комиссия"),
+    "wto": ("wto", "вто", "world trade organization", "welthandelsorganisation", "всемирная торговая организация"),
+    "iaea": ("iaea", "iaeo", "магатэ", "international atomic energy agency", "internationale atomenergiebehoerde",
+             "международное агентство по атомной энергии"),
+    "destatis": ("destatis", "statistische bundesamt", "statistisches bundesamt", "federal statistics office"),
+    "rosstat": ("росстат", "rosstat"),
+}  # fmt: skip
+_INFLECTION = 3
+
+
+def _alias_table() -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """The aliases by the first four letters of their first word, for one lookup per word."""
+    table: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for key, aliases in _ORGANISATIONS.items():
+        for alias in aliases:
+            parts = tuple(alias.replace("-", " ").split())
+            table.setdefault(parts[0][:4], []).append((parts, key))
+    return table
+
+
+_ALIASES = _alias_table()
+
+
+def _alias_word(pattern: str, norm: str) -> bool:
+    if len(pattern) < 4:
+        return norm == pattern
+    return norm.startswith(pattern) and len(norm) - len(pattern) <= _INFLECTION
+
+
+def _organisations(norms: tuple[str, ...], surfaces: list[str]) -> Iterable[str]:
+    """The keys of the institutions named in a field's words (see `_ORGANISATIONS`)."""
+    for at, norm in enumerate(norms):
+        for parts, key in _ALIASES.get(norm[:4], ()):
+            if len(parts) == 1 and len(parts[0]) < 4 and not surfaces[at][:1].isupper():
+                continue  # "un", "fed": an abbreviation starts with a capital ("UN", "ЦБ", "the Fed")
+            end = at + len(parts)
+            if end <= len(norms) and all(
+                _alias_word(p, n) for p, n in zip(parts, norms[at:end], strict=True)
+            ):
+                yield key
+                break
+
+
 # -- figures with units --------------------------------------------------------------------------------------
 
 # A number: digits with thousands groups ("12 260", "1.300", "137,000") or a decimal part ("3,75", "6.9").
@@ -411,6 +480,9 @@ def event_features(
                     skeleton = name_skeleton(word)
                     if skeleton is not None:
                         add(shared, f"n:{skeleton}")
+            surfaces = [text[starts[p] : ends[p]] for p in positions]
+            for key in _organisations(words, surfaces):
+                add(shared, f"n:={key}")
             words = tuple(kept)  # the words of the field without the actors' names
         content = [w for w in words if len(w) >= 3 and w not in _STOP and not w.isdigit()]
         if content and cleaned.isascii():
