@@ -371,6 +371,44 @@ def _term_ids(words: list[str], stemmer: str | None, language: str) -> Iterable[
     return map(cache.__getitem__, words)
 
 
+# -- German compounds ----------------------------------------------------------------------------------------
+
+# A German compound names its event in one word where the next report uses two ("Rohstoffabkommen", "Abkommen
+# über Rohstoffe"; "Generalsanierung", "Sanierung"; "Bahnprojekt", "Projekt der Bahn"). Without a lexicon, a
+# compound is split where it ends in one of the frequent heads of news German below (folded), with four letters
+# or more before it; the head counts as a content word as well as the whole word. A head list and not every
+# split point: "Verhandlungen" must not yield "handlungen". The modifier is not counted: tried, it joined the
+# SPD's member vote on the "Koalitionsvertrag" to the "Koalitionsverhandlungen" (syndication/blind2 precision
+# 0.966 → 0.934), one modifier for two events of one coalition.
+_HEADS = tuple(
+    sorted(
+        _words(
+            """
+        abkommen vertrag vertraege gesetz gesetze paket pakete fonds plan plaene gipfel streit krieg kriege bahn
+        bahnhof werk werke preis preise markt maerkte bank banken politik minister ministerin regierung partei
+        wahl wahlen steuer steuern rente renten zins zinsen index klima konjunktur export exporte import importe
+        zoll zoelle verbot anlage anlagen projekt projekte programm reform krise hilfe hilfen gespraeche
+        verhandlungen treffen besuch angriff angriffe anschlag brand unfall streik streiks produktion fertigung
+        standort stellen kosten schulden haushalt kredit kredite anleihen aktie aktien kurs gewinn umsatz verlust
+        sanierung erden metalle magnete rohstoffe energie strom gas oel panzer soldaten dienst pflicht
+        flughafen hafen strecke busse zuege fahrzeuge autos wagen chef chefin sprecher verband gewerkschaft
+            """
+        ),
+        key=lambda head: (-len(head), head),  # the longest head first: "bahnhof" before "bahn"
+    )
+)
+_MIN_COMPOUND = 9
+_MIN_MODIFIER = 4
+
+
+def _compound_parts(word: str) -> tuple[str, ...]:
+    """The head of a German compound (see `_HEADS`), or nothing."""
+    for head in _HEADS:
+        if word.endswith(head) and len(word) - len(head) >= _MIN_MODIFIER:
+            return (head,)
+    return ()
+
+
 # -- all together --------------------------------------------------------------------------------------------
 
 _SENTENCE_END = frozenset(".!?:;")
@@ -485,6 +523,10 @@ def event_features(
                 add(shared, f"n:={key}")
             words = tuple(kept)  # the words of the field without the actors' names
         content = [w for w in words if len(w) >= 3 and w not in _STOP and not w.isdigit()]
+        if language == "de":
+            content += [
+                part for word in content if len(word) >= _MIN_COMPOUND for part in _compound_parts(word)
+            ]
         if content and cleaned.isascii():
             # One script: one stemmer for all of them (the per-word choice is for mixed scripts).
             by_stemmer.setdefault(stemmer_language(content[0], analysis.language), []).extend(content)
