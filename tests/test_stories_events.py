@@ -457,9 +457,15 @@ def test_an_organisation_has_one_key_in_its_abbreviations_and_full_names(
     assert key in _features(title, summary, language)
 
 
-def test_lower_case_words_are_no_abbreviations() -> None:
-    found = _features("Strike", "Workers were fed up with the un-named firm.", "en")
-    assert not {label for label in found if label.startswith("n:=")}
+@pytest.mark.parametrize(
+    ("title", "summary", "language"),
+    [
+        ("Strike", "Workers were fed up with the un-named firm.", "en"),  # lower case: no abbreviation
+        ("Банки", "Прибыль крупнейших банков России выросла.", "ru"),  # Russia's banks, not its central bank
+    ],
+)
+def test_other_words_are_no_organisation(title: str, summary: str, language: str) -> None:
+    assert not {label for label in _features(title, summary, language) if label.startswith("n:=")}
 
 
 def test_an_abbreviation_links_the_full_name_of_its_organisation() -> None:

@@ -233,10 +233,16 @@ def _alias_table() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 _ALIASES = _alias_table()
 
 
+# Russian plural endings of the nouns in `_ORGANISATIONS`: "банков России" are Russia's banks, not its central
+# bank ("Банка России", "Банком России" are).
+_PLURAL = frozenset(("и", "ы", "ов", "ам", "ами", "ах"))
+
+
 def _alias_word(pattern: str, norm: str) -> bool:
     if len(pattern) < 4:
         return norm == pattern
-    return norm.startswith(pattern) and len(norm) - len(pattern) <= _INFLECTION
+    ending = norm[len(pattern) :]
+    return norm.startswith(pattern) and len(ending) <= _INFLECTION and ending not in _PLURAL
 
 
 def _organisations(norms: tuple[str, ...], surfaces: list[str]) -> Iterable[str]:
