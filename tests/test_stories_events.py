@@ -22,7 +22,15 @@ from monitor.rules import RuleSet, load_rules
 from monitor.stories import StoredSignature, StoryAssignment, StoryIndex, event_features, name_skeleton
 from monitor.stories.cleaning import clean_summary, clean_title
 from monitor.stories.event import EventIndex
-from monitor.stories.features import FIGURE, KIND_MASK, MEASURE, MEASURE_MASK, feature_id, label_of
+from monitor.stories.features import (
+    FIGURE,
+    KIND_MASK,
+    MEASURE,
+    MEASURE_MASK,
+    _compound_parts,
+    feature_id,
+    label_of,
+)
 from tests.support.story_sets import (
     DATA,
     LabelledItem,
@@ -67,10 +75,11 @@ class Expected:
 
 
 # Measured with the event tier's defaults (threshold 0.2, content share 0.5, cross-language evidence 1.5, a
-# figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5).
+# figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5) and
+# round 6's features (docs/design/stories-blind6.md).
 EXPECTED = [
-    Expected("stories/rewrites.yaml", "all", 1.000, 0.936, 0.977),
-    Expected("stories/rewrites.yaml", "fitted", 1.000, 0.937, 0.976),
+    Expected("stories/rewrites.yaml", "all", 1.000, 0.975, 0.990),
+    Expected("stories/rewrites.yaml", "fitted", 1.000, 0.984, 0.993),
     Expected("stories/rewrites.yaml", "blind", 1.000, 0.935, 0.978),
     Expected("stories/crosslang.yaml", "all", 1.000, 0.881, 0.958),
     Expected("stories/crosslang.yaml", "fitted", 1.000, 0.901, 0.963),
@@ -83,8 +92,8 @@ EXPECTED = [
     Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.815, 0.935),
     Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.703, 0.894),
     # Blind round 6 (docs/design/stories-blind6.md): every story blind, scored before any change of round 6.
-    Expected("stories/blind6_rewrites.yaml", "all", 0.833, 0.286, 0.697),
-    Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.535, 0.809),
+    Expected("stories/blind6_rewrites.yaml", "all", 0.852, 0.329, 0.715),
+    Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.581, 0.834),
     # The syndication sets against their event-level labels (their `events:` lists).
     Expected("syndication/items.yaml", "all", 0.857, 0.628, 0.910),
     Expected("syndication/blind2.yaml", "all", 0.966, 0.810, 0.967),
@@ -115,8 +124,8 @@ def test_the_targets_of_issue_8_hold() -> None:
     crosslang = score_events(_items("stories/crosslang.yaml"), _predicted("stories/crosslang.yaml"))
     assert rewrites.pair_precision >= 0.97
     assert crosslang.pair_precision >= 0.95 and crosslang.pair_recall >= 0.70
-    # Rewrites recall: 0.924 measured since round 5 (0.892 before), the target is 0.90; on unseen text it is not
-    # met (docs/design/stories-blind5.md).
+    # Rewrites recall: 0.975 measured since round 6 (0.924 after round 5, 0.892 before), the target is 0.90; on
+    # unseen text it is not met (docs/design/stories-blind6.md: 0.329 on blind6).
     assert rewrites.pair_recall >= 0.90
 
 
@@ -286,24 +295,22 @@ def _assigned(name: str) -> dict[str, StoryAssignment]:
 
 
 def test_a_rewrite_joins_by_the_evidence_a_translation_would_need() -> None:
-    # Pistorius' Eurofighters in other words: the blend is 0.193, under the 0.2 threshold, but the rewrite shares
-    # the Eurofighter, the 20 jets and the year 2031 (what would link a report in another language) and content
-    # words: it joins. Without that rule it opened a story of its own.
-    found = _assigned("stories/rewrites.yaml")
-    assert found["de-s3"].story_id == found["de-s1"].story_id
-    assert found["de-s3"].reason == "event" and found["de-s3"].similarity < 0.2
+    # Trump's truck tariff in other words ("White House slaps duty on foreign-built heavy trucks"): the blend is
+    # 0.179, under the 0.2 threshold, but the rewrite shares the actor, the 25% and the month (what would link a
+    # report in another language) and content words: it joins. Without that rule it opened a story of its own.
+    # (Round 5's example, Pistorius' Eurofighters, passes the blend since round 6's compound heads.)
+    name = "stories/blind4_rewrites.yaml"
+    found = _assigned(name)
+    assert found["en-t4"].story_id == found["en-t1"].story_id
+    assert found["en-t4"].reason == "event" and found["en-t4"].similarity < 0.2
     old = dict(
         zip(
-            (i.id for i in _items("stories/rewrites.yaml")),
-            replay(
-                _items("stories/rewrites.yaml"),
-                StoryIndex(event_index=EventIndex(within_by_evidence=False)),
-                _rules(),
-            ),
+            (i.id for i in _items(name)),
+            replay(_items(name), StoryIndex(event_index=EventIndex(within_by_evidence=False)), _rules()),
             strict=True,
         )
     )
-    assert old["de-s3"] != old["de-s1"]
+    assert old["en-t4"] != old["en-t1"]
 
 
 def test_names_alone_do_not_join_a_report_in_its_own_language() -> None:
@@ -430,6 +437,65 @@ def test_a_rewrite_joins_by_a_name_that_starts_its_sentence() -> None:
     found = _assigned("stories/rewrites.yaml")
     assert found["ru-rc2"].story_id == found["ru-rc1"].story_id and found["ru-rc2"].reason == "event"
     assert "n:nvk" in found["ru-rc2"].evidence
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "key"),
+    [
+        ("ЦБ снизил ставку", "", "ru", "n:=bank-of-russia"),
+        ("Ставка", "Совет директоров Банка России снизил ставку.", "ru", "n:=bank-of-russia"),
+        ("Zinsen", "Die Europäische Zentralbank lässt die Zinsen unverändert.", "de", "n:=ecb"),
+        ("EZB lässt Zinsen unverändert", "", "de", "n:=ecb"),
+        ("Rates", "The European Central Bank held rates.", "en", "n:=ecb"),
+        ("ЕЦБ сохранил ставку", "", "ru", "n:=ecb"),
+        ("Rates", "The Fed cut rates; the Federal Reserve said so.", "en", "n:=fed"),
+    ],
+)
+def test_an_organisation_has_one_key_in_its_abbreviations_and_full_names(
+    title: str, summary: str, language: str, key: str
+) -> None:
+    assert key in _features(title, summary, language)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language"),
+    [
+        ("Strike", "Workers were fed up with the un-named firm.", "en"),  # lower case: no abbreviation
+        ("Банки", "Прибыль крупнейших банков России выросла.", "ru"),  # Russia's banks, not its central bank
+    ],
+)
+def test_other_words_are_no_organisation(title: str, summary: str, language: str) -> None:
+    assert not {label for label in _features(title, summary, language) if label.startswith("n:=")}
+
+
+def test_an_abbreviation_links_the_full_name_of_its_organisation() -> None:
+    # "Банк России снизил ключевую ставку" and "ЦБ снова смягчил политику": one central bank. Without one key
+    # for both, the rewrite opened a story of its own (round 5's known cause).
+    found = _assigned("stories/rewrites.yaml")
+    assert found["ru-ra3"].story_id == found["ru-ra1"].story_id and found["ru-ra3"].reason == "event"
+    assert "n:=bank-of-russia" in found["ru-ra3"].evidence
+
+
+@pytest.mark.parametrize(
+    ("word", "parts"),
+    [
+        ("rohstoffabkommen", ("abkommen",)),
+        ("generalsanierung", ("sanierung",)),
+        ("tiefbahnhof", ("bahnhof",)),
+        ("verhandlungen", ()),  # a head only where four letters or more come before it
+        ("koalitionsvertrag", ("vertrag",)),
+    ],
+)
+def test_a_german_compound_counts_its_head(word: str, parts: tuple[str, ...]) -> None:
+    assert _compound_parts(word) == parts
+
+
+def test_a_rewrite_joins_by_the_head_of_a_compound() -> None:
+    # VW's chip shortage in Zwickau told in other words ("Halbleiter-Engpass trifft Volkswagen in Sachsen"): the
+    # heads of the compounds both reports use count as content words too (t:de:wag of "Volkswagen"), and the
+    # rewrite joins at 0.217 (it opened a story of its own at 0.199).
+    found = _assigned("stories/rewrites.yaml")
+    assert found["de-dc3"].story_id == found["de-dc1"].story_id and found["de-dc3"].reason == "event"
 
 
 def test_a_unit_after_a_hyphen_counts() -> None:
