@@ -7,7 +7,11 @@ features: cleaned text, MinHash signature, event features; no index state, so a 
 and `assign` with those features against the stored items (the part that runs in order). Each item's
 `Analysis` (tokens, language) is made before the timed loop, as the pipeline makes it once for the rule matcher
 and the story index; the time with the analysis made inside the loop is printed too. Memory per stored item is
-measured with tracemalloc: what the index holds after `load`, divided by the number of items.
+measured with tracemalloc: what the index holds after `load`, divided by the number of items, in all and per
+module (index.py: the per-item records; exact.py; near_duplicate.py and buckets.py: the near-duplicate tier;
+event.py: the event tier). The stored rows reach `load` as fresh objects (unpickled one by one, as a database
+driver makes them), so the strings the index keeps are counted. `load` is timed without tracemalloc first (and
+the RSS it adds read from /proc), then again under tracemalloc for the memory figures.
 
     PYTHONPATH=. .venv/bin/python bench/bench_stories.py [--stored 100000] [--queries 5000]
 """
@@ -16,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import pickle
 import random
 import resource
 import time
 import tracemalloc
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from monitor.analysis import analyse
@@ -53,6 +60,46 @@ def synthetic_texts(count: int, rng: random.Random, vocabulary: list[str]) -> li
                 words[position] = words[position].capitalize()
             texts.append((" ".join(rng.choices(vocabulary, k=9)), " ".join(words)))
     return texts
+
+
+# Where each module's allocations count in the per-tier breakdown.
+TIERS = {
+    "index.py": "per-item records (index.py)",
+    "exact.py": "exact tier (exact.py)",
+    "near_duplicate.py": "near-duplicate tier (near_duplicate.py, buckets.py)",
+    "buckets.py": "near-duplicate tier (near_duplicate.py, buckets.py)",
+    "event.py": "event tier (event.py)",
+}
+
+
+def tier_of(traceback: tracemalloc.Traceback) -> str:
+    """The tier an allocation counts for, by the line that made it (numpy and dict growth count for the
+    module that called them); objects of the stored rows that the index keeps (key, story id, hash and URL
+    strings, datetimes) are counted apart."""
+    frame = traceback[0]
+    path = Path(frame.filename)
+    if path.parent.name == "stories" and path.name in TIERS:
+        return TIERS[path.name]
+    if frame.filename == __file__ and frame.lineno in _ROW_LINES:
+        return "stored-row objects the index keeps (strings, datetimes)"
+    return "elsewhere"
+
+
+def fresh_rows(stored: list[bytes]) -> Iterator[StoredSignature]:
+    """The stored rows as new objects each, as the store's driver makes them on start."""
+    for blob in stored:
+        yield pickle.loads(blob)  # row objects
+
+
+_ROW_LINES = {
+    n + 1 for n, line in enumerate(Path(__file__).read_text().splitlines()) if "# row objects" in line
+}
+
+
+def rss_bytes() -> int:
+    """The process's resident set now (not the peak)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize()
 
 
 def main() -> None:
@@ -98,16 +145,32 @@ def main() -> None:
         )
     build_seconds = time.process_time() - started
     del builder
+    stored = [pickle.dumps(row) for row in rows]
+    del rows
+    gc.collect()
+
+    rss_before = rss_bytes()
+    started = time.process_time()
+    index = StoryIndex(window=timedelta(days=3650))
+    index.load(fresh_rows(stored))
+    load_seconds = time.process_time() - started
+    gc.collect()
+    rss_added = rss_bytes() - rss_before
+    del index
     gc.collect()
 
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
+    base = tracemalloc.take_snapshot()
     started = time.process_time()
     index = StoryIndex(window=timedelta(days=3650))
-    index.load(rows)
-    load_seconds = time.process_time() - started
+    index.load(fresh_rows(stored))
+    traced_load_seconds = time.process_time() - started
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
+    by_tier: dict[str, int] = {}
+    for stat in tracemalloc.take_snapshot().compare_to(base, "lineno"):
+        by_tier[tier_of(stat.traceback)] = by_tier.get(tier_of(stat.traceback), 0) + stat.size_diff
     tracemalloc.stop()
 
     queries = texts[args.stored :]
@@ -164,8 +227,13 @@ def main() -> None:
     print(
         f"assign while building:  {args.stored / build_seconds:,.0f} items/s CPU (index growing 0 → {args.stored})"
     )
-    print(f"load (restart):         {load_seconds:.2f} s CPU for {args.stored} rows")
+    print(
+        f"load (restart):         {load_seconds:.2f} s CPU for {args.stored} rows "
+        f"({traced_load_seconds:.2f} s under tracemalloc); RSS added {rss_added / args.stored:,.0f} B/item"
+    )
     print(f"memory per stored item: {held / args.stored:,.0f} bytes (tracemalloc, the index after load)")
+    for tier, size in sorted(by_tier.items(), key=lambda pair: -pair[1]):
+        print(f"  {tier + ':':55} {size / args.stored:8,.0f} B/item")
     print(
         f"assign with {args.stored} stored: {len(queries) / assign_seconds:,.0f} items/s CPU, features prepared "
         f"({1000 * assign_seconds / len(queries):.3f} ms/item; {joined} of {len(queries)} joined a story)"

@@ -320,7 +320,12 @@ class Pipeline:
         (the event loop goes on fetching meanwhile) around the store's one unseen_keys round trip, and the
         store thread then does the in-order story assignment, the decisions and the one transaction. Without
         them, all of it runs on the store thread (`_record_fetched`). Both give the same records."""
-        if self.workers is None or result.not_modified or result.content is None:
+        if (
+            self.workers is None
+            or result.not_modified
+            or result.content is None
+            or not await self.workers.ready()  # started by the first body; False: could not start
+        ):
             return await self.store_thread.run(
                 self._record_fetched, feed, state, interval, result, fetch_seconds, claim, pushed=pushed
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from array import array
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -121,7 +121,10 @@ def story_id_for(item_key: str) -> str:
 
 _EVENT_MAGIC = b"EV"
 # 1: stems, actor ids, name skeletons (5 letters), figures with units (monitor.stories.features).
-EVENT_FEATURES_VERSION = 1
+# 2: a figure's id says whether it is a measure (`features.MEASURE`); units after a hyphen ("28-point");
+# sentence-initial names before a verb of speech.
+# 3: organisation keys for abbreviations and full names (`n:=ecb`); heads of German compounds.
+EVENT_FEATURES_VERSION = 3
 _EVENT_HEADER = struct.Struct("<2sBB8sII")  # magic, version, flags, language, term count, shared count
 
 
@@ -263,12 +266,32 @@ class StoryIndex:
         self._events = (EventIndex() if event_index is None else event_index) if events else None
         self._entries: dict[str, _Entry] = {}
         self._by_row: dict[int, _Entry] = {}
+        # A load put off until the index is first needed (`defer_load`): the rows to read, and since when.
+        self._deferred: Callable[[datetime], Iterable[StoredSignature | Mapping[str, Any]]] | None = None
+        self._deferred_since = datetime.min.replace(tzinfo=UTC)
 
     def __len__(self) -> int:
+        self._ensure_loaded()
         return len(self._entries)
 
     def __contains__(self, item_key: object) -> bool:
+        self._ensure_loaded()
         return item_key in self._entries
+
+    @property
+    def loaded(self) -> bool:
+        """False while a deferred load (`defer_load`) has not run yet."""
+        return self._deferred is None
+
+    def defer_load(
+        self, rows: Callable[[datetime], Iterable[StoredSignature | Mapping[str, Any]]], since: datetime
+    ) -> None:
+        """Load `rows(since)` (as `load` does) when the index is first needed, not now: a run in which no new
+        item arrives (every feed answers 304) never reads the stored window. Until then `expire(before)` only
+        moves `since` on, so the index loads exactly what an index loaded now and expired since would hold,
+        and `forget` has nothing to forget (nothing was assigned). `prepare` never needs the stored items."""
+        self._deferred = rows
+        self._deferred_since = _aware(since)
 
     # -- public API ------------------------------------------------------------------------------------------
 
@@ -295,6 +318,7 @@ class StoryIndex:
         hash or URL match or a near-identical text (`same_source_threshold`). `prepared` is the item's
         `prepare` result, when it was made ahead (then title, summary, analysis, actors and language are not read
         again)."""
+        self._ensure_loaded()
         known = self._entries.get(item_key)
         if known is not None:
             return StoryAssignment(
@@ -369,6 +393,7 @@ class StoryIndex:
 
     def signature(self, item_key: str) -> bytes:
         """The serialized signature of an assigned or loaded item, for the store."""
+        self._ensure_loaded()
         entry = self._entries.get(item_key)
         if entry is None:
             raise KeyError(f"item {item_key!r} is not in the story index")
@@ -376,6 +401,7 @@ class StoryIndex:
 
     def event_features(self, item_key: str, language: str | None = None) -> bytes | None:
         """The serialized event features of an assigned or loaded item, for the store (None: it has none)."""
+        self._ensure_loaded()
         if item_key not in self._entries:
             raise KeyError(f"item {item_key!r} is not in the story index")
         if self._events is None:
@@ -391,6 +417,7 @@ class StoryIndex:
         story ids. Signatures and event features from another version are recomputed from the stored text
         (actor ids then are lost for those items: they come from the rule set at assignment). Returns the
         number of items loaded (a key already present is skipped)."""
+        self._ensure_loaded()
         loaded = 0
         for raw in rows:
             row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
@@ -435,6 +462,8 @@ class StoryIndex:
     def forget(self, item_keys: Iterable[str]) -> int:
         """Drop these items (assigned, but their transaction did not commit), so the index holds exactly what
         the store holds and the next assignment of the same items starts afresh. Returns how many."""
+        if self._deferred is not None:
+            return 0  # nothing was assigned before the load
         found = [entry for key in item_keys if (entry := self._entries.get(key)) is not None]
         for entry in found:
             self._remove(entry)
@@ -443,12 +472,27 @@ class StoryIndex:
     def expire(self, before: datetime) -> int:
         """Forget items published before `before` (bounds memory to the window). Returns how many."""
         before = _aware(before)
+        if self._deferred is not None:  # not loaded yet: load only what is still in the window
+            self._deferred_since = max(self._deferred_since, before)
+            return 0
         old = [entry for entry in self._entries.values() if entry.published < before]
         for entry in old:
             self._remove(entry)
         return len(old)
 
     # -- internals -------------------------------------------------------------------------------------------
+
+    def _ensure_loaded(self) -> None:
+        rows = self._deferred
+        if rows is None:
+            return
+        self._deferred = None
+        try:
+            self.load(rows(self._deferred_since))
+        except BaseException:
+            # Try again at the next use (the store may be back); keys loaded meanwhile are skipped then.
+            self._deferred = rows
+            raise
 
     def _in_window(self, entry: _Entry, published: datetime) -> bool:
         return abs(entry.published - published) <= self.window
