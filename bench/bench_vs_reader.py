@@ -74,12 +74,16 @@ def ensure_reader() -> Path:
 
 def run_measured(argv: list[str], cwd: Path) -> dict[str, float]:
     """Run a command to completion; its wall time, CPU seconds and peak RSS (MB), from wait4."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out = proc.stdout.read() if proc.stdout else b""
-    err = proc.stderr.read() if proc.stderr else b""
+    # Output to files, not pipes: wait4 reads nothing until the end, and `monitor once` writes a line per feed,
+    # so at 1,000 feeds a pipe's 64 KiB filled and the tool blocked on its write forever.
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv[0]} failed: {err.decode(errors='replace')[-2000:]}{out.decode()[-500:]}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}

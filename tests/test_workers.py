@@ -268,6 +268,27 @@ def test_an_entry_that_breaks_a_stage_in_a_worker_is_skipped_and_retried(
     assert again.new_items == 0 and "matcher bug" in caplog.text  # tried again, still not lost
 
 
+def test_a_pool_that_cannot_start_leaves_the_work_in_process(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_process(self: object) -> None:
+        raise OSError("no /dev/shm")
+
+    # The pool starts with the first body (WorkerPool.ready); a start that fails leaves that runtime in-process.
+    monkeypatch.setattr("monitor.workers._Lane.executor", no_process)
+    urls = [one_feed(server)]
+    feed = FeedBuilder()
+    feed.add_headlines("m", range(4))
+    server.set("/b.xml", feed.rss(), etag='"1"')
+    urls.append(server.url("/b.xml"))
+    config = make_config(tmp_path, urls, 2, fetch={"concurrency": 2})
+    with caplog.at_level("ERROR", logger="monitor.workers"):
+        (outcomes,) = asyncio.run(poll_rounds(config, load_rules(DEFAULT_RULES)))
+    assert [(o.status, o.new_items) for o in outcomes] == [("ok", 6), ("ok", 4)]
+    failures = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
+    assert failures == ["worker processes did not start (OSError: no /dev/shm); working in-process"]
+
+
 def test_a_body_that_is_no_feed_is_the_feeds_parse_error(tmp_path: Path, server: FeedServer) -> None:
     server.set("/a.xml", b"<html><body>not a feed</body></html>", content_type="text/html")
     config = make_config(tmp_path, [server.url("/a.xml")], 1)
