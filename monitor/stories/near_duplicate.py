@@ -164,7 +164,8 @@ class NearDuplicateIndex:
         self._probe_width = min(_SHORT_PROBE, num_perm)
         self._free_rows: list[int] = []
         self._next_row = 0
-        self._live: set[int] = set()
+        # Which rows hold an item (a set of Python ints cost about 100 bytes per item, this one byte).
+        self._live = np.zeros(len(self._matrix), dtype=np.bool_)
         self._buckets = BucketTable(1024 * bands)
 
     def row_signature(self, row: int) -> U32:
@@ -175,13 +176,13 @@ class NearDuplicateIndex:
         """Store a signature; textual ones are indexed for candidates. Returns its row."""
         row = self._allocate_row()
         self._matrix[row] = signature
-        self._live.add(row)
+        self._live[row] = True
         if textual:
             self._buckets.add_many(self._band_keys(signature), row * self._bands)
         return row
 
     def remove(self, row: int, textual: bool) -> None:
-        self._live.discard(row)
+        self._live[row] = False
         if textual:
             base = row * self._bands
             for band, key in enumerate(self._band_keys(self._matrix[row])):
@@ -244,8 +245,7 @@ class NearDuplicateIndex:
         width = self._probe_width
         found = (self._matrix[: self._next_row, :width] == signature[:width]).any(axis=1)
         hits = np.flatnonzero(found)
-        live = self._live
-        return {int(row) for row in hits if int(row) in live}
+        return set(hits[self._live[hits]].tolist())
 
     def _band_keys(self, signature: U32) -> list[int]:
         # The same mixing as numpy's wrap-around uint64 arithmetic, in Python ints masked to 64 bits: for 20
@@ -271,6 +271,7 @@ class NearDuplicateIndex:
             )
             grown[: len(self._matrix)] = self._matrix
             self._matrix = grown
+            self._live = np.concatenate((self._live, np.zeros(len(grown) - len(self._live), dtype=np.bool_)))
             self._buckets.reserve(len(grown) * self._bands)
         self._next_row += 1
         return self._next_row - 1
