@@ -347,6 +347,7 @@ class StoryIndex:
         self._add(entry, signature)
         if features is not None and self._events is not None:
             self._events.add(
+                entry.row,
                 item_key,
                 entry.story_id,
                 features.language,
@@ -399,14 +400,15 @@ class StoryIndex:
     def event_features(self, item_key: str, language: str | None = None) -> bytes | None:
         """The serialized event features of an assigned or loaded item, for the store (None: it has none)."""
         self._ensure_loaded()
-        if item_key not in self._entries:
+        entry = self._entries.get(item_key)
+        if entry is None:
             raise KeyError(f"item {item_key!r} is not in the story index")
         if self._events is None:
             return None
-        found = self._events.features_of(item_key)
+        found = self._events.features_of(entry.row)
         if found is None:
             return None
-        stored_language = self._events.language_of(item_key) or language or "xx"
+        stored_language = self._events.language_of(entry.row) or language or "xx"
         return _encode_features(stored_language, *found)
 
     def load(self, rows: Iterable[StoredSignature | Mapping[str, Any]]) -> int:
@@ -443,15 +445,15 @@ class StoryIndex:
                 if stored_features is not None:
                     language, terms, shared = stored_features
                     self._events.add(
-                        row.item_key, row.story_id, language, terms, shared, published, row.source
+                        entry.row, row.item_key, row.story_id, language, terms, shared, published, row.source
                     )
                 elif text is not None:
                     features = event_features(
                         text.analysis, (("title", text.title), ("summary", text.summary))
                     )
                     self._events.add(
-                        row.item_key, row.story_id, features.language, features.terms, features.shared, published,
-                        row.source,
+                        entry.row, row.item_key, row.story_id, features.language, features.terms, features.shared,
+                        published, row.source,
                     )  # fmt: skip
             loaded += 1
         return loaded
@@ -567,4 +569,4 @@ class StoryIndex:
         self._exact.remove(entry.item_key, entry.content_hash, entry.url)
         self._near.remove(entry.row, entry.textual)
         if self._events is not None:
-            self._events.remove(entry.item_key)
+            self._events.remove(entry.row)
