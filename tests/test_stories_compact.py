@@ -4,12 +4,17 @@ index rebuilt from those stored rows assigns new items as the index that made th
 
 from __future__ import annotations
 
+import hashlib
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from monitor.analysis import analyse
 from monitor.identify import content_hash
 from monitor.stories import StoredSignature, StoryAssignment, StoryIndex
+from monitor.stories.slots import DigestTable
 
 T0 = datetime(2025, 4, 4, tzinfo=UTC)
 
@@ -23,7 +28,7 @@ def _word(rng: random.Random, vocabulary: int = 2000) -> str:
     return word
 
 
-def _texts(count: int, rng: random.Random) -> list[tuple[str, str]]:
+def _texts(count: int, rng: random.Random, vocabulary: int = 2000) -> list[tuple[str, str]]:
     """Long texts with names and figures, near copies (they join the story of the copied item, so sub-clusters
     get second and third members) and short texts."""
     texts: list[tuple[str, str]] = []
@@ -31,15 +36,22 @@ def _texts(count: int, rng: random.Random) -> list[tuple[str, str]]:
         roll = rng.random()
         if texts and roll < 0.25:
             title, summary = texts[rng.randrange(max(0, len(texts) - 40), len(texts))]
-            texts.append(("Update: " + title, summary + " " + " ".join(_word(rng) for _ in range(5))))
+            texts.append(
+                ("Update: " + title, summary + " " + " ".join(_word(rng, vocabulary) for _ in range(5)))
+            )
         elif roll < 0.35:
-            texts.append((" ".join(_word(rng) for _ in range(5)), " ".join(_word(rng) for _ in range(7))))
+            texts.append(
+                (
+                    " ".join(_word(rng, vocabulary) for _ in range(5)),
+                    " ".join(_word(rng, vocabulary) for _ in range(7)),
+                )
+            )
         else:
-            words = [_word(rng) for _ in range(28)]
+            words = [_word(rng, vocabulary) for _ in range(28)]
             for position in rng.sample(range(1, 28), 3):
                 words[position] = words[position].capitalize()
             words[rng.randrange(1, 28)] = f"{rng.randrange(10, 90)} million dollars"
-            texts.append((" ".join(_word(rng) for _ in range(8)), " ".join(words) + "."))
+            texts.append((" ".join(_word(rng, vocabulary) for _ in range(8)), " ".join(words) + "."))
     return texts
 
 
@@ -56,14 +68,22 @@ def _assign(index: StoryIndex, key: str, title: str, summary: str, n: int) -> St
     )
 
 
-def test_stored_forms_survive_joins_and_expiry_and_a_reload_assigns_alike() -> None:
+def _standard_key(n: int) -> str:
+    """A key as monitor.identify makes them (kept as integers by the index)."""
+    return "gu"[n % 2] + ":" + hashlib.sha256(str(n).encode()).hexdigest()[:32]
+
+
+@pytest.mark.parametrize("key_of", [_standard_key, "k{}".format], ids=["standard-keys", "other-keys"])
+def test_stored_forms_survive_joins_and_expiry_and_a_reload_assigns_alike(
+    key_of: Callable[[int], str],
+) -> None:
     rng = random.Random(7)
     texts = _texts(1500, rng)
     index = StoryIndex(window=timedelta(hours=3))
     stored: dict[str, StoredSignature] = {}
     joined_events = 0
     for n, (title, summary) in enumerate(texts[:1200]):
-        key = f"k{n}"
+        key = key_of(n)
         found = _assign(index, key, title, summary, n)
         joined_events += found.reason in ("similar", "event")
         stored[key] = StoredSignature(
@@ -85,4 +105,33 @@ def test_stored_forms_survive_joins_and_expiry_and_a_reload_assigns_alike() -> N
     index.expire(cutoff)
     assert reloaded.load(row for row in stored.values() if row.published >= cutoff) == len(index)
     for n, (title, summary) in enumerate(texts[1200:], start=1200):
-        assert _assign(reloaded, f"k{n}", title, summary, n) == _assign(index, f"k{n}", title, summary, n)
+        key = key_of(n)
+        assert _assign(reloaded, key, title, summary, n) == _assign(index, key, title, summary, n)
+        assert key in reloaded and key in index
+
+
+def test_the_digest_table_behaves_as_a_dict_of_sets() -> None:
+    rng = random.Random(5)
+    table = DigestTable()
+    model: dict[int, set[int]] = {}
+    # Digests sharing their top bits (one home slot) and equal digests of several rows: probing, wrap-around,
+    # tombstones, rebuilds and growth all happen.
+    digests = [rng.getrandbits(64) for _ in range(2000)]
+    digests += [(d & ~0xFFFF) | rng.getrandbits(16) for d in digests[:100]]
+    live: list[tuple[int, int]] = []
+    for step in range(30_000):
+        if live and rng.random() < 0.45:
+            digest, row = live.pop(rng.randrange(len(live)))
+            assert table.remove(digest, row)
+            model[digest].discard(row)
+        else:
+            digest, row = rng.choice(digests), step
+            table.add(digest, row)
+            model.setdefault(digest, set()).add(row)
+            live.append((digest, row))
+        if step % 499 == 0:
+            for probe in rng.sample(digests, 100):
+                assert set(table.rows(probe)) == model.get(probe, set())
+                assert table.first(probe) in (model.get(probe) or {-1})
+    assert len(table) == len(live)
+    assert not table.remove(digests[0], -5)
