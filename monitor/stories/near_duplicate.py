@@ -127,10 +127,10 @@ _MIN_CONTAINMENT_JACCARD = 1 / 16
 
 class NearDuplicateIndex:
     """Signatures of the window's items in one growing numpy matrix (expired rows are reused), with an LSH
-    band index over the textual ones and, column-major, the first values of every row for probing short texts.
+    band index over the textual ones; short texts are probed with the first values of every row.
 
-    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of a compact hash
-    table (`monitor.stories.buckets`: about 20 bytes per item and band, where a dict of Python ints took about
+    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of a compact
+    multimap (`monitor.stories.buckets`: about 8 bytes per item and band, where a dict of Python ints took about
     100 and datasketch's `MinHashLSH` a bytes key and a set per band per item)."""
 
     def __init__(
@@ -184,9 +184,7 @@ class NearDuplicateIndex:
     def remove(self, row: int, textual: bool) -> None:
         self._live[row] = False
         if textual:
-            base = row * self._bands
-            for band, key in enumerate(self._band_keys(self._matrix[row])):
-                self._buckets.remove(key, base + band)
+            self._buckets.remove_many(self._band_keys(self._matrix[row]), row * self._bands)
         self._free_rows.append(row)
 
     def candidates(self, signature: U32, size: int) -> list[int]:
