@@ -26,7 +26,7 @@ import numpy as np
 
 from monitor.analysis import NO_ACTORS, ActorMentions, Analysis, analyse
 from monitor.stories.cleaning import clean_summary, clean_title, cleaned_words, figures_conflict, figures_of
-from monitor.stories.event import EventIndex, EventMatch, Weighed
+from monitor.stories.event import EventIndex, EventMatch, Member, Weighed
 from monitor.stories.exact import ExactIndex, digest
 from monitor.stories.features import EventFeatures, event_features
 from monitor.stories.near_duplicate import (
@@ -551,43 +551,59 @@ class StoryIndex:
         number of items loaded (a key already present is skipped)."""
         self._ensure_loaded()
         loaded = 0
-        for raw in rows:
-            row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
-            if self._rows.find(row.item_key) >= 0:
-                continue
-            published = _aware(row.published)
-            decoded = decode_signature(row.signature, self.num_perm) if row.signature else None
-            stored_features = _decode_features(row.event_features) if row.event_features else None
-            text: _Text | None = None
-            if decoded is None or (self._events is not None and stored_features is None):
-                text = _read(row.title, row.summary, None, row.language)
-            if decoded is None:
-                assert text is not None
-                textual = text.token_count >= self.min_tokens and bool(text.shingles)
-                decoded = (self._near.hasher.signature(text.shingles), len(text.shingles), textual)
-                row_figures = text.figures
-            else:
-                row_figures = figures_of(clean_title(row.title) + "\n" + clean_summary(row.summary))
-            signature, size, textual = decoded
-            slot = self._add(
-                signature, row.item_key, row.story_id, published, row.url, row.content_hash, size, textual,
-                row.source, row_figures,
-            )  # fmt: skip
-            if self._events is not None and textual:
-                if stored_features is not None:
-                    language, terms, shared = stored_features
-                    self._events.add(
-                        slot, row.item_key, row.story_id, language, terms, shared, published, self._feed(slot)
-                    )
-                elif text is not None:
-                    features = event_features(
-                        text.analysis, (("title", text.title), ("summary", text.summary))
-                    )
-                    self._events.add(
-                        slot, row.item_key, row.story_id, features.language, features.terms, features.shared,
-                        published, self._feed(slot),
-                    )  # fmt: skip
-            loaded += 1
+        members: list[Member] = []
+        try:
+            for raw in rows:
+                row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
+                if self._rows.find(row.item_key) >= 0:
+                    continue
+                published = _aware(row.published)
+                decoded = decode_signature(row.signature, self.num_perm) if row.signature else None
+                stored_features = _decode_features(row.event_features) if row.event_features else None
+                text: _Text | None = None
+                if decoded is None or (self._events is not None and stored_features is None):
+                    text = _read(row.title, row.summary, None, row.language)
+                if decoded is None:
+                    assert text is not None
+                    textual = text.token_count >= self.min_tokens and bool(text.shingles)
+                    decoded = (self._near.hasher.signature(text.shingles), len(text.shingles), textual)
+                    row_figures = text.figures
+                else:
+                    row_figures = figures_of(clean_title(row.title) + "\n" + clean_summary(row.summary))
+                signature, size, textual = decoded
+                slot = self._add(
+                    signature, row.item_key, row.story_id, published, row.url, row.content_hash, size, textual,
+                    row.source, row_figures,
+                )  # fmt: skip
+                if self._events is not None and textual:
+                    if stored_features is not None:
+                        language, terms, shared = stored_features
+                        members.append(
+                            (
+                                slot,
+                                row.item_key,
+                                row.story_id,
+                                language,
+                                terms,
+                                shared,
+                                published,
+                                self._feed(slot),
+                            )
+                        )
+                    elif text is not None:
+                        features = event_features(
+                            text.analysis, (("title", text.title), ("summary", text.summary))
+                        )
+                        members.append(
+                            (slot, row.item_key, row.story_id, features.language, array("I", features.terms),
+                             array("I", features.shared), published, self._feed(slot))
+                        )  # fmt: skip
+                loaded += 1
+        finally:
+            if self._events is not None:
+                # In one go: into an empty event tier (the load at start) as whole-array operations; what was
+                # read before a failure too, so that the tiers hold the same items.
+                self._events.add_all(members)
         return loaded
 
     def forget(self, item_keys: Iterable[str]) -> int:
