@@ -138,6 +138,19 @@ def test_the_digest_table_behaves_as_a_dict_of_sets() -> None:
     assert not table.remove(digests[0], -5)
 
 
+def _bucket_pairs(index: StoryIndex) -> set[tuple[int, int]]:
+    buckets = index._near._buckets
+    pairs = {
+        (f, e)
+        for f, e in zip(buckets._fingerprints.tolist(), buckets._entries.tolist(), strict=True)
+        if e >= 0
+    }
+    for f, held in buckets._delta.items():
+        pairs |= {(f, e) for e in ([held] if isinstance(held, int) else held)}
+    assert pairs
+    return pairs
+
+
 def _event_state(index: StoryIndex) -> dict[str, object]:
     """Everything the event tier holds, in comparable form (floats exactly)."""
     events = index._events
@@ -206,6 +219,9 @@ def test_the_load_at_start_builds_the_event_tier_as_adding_items_one_by_one_does
     assert isinstance(postings, dict) and any(
         isinstance(p, tuple) and len(p[1]) > 2 for p in postings.values()
     )
+    # The LSH buckets the load made in one go hold what the assignments' one-by-one adds made.
+    for loaded in (at_once, one_by_one):
+        assert _bucket_pairs(loaded) == _bucket_pairs(index)
     later = _texts(200, random.Random(12))
     for n, (title, summary) in enumerate(later, start=900):
         key = _standard_key(n)

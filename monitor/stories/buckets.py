@@ -126,6 +126,12 @@ class BucketTable:
                 found += [entry for entry in self._entries[start:end].tolist() if entry >= 0]
         return found
 
+    def add_bulk(self, fingerprints: npt.NDArray[np.uint32], entries: npt.NDArray[np.int32]) -> None:
+        """Entries with their fingerprints (the top 32 bits of their keys), all in one merge."""
+        if self._delta:
+            self._merge()
+        self._insert(fingerprints, entries)
+
     # -- internals -------------------------------------------------------------------------------------------
 
     def _merge(self) -> None:
@@ -139,8 +145,11 @@ class BucketTable:
             else:
                 fresh_fingerprints += [fingerprint] * len(held)
                 fresh_entries += held
-        adding = np.array(fresh_fingerprints, dtype=np.uint32)
-        added = np.array(fresh_entries, dtype=np.int32)
+        self._delta = {}
+        self._delta_size = 0
+        self._insert(np.array(fresh_fingerprints, dtype=np.uint32), np.array(fresh_entries, dtype=np.int32))
+
+    def _insert(self, adding: npt.NDArray[np.uint32], added: npt.NDArray[np.int32]) -> None:
         order = np.argsort(adding, kind="stable")
         adding, added = adding[order], added[order]
         fingerprints, entries = self._fingerprints, self._entries
@@ -150,6 +159,4 @@ class BucketTable:
         at = np.searchsorted(fingerprints, adding, side="right")
         self._fingerprints = np.insert(fingerprints, at, adding)
         self._entries = np.insert(entries, at, added)
-        self._delta = {}
-        self._delta_size = 0
         self._dead = 0

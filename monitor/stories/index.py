@@ -573,7 +573,7 @@ class StoryIndex:
                 signature, size, textual = decoded
                 slot = self._add(
                     signature, row.item_key, row.story_id, published, row.url, row.content_hash, size, textual,
-                    row.source, row_figures,
+                    row.source, row_figures, later=True,
                 )  # fmt: skip
                 if self._events is not None and textual:
                     if stored_features is not None:
@@ -600,6 +600,7 @@ class StoryIndex:
                         )  # fmt: skip
                 loaded += 1
         finally:
+            self._near.flush()  # the LSH buckets of every row read, in one go
             if self._events is not None:
                 # In one go: into an empty event tier (the load at start) as whole-array operations; what was
                 # read before a failure too, so that the tiers hold the same items.
@@ -714,8 +715,8 @@ class StoryIndex:
 
     def _add(self, signature: U32, item_key: str, story_id: str, published: datetime, url: str | None,
              content_hash: str, size: int, textual: bool, source: str | None,
-             figures: frozenset[str]) -> int:  # fmt: skip
-        row = self._near.add(signature, textual)
+             figures: frozenset[str], later: bool = False) -> int:  # fmt: skip
+        row = self._near.add(signature, textual, later=later)
         hash_digest = digest(content_hash)
         url_digest = digest(url) if url is not None else None
         self._rows.fill(

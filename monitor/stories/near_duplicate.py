@@ -163,6 +163,7 @@ class NearDuplicateIndex:
         # copy of them cost 192 bytes per item for a scan that only short texts pay).
         self._probe_width = min(_SHORT_PROBE, num_perm)
         self._free_rows: list[int] = []
+        self._pending: list[int] = []  # rows added `later`, not yet in the buckets
         self._next_row = 0
         # Which rows hold an item (a set of Python ints cost about 100 bytes per item, this one byte).
         self._live = np.zeros(len(self._matrix), dtype=np.bool_)
@@ -172,16 +173,39 @@ class NearDuplicateIndex:
         signature: U32 = self._matrix[row]
         return signature
 
-    def add(self, signature: U32, textual: bool) -> int:
-        """Store a signature; textual ones are indexed for candidates. Returns its row."""
+    def add(self, signature: U32, textual: bool, *, later: bool = False) -> int:
+        """Store a signature; textual ones are indexed for candidates. Returns its row. `later`: index it at
+        the next `flush` (or use), with all others so added in one go (the load at start)."""
         row = self._allocate_row()
         self._matrix[row] = signature
         self._live[row] = True
         if textual:
-            self._buckets.add_many(self._band_keys(signature), row * self._bands)
+            if later:
+                self._pending.append(row)
+            else:
+                self._buckets.add_many(self._band_keys(signature), row * self._bands)
         return row
 
+    def flush(self) -> None:
+        """Index the rows added `later`: their band keys for all of them at once with numpy's wrap-around
+        uint64 arithmetic (what `_band_keys` computes in Python ints masked to 64 bits), one merge."""
+        if not self._pending:
+            return
+        rows = np.array(self._pending, dtype=np.int64)
+        self._pending = []
+        per_band = self._rows
+        values = self._matrix[rows, : self._bands * per_band].astype(np.uint64)
+        fingerprints = np.empty((len(rows), self._bands), dtype=np.uint32)
+        for band in range(self._bands):
+            key = np.full(len(rows), (band * self._mix_band) & _MASK64, dtype=np.uint64)
+            for column in range(per_band):
+                key = (key ^ values[:, band * per_band + column]) * np.uint64(self._mix[column])
+            fingerprints[:, band] = (key >> np.uint64(32)).astype(np.uint32)
+        entries = (rows[:, None] * self._bands + np.arange(self._bands)).astype(np.int32)
+        self._buckets.add_bulk(fingerprints.ravel(), entries.ravel())
+
     def remove(self, row: int, textual: bool) -> None:
+        self.flush()
         self._live[row] = False
         if textual:
             self._buckets.remove_many(self._band_keys(self._matrix[row]), row * self._bands)
@@ -191,6 +215,7 @@ class NearDuplicateIndex:
         """Rows that may be near-duplicates of a text of `size` shingles, in row order: those sharing an LSH
         band with it (checked against the stored values, as the bucket table may offer rows of a bucket with
         the same fingerprint) and, for short texts, those sharing one of the first signature values."""
+        self.flush()
         entries = self._buckets.entries(self._band_keys(signature))
         found: set[int] = set()
         if entries:
