@@ -4,7 +4,6 @@ index rebuilt from those stored rows assigns new items as the index that made th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import random
 from collections.abc import Callable
@@ -14,7 +13,7 @@ import pytest
 
 from monitor.analysis import analyse
 from monitor.identify import content_hash
-from monitor.stories import StoredSignature, StoryAssignment, StoryIndex, event
+from monitor.stories import StoredSignature, StoryAssignment, StoryIndex
 from monitor.stories.slots import DigestTable
 
 T0 = datetime(2025, 4, 4, tzinfo=UTC)
@@ -151,41 +150,11 @@ def _bucket_pairs(index: StoryIndex) -> set[tuple[int, int]]:
     return pairs
 
 
-def _event_state(index: StoryIndex) -> dict[str, object]:
-    """Everything the event tier holds, in comparable form (floats exactly)."""
-    events = index._events
-    assert events is not None
-    clusters = {
-        cid: (
-            c.story_id, c.language, c.first_item_key, c.oldest, c.newest, c.features.tolist(),
-            None if c.counts is None else c.counts.tolist(), c.size, c.figures, c.names, c.sources, c.alive,
-            c.norm_terms.hex(), c.norm_shared.hex(), c.norm_items, c.first_slot, c.features.dtype,
-        )
-        for cid, c in events._by_cid.items()
-    }  # fmt: skip
-    return {
-        "df": dict(events._df),
-        "items": events._items,
-        "members": events._member_count,
-        "next_cid": events._next_cid,
-        "member_cid": events._member_cid.tolist(),
-        "own": {slot: (t.tolist(), s.tolist()) for slot, (t, s) in events._member_features.items()},
-        "postings": {
-            f: p if isinstance(p, int) else ("array", p.tolist()) for f, p in events._postings.items()
-        },
-        "clusters": clusters,
-        "by_key": {key: c.cid for key, c in events._clusters.items()},
-    }
-
-
-@pytest.mark.parametrize("vocabulary", [2000, 400])
-def test_the_load_at_start_builds_the_event_tier_as_adding_items_one_by_one_does(
-    monkeypatch: pytest.MonkeyPatch, vocabulary: int
-) -> None:
+def test_the_load_builds_the_lsh_buckets_the_assignments_built() -> None:
     rng = random.Random(11)
     index = StoryIndex(window=timedelta(days=30))
     rows = []
-    for n, (title, summary) in enumerate(_texts(900, rng, vocabulary)):
+    for n, (title, summary) in enumerate(_texts(900, rng)):
         key = _standard_key(n)
         found = _assign(index, key, title, summary, n)
         rows.append(
@@ -195,34 +164,13 @@ def test_the_load_at_start_builds_the_event_tier_as_adding_items_one_by_one_does
                 f"https://feed{n % 11}.example/", "en", index.event_features(key),
             )
         )  # fmt: skip
-    # Rows without stored features (another version): recomputed from the text on load.
-    for n in (5, 6, 300):
-        rows[n] = dataclasses.replace(rows[n], event_features=None)
-    at_once = StoryIndex(window=timedelta(days=30))
-    bulk = []
-    appended = [0]  # the most sub-clusters one feature was posted for (with 400 words: lists were cut)
-    kept = event._kept
-    monkeypatch.setattr(event, "_kept", lambda n: (appended.__setitem__(0, max(appended[0], n)), kept(n))[1])
-    monkeypatch.setattr(
-        event._BulkLoad, "run", lambda self, run=event._BulkLoad.run: (bulk.append(1), run(self))
-    )
-    at_once.load(rows)  # into an empty index: whole-array operations
-    assert bulk == [1]
-    one_by_one = StoryIndex(window=timedelta(days=30))
-    one_by_one.load(rows[:1])
-    one_by_one.load(rows[1:])  # into an index that holds an item: `add` of each
-    state = _event_state(at_once)
-    assert state == _event_state(one_by_one)
-    clusters = state["clusters"]
-    assert isinstance(clusters, dict) and any(c[7] > 1 for c in clusters.values())  # sub-clusters of several
-    postings = state["postings"]
-    assert isinstance(postings, dict) and any(
-        isinstance(p, tuple) and len(p[1]) > 2 for p in postings.values()
-    )
-    # The LSH buckets the load made in one go hold what the assignments' one-by-one adds made.
-    for loaded in (at_once, one_by_one):
-        assert _bucket_pairs(loaded) == _bucket_pairs(index)
+    loaded = StoryIndex(window=timedelta(days=30))
+    loaded.load(rows)  # the buckets of all rows in one go at the end
+    assert _bucket_pairs(loaded) == _bucket_pairs(index)
     later = _texts(200, random.Random(12))
     for n, (title, summary) in enumerate(later, start=900):
         key = _standard_key(n)
-        assert _assign(at_once, key, title, summary, n) == _assign(one_by_one, key, title, summary, n)
+        assert (
+            _assign(loaded, key, title, summary, n).story_id
+            == _assign(index, key, title, summary, n).story_id
+        )

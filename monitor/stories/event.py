@@ -31,7 +31,7 @@ import math
 import operator
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from monitor.stories.features import ACTOR, FIGURE, KIND_MASK, NAME, EventFeatures, label_of
 
-__all__ = ["EventIndex", "EventMatch", "Member", "Weighed"]
+__all__ = ["EventIndex", "EventMatch", "Weighed"]
 
 # Posting lists keep this many of their newest sub-clusters (twice as many before they are trimmed): a feature
 # shared by more sub-clusters than this is too common to find an event by.
@@ -101,9 +101,6 @@ class Weighed:
 
 U32 = npt.NDArray[np.uint32]
 _NO_FEATURES: U32 = np.zeros(0, dtype=np.uint32)
-# One item for `EventIndex.add_all`: slot, item key, story id, language, sorted unique content word ids and
-# language-independent feature ids, publication time, feed.
-Member = tuple[int, str, str, str, "array[int]", "array[int]", datetime, str | None]
 
 
 @dataclass(slots=True)
@@ -549,25 +546,6 @@ class EventIndex:
         self._member_count += 1
         self._renorm(cluster)
 
-    def add_all(self, members: Sequence[Member]) -> None:
-        """`add` of each member in turn (without `weighed`), as whole-array operations when the index is empty
-        (the load at start): the same frequencies, sub-clusters, centroids, posting lists and norms as the
-        one-by-one adds, at a fraction of their cost. Into an index that holds items, one by one."""
-        if self._items or self._member_count or self._clusters or not members:
-            for member in members:
-                self.add(*member)
-            return
-        unique = [
-            (slot, key, story, language, array("I", sorted(set(terms))), array("I", sorted(set(shared))), when,
-             source)
-            for slot, key, story, language, terms, shared, when, source in members
-        ]  # fmt: skip
-        if len({member[0] for member in unique}) < len(unique):  # a slot twice: `add` keeps the first
-            for member in members:
-                self.add(*member)
-            return
-        _BulkLoad(self, unique).run()
-
     def _renorm(self, cluster: _Cluster) -> None:
         # Norms use the IDF of the moment the cluster last changed: recomputing them at every comparison would
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
@@ -641,242 +619,3 @@ class EventIndex:
         if slot >= len(self._member_cid) or self._member_cid[slot] < 0:
             return None
         return self._by_cid[self._member_cid[slot]].language
-
-
-def _kept(appended: int) -> int:
-    """How many of the newest entries a posting list keeps after `appended` appends (none removed): it is
-    cut to `_POSTING_KEEP` whenever it exceeds twice that."""
-    if appended <= 2 * _POSTING_KEEP:
-        return appended
-    return _POSTING_KEEP + (appended - 2 * _POSTING_KEEP - 1) % (_POSTING_KEEP + 1)
-
-
-class _BulkLoad:
-    """`EventIndex.add` of many members into an empty index, with whole-array operations. Every float is
-    computed by the same IEEE operations in the same order as `add` and `_renorm` do (the logarithms from the same
-    table or `math.log`, each norm summed by numpy over an array equal to `_renorm`'s), so the state is
-    identical, not merely close: `tests/test_stories_compact.py` compares the two."""
-
-    def __init__(self, index: EventIndex, members: Sequence[Member]) -> None:
-        self.index = index
-        self.members = members
-
-    def run(self) -> None:
-        index, members = self.index, self.members
-        count = len(members)
-        # Every (member, feature) occurrence; members numbered in order (their position in the stream).
-        lengths = self.lengths = np.array([len(m[4]) + len(m[5]) for m in members], dtype=np.int64)
-        term_counts = np.array([len(m[4]) for m in members], dtype=np.int64)
-        feature_of = np.concatenate(
-            [np.frombuffer(m[4], dtype=np.uint32) for m in members]
-            + [np.frombuffer(m[5], dtype=np.uint32) for m in members]
-        )
-        member_of = np.concatenate(
-            (np.repeat(np.arange(count), term_counts), np.repeat(np.arange(count), lengths - term_counts))
-        )
-        # Document frequency of a feature after member i was added: occurrences (f, j ≤ i), from sorted keys.
-        stride = count + 1
-        keys = feature_of.astype(np.int64) * stride + member_of
-        keys.sort()
-        sorted_features = keys // stride
-        group_starts = np.flatnonzero(np.concatenate(([True], sorted_features[1:] != sorted_features[:-1])))
-        self.distinct = sorted_features[group_starts].astype(np.uint32)
-        self.frequencies = np.diff(np.concatenate((group_starts, [len(keys)])))
-
-        def df_after(features: npt.NDArray[np.int64], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-            # The needles sorted first: a search of sorted needles walks the keys in order (several times
-            # faster than scattered ones on a large array).
-            needles = features * stride + at
-            order = np.argsort(needles, kind="stable")
-            ranked = needles[order]
-            upto = np.searchsorted(keys, ranked, side="right")
-            start = group_starts[np.searchsorted(self.distinct, features[order].astype(np.uint32))]
-            found: npt.NDArray[np.int64] = np.empty(len(needles), dtype=np.int64)
-            found[order] = upto - start
-            return found
-
-        # Sub-clusters in the order they open; the members of each.
-        cluster_of = np.empty(count, dtype=np.int64)
-        opened: dict[tuple[str, str], int] = {}
-        for i, member in enumerate(members):
-            cluster_of[i] = opened.setdefault((member[2], member[3]), len(opened))
-        clusters = len(opened)
-        # Occurrences by (sub-cluster, feature, member): the first of each (sub-cluster, feature) brings the
-        # feature to the sub-cluster (the posting lists), the run lengths are the centroid's counts.
-        occurrence_cluster = cluster_of[member_of]
-        order = np.lexsort((member_of, feature_of, occurrence_cluster))
-        by_cluster, by_feature, by_member = occurrence_cluster[order], feature_of[order], member_of[order]
-        starts = np.flatnonzero(
-            np.concatenate(
-                ([True], (by_cluster[1:] != by_cluster[:-1]) | (by_feature[1:] != by_feature[:-1]))
-            )
-        )
-        runs = np.diff(np.concatenate((starts, [len(order)])))
-        centroid_cluster = by_cluster[starts]
-        centroid_features = by_feature[starts].astype(np.uint32)
-        bringer = by_member[starts]
-
-        # Which first occurrences enter the posting lists: language-independent features, and content words of
-        # a member with at most `_INDEXED_TERMS` of them or among its weightiest.
-        posted = (centroid_features & 1).astype(bool) | (term_counts[bringer] <= _INDEXED_TERMS)
-        heavy = np.flatnonzero(term_counts > _INDEXED_TERMS)
-        if len(heavy):
-            indexed = self._indexed_terms(heavy, df_after)
-            code = centroid_features.astype(np.int64) * stride + bringer
-            indexed.sort()
-            at = np.minimum(np.searchsorted(indexed, code), len(indexed) - 1)
-            posted |= indexed[at] == code
-        distinct, key_objects = self._frequencies(feature_of)
-        self._postings(centroid_features[posted], bringer[posted], cluster_of, distinct, key_objects)
-        self._clusters(cluster_of, clusters, centroid_cluster, centroid_features, runs, df_after)
-        index._items = count
-        index._member_count = count
-        index._next_cid = clusters
-
-    def _indexed_terms(
-        self,
-        heavy: npt.NDArray[np.int64],
-        df_after: Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.int64]],
-    ) -> npt.NDArray[np.int64]:
-        """feature × stride + member of the weightiest `_INDEXED_TERMS` content words of each member that has
-        more (weights as `EventIndex._weights` makes them after the member's own features were counted)."""
-        members = self.members
-        stride = len(members) + 1
-        terms = [np.frombuffer(members[i][4], dtype=np.uint32) for i in heavy.tolist()]
-        sizes = np.array([len(t) for t in terms], dtype=np.int64)
-        feature = np.concatenate(terms).astype(np.int64)
-        member = np.repeat(heavy, sizes)
-        position = np.arange(len(feature)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        seen = df_after(feature, member)
-        logs = _LOG_DF_ARRAY[np.minimum(seen, _LOG_TABLE - 1)]
-        common = seen >= _LOG_TABLE
-        if common.any():
-            logs[common] = [math.log(n + 0.5) for n in seen[common].tolist()]
-        log_n = np.array([math.log(i + 1) for i in heavy.tolist()], dtype=np.float64)
-        weight = np.repeat(log_n, sizes) - logs
-        ranked = np.where(weight > 0, weight, 0.0)
-        order = np.lexsort((position, -ranked, member))
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        chosen = rank < _INDEXED_TERMS
-        found: npt.NDArray[np.int64] = feature[chosen] * stride + member[chosen]
-        return found
-
-    def _postings(
-        self,
-        features: U32,
-        bringers: npt.NDArray[np.int64],
-        cluster_of: npt.NDArray[np.int64],
-        distinct: U32,
-        keys: list[int],
-    ) -> None:
-        """Each feature's sub-clusters in the order they got it, the newest `_kept` of them."""
-        order = np.lexsort((bringers, features))
-        features, cids = features[order], cluster_of[bringers[order]].astype(np.int32)
-        starts = np.flatnonzero(np.concatenate(([True], features[1:] != features[:-1])))
-        ends = np.concatenate((starts[1:], [len(features)]))
-        sizes = ends - starts
-        single = sizes == 1
-        key_at = np.searchsorted(distinct, features[starts]).tolist()
-        single_list = single.tolist()
-        postings: dict[int, int | array[int]] = {}
-        cid_list = cids[starts].tolist()
-        for n, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-            if single_list[n]:
-                postings[keys[key_at[n]]] = cid_list[n]
-            else:
-                postings[keys[key_at[n]]] = array("i", cids[end - _kept(end - start) : end].tobytes())
-        self.index._postings = postings
-
-    def _frequencies(self, feature_of: U32) -> tuple[U32, list[int]]:
-        """The stream's document frequencies; the distinct features and their int objects, which the posting
-        lists share as keys (as `add` shares them)."""
-        values, counts = self.distinct, self.frequencies
-        keys = values.tolist()
-        self.index._df = Counter(dict(zip(keys, counts.tolist(), strict=True)))
-        return values, keys
-
-    def _clusters(
-        self,
-        cluster_of: npt.NDArray[np.int64],
-        clusters: int,
-        centroid_cluster: npt.NDArray[np.int64],
-        centroid_features: U32,
-        runs: npt.NDArray[np.int64],
-        df_after: Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.int64]],
-    ) -> None:
-        index, members = self.index, self.members
-        # Per sub-cluster: its segment of the centroid arrays, its size and its last member.
-        bounds = np.searchsorted(centroid_cluster, np.arange(clusters + 1))
-        sizes = np.bincount(cluster_of, minlength=clusters)
-        last = np.zeros(clusters, dtype=np.int64)
-        np.maximum.at(last, cluster_of, np.arange(len(members)))
-        # The norms as `_renorm` computes them after the sub-cluster's last member: IDF of that moment.
-        at = last[centroid_cluster]
-        seen = df_after(centroid_features.astype(np.int64), at)
-        logs = _LOG_DF_ARRAY[np.minimum(seen, _LOG_TABLE - 1)]
-        common = seen >= _LOG_TABLE
-        if common.any():
-            logs[common] = [math.log(n + 0.5) for n in seen[common].tolist()]
-        log_n = np.array([math.log(i + 2) for i in range(len(members))], dtype=np.float64)
-        weights = np.maximum(log_n[at] - logs, 0.0)
-        # `add` counts a centroid's features once a member joins it while it has features: before that (the
-        # members so far had none) the counts stay None and the norm is not scaled by them.
-        filled = np.full(clusters, len(members), dtype=np.int64)
-        with_features = np.flatnonzero(self.lengths > 0)
-        np.minimum.at(filled, cluster_of[with_features], with_features)
-        counted = last > filled
-        many = counted[centroid_cluster]
-        weights[many] = weights[many] * runs[many].astype(np.int32) / sizes[centroid_cluster][many]
-        squares = weights * weights
-        odd = (centroid_features & 1).astype(bool)
-        odd_squares = squares[odd]
-        odd_bounds = np.searchsorted(np.flatnonzero(odd), bounds)
-        kinds = centroid_features & KIND_MASK
-        figures = np.bincount(centroid_cluster[odd & (kinds == FIGURE)], minlength=clusters).tolist()
-        names = np.bincount(centroid_cluster[odd & (kinds == NAME)], minlength=clusters).tolist()
-        counts_all = runs.astype(np.int32)
-        by_key: dict[tuple[str, str], _Cluster] = {}
-        by_cid: dict[int, _Cluster] = {}
-        member_cid = index._member_cid
-        own = index._member_features
-        bounds_list, odd_list = bounds.tolist(), odd_bounds.tolist()
-        size_list, last_list, counted_list = sizes.tolist(), last.tolist(), counted.tolist()
-        for i, member in enumerate(members):
-            slot, item_key, story_id, language, terms, shared, published, source = member
-            cid = int(cluster_of[i])
-            cluster = by_cid.get(cid)
-            if cluster is None:
-                start, end = bounds_list[cid], bounds_list[cid + 1]
-                cluster = _Cluster(
-                    cid,
-                    story_id,
-                    language,
-                    item_key,
-                    published,
-                    published,
-                    centroid_features[start:end].copy(),
-                )
-                cluster.first_slot = slot
-                cluster.size = size_list[cid]
-                if counted_list[cid]:
-                    cluster.counts = counts_all[start:end].copy()
-                cluster.figures, cluster.names = figures[cid], names[cid]
-                shared_sq = float(odd_squares[odd_list[cid] : odd_list[cid + 1]].sum())
-                cluster.norm_terms = math.sqrt(max(0.0, float(squares[start:end].sum()) - shared_sq))
-                cluster.norm_shared = math.sqrt(shared_sq)
-                cluster.norm_items = last_list[cid] + 1
-                by_cid[cid] = cluster
-                by_key[(story_id, language)] = cluster
-            else:
-                cluster.oldest = min(cluster.oldest, published)
-                cluster.newest = max(cluster.newest, published)
-            if source is not None and source not in cluster.sources:
-                cluster.sources = (*cluster.sources, source)
-            if cluster.size > 1:
-                own[slot] = (terms, shared)
-            if slot >= len(member_cid):
-                member_cid.extend(array("i", [-1]) * (slot + 1 - len(member_cid)))
-            member_cid[slot] = cid
-        index._clusters = by_key
-        index._by_cid = by_cid

@@ -26,7 +26,7 @@ import numpy as np
 
 from monitor.analysis import NO_ACTORS, ActorMentions, Analysis, analyse
 from monitor.stories.cleaning import clean_summary, clean_title, cleaned_words, figures_conflict, figures_of
-from monitor.stories.event import EventIndex, EventMatch, Member, Weighed
+from monitor.stories.event import EventIndex, EventMatch, Weighed
 from monitor.stories.exact import ExactIndex, digest
 from monitor.stories.features import EventFeatures, event_features
 from monitor.stories.near_duplicate import (
@@ -551,7 +551,6 @@ class StoryIndex:
         number of items loaded (a key already present is skipped)."""
         self._ensure_loaded()
         loaded = 0
-        members: list[Member] = []
         try:
             for raw in rows:
                 row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
@@ -578,33 +577,27 @@ class StoryIndex:
                 if self._events is not None and textual:
                     if stored_features is not None:
                         language, terms, shared = stored_features
-                        members.append(
-                            (
-                                slot,
-                                row.item_key,
-                                row.story_id,
-                                language,
-                                terms,
-                                shared,
-                                published,
-                                self._feed(slot),
-                            )
+                        self._events.add(
+                            slot,
+                            row.item_key,
+                            row.story_id,
+                            language,
+                            terms,
+                            shared,
+                            published,
+                            self._feed(slot),
                         )
                     elif text is not None:
                         features = event_features(
                             text.analysis, (("title", text.title), ("summary", text.summary))
                         )
-                        members.append(
-                            (slot, row.item_key, row.story_id, features.language, array("I", features.terms),
-                             array("I", features.shared), published, self._feed(slot))
+                        self._events.add(
+                            slot, row.item_key, row.story_id, features.language, features.terms,
+                            features.shared, published, self._feed(slot),
                         )  # fmt: skip
                 loaded += 1
         finally:
-            self._near.flush()  # the LSH buckets of every row read, in one go
-            if self._events is not None:
-                # In one go: into an empty event tier (the load at start) as whole-array operations; what was
-                # read before a failure too, so that the tiers hold the same items.
-                self._events.add_all(members)
+            self._near.flush()  # the LSH buckets of every row read, in one go (of those before a failure too)
         return loaded
 
     def forget(self, item_keys: Iterable[str]) -> int:
