@@ -119,6 +119,8 @@ _SHORT_PROBE = 48
 # Texts with fewer shingles than this are probed: a headline with one sentence inside a long copy has a Jaccard
 # similarity near 0.3, where the 2-row LSH bands miss about one pair in six.
 PROBE_BELOW = 24
+# Rows indexed per step of `NearDuplicateIndex.flush`.
+_FLUSH_CHUNK = 4096
 # Size of the smaller shingle set relative to the larger below which containment is no evidence.
 _MIN_CONTAINED_SHARE = 0.1
 # Estimated Jaccard similarity (share of equal signature values) below which containment is not estimated.
@@ -189,10 +191,12 @@ class NearDuplicateIndex:
     def flush(self) -> None:
         """Index the rows added `later`: their band keys for all of them at once with numpy's wrap-around
         uint64 arithmetic (what `_band_keys` computes in Python ints masked to 64 bits), one merge."""
-        if not self._pending:
-            return
-        rows = np.array(self._pending, dtype=np.int64)
-        self._pending = []
+        pending, self._pending = self._pending, []
+        # In chunks: the temporary arrays are about 1.7 KB per row, and a load's peak is the daemon's peak.
+        for start in range(0, len(pending), _FLUSH_CHUNK):
+            self._index_rows(np.array(pending[start : start + _FLUSH_CHUNK], dtype=np.int64))
+
+    def _index_rows(self, rows: npt.NDArray[np.int64]) -> None:
         per_band = self._rows
         values = self._matrix[rows, : self._bands * per_band].astype(np.uint64)
         fingerprints = np.empty((len(rows), self._bands), dtype=np.uint32)
