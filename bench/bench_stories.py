@@ -177,7 +177,8 @@ def main() -> None:
     index.load(fresh_rows(stored))
     traced_load_seconds = time.process_time() - started
     gc.collect()
-    held = tracemalloc.get_traced_memory()[0] - before
+    held, peak = tracemalloc.get_traced_memory()
+    held -= before
     by_tier: dict[str, int] = {}
     for stat in tracemalloc.take_snapshot().compare_to(base, "lineno"):
         by_tier[tier_of(stat.traceback)] = by_tier.get(tier_of(stat.traceback), 0) + stat.size_diff
@@ -248,7 +249,10 @@ def main() -> None:
         f"load (restart):         {load_seconds:.2f} s CPU for {args.stored} rows "
         f"({traced_load_seconds:.2f} s under tracemalloc); RSS added {rss_added / args.stored:,.0f} B/item"
     )
-    print(f"memory per stored item: {held / args.stored:,.0f} bytes (tracemalloc, the index after load)")
+    print(
+        f"memory per stored item: {held / args.stored:,.0f} bytes (tracemalloc, the index after load; "
+        f"{(peak - before) / args.stored:,.0f} at the peak of the load)"
+    )
     for tier, size in sorted(by_tier.items(), key=lambda pair: -pair[1]):
         print(f"  {tier + ':':55} {size / args.stored:8,.0f} B/item")
     print(
