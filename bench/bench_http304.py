@@ -5,11 +5,12 @@ transport needs a change. Same generated farm on 127.0.0.1 (bench/feedfarm.py, i
 not counted), every feed answering 304 to its ETag, the same concurrency for every client, CPU of this process
 (time.process_time) per request, median of `--repeat` passes over all feeds:
 
-- `monitor`: monitor.fetch.Fetcher, as the daemon uses it (network policy, per-host gate off, size caps,
-  redirects by hand, the result object);
+- `monitor Fetcher, aiohttp` and `monitor Fetcher, httpx`: monitor.fetch.Fetcher, as the daemon uses it
+  (network policy, per-host gate off, size caps, redirects by hand, the result object), on each of its
+  transports (`fetch.transport`; aiohttp is the default);
 - `httpx`: one httpx.AsyncClient with the same transport settings and nothing else (a floor for httpx);
 - `httpx, 1 connection`: the same with the pool limited to one connection (the pool scan is then trivial);
-- `aiohttp`: aiohttp's ClientSession, when it is installed (it is not a dependency; for comparison);
+- `aiohttp`: a bare aiohttp ClientSession (a floor for aiohttp);
 - `raw`: asyncio streams, one keep-alive connection per worker, a hand-written request and a minimal
   response reader (the floor for any asyncio client in Python; not something to ship).
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.feedfarm import FeedFarm
-from monitor.fetch import Fetcher, FetchSettings
+from monitor.fetch import Fetcher, FetchSettings, Transport
 from monitor.netpolicy import NetworkPolicy
 
 Get = Callable[[str, str], Awaitable[int]]
@@ -54,8 +54,10 @@ async def run_pass(urls: list[str], etags: dict[str, str], get: Get, concurrency
     return (time.process_time() - started) / len(urls) * 1000
 
 
-async def measure_monitor(urls: list[str], etags: dict[str, str], args: argparse.Namespace) -> list[float]:
-    settings = FetchSettings(per_host_concurrency=0, per_host_gap=0.0)
+async def measure_monitor(
+    urls: list[str], etags: dict[str, str], args: argparse.Namespace, transport: Transport
+) -> list[float]:
+    settings = FetchSettings(per_host_concurrency=0, per_host_gap=0.0, transport=transport)
     policy = NetworkPolicy.from_setting(["127.0.0.1/32"])
     async with Fetcher(settings, policy) as fetcher:
 
@@ -83,7 +85,7 @@ async def measure_httpx(
 
 
 async def measure_aiohttp(urls: list[str], etags: dict[str, str], args: argparse.Namespace) -> list[float]:
-    import aiohttp  # not a dependency of monitor: measured for comparison when installed
+    import aiohttp
 
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
@@ -133,15 +135,13 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         etags = await first_etags(farm.urls)
         rows = [
-            ("monitor Fetcher", await measure_monitor(farm.urls, etags, args)),
+            ("monitor Fetcher, aiohttp transport", await measure_monitor(farm.urls, etags, args, "aiohttp")),
+            ("monitor Fetcher, httpx transport", await measure_monitor(farm.urls, etags, args, "httpx")),
             ("httpx AsyncClient", await measure_httpx(farm.urls, etags, args, None)),
             ("httpx, pool of 1 connection", await measure_httpx(farm.urls, etags, args, 1)),
+            ("aiohttp ClientSession", await measure_aiohttp(farm.urls, etags, args)),
+            ("raw asyncio streams", await measure_raw(farm.urls, etags, args)),
         ]
-        if importlib.util.find_spec("aiohttp") is not None:
-            rows.append(
-                ("aiohttp ClientSession (not a dependency)", await measure_aiohttp(farm.urls, etags, args))
-            )
-        rows.append(("raw asyncio streams", await measure_raw(farm.urls, etags, args)))
     finally:
         farm.stop()
     raw = statistics.median(rows[-1][1])

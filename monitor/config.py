@@ -156,6 +156,10 @@ class FetchOptions(_Model):
         default=timedelta(milliseconds=200),
         description="the least time between the starts of two fetches to one host",
     )
+    transport: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp",
+        description="the HTTP client of feed fetches: aiohttp (about a tenth of httpx's CPU per request) or httpx",
+    )
 
 
 class DeliveryOptions(_Model):

@@ -17,6 +17,8 @@ message names the thing that failed (file, URL, channel) and the cause.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
     "ConfigError",
     "DeliveryError",
@@ -28,6 +30,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RuleError",
     "StoreError",
+    "find_cause",
 ]
 
 
@@ -145,3 +148,18 @@ class EndpointGoneError(DeliveryError):
 
     def __init__(self, channel: str, message: str) -> None:
         super().__init__(channel, message, retryable=False, status=410)
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type `kind` in `exc`'s chain of causes and contexts (`exc` itself included)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

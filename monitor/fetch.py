@@ -4,13 +4,16 @@ Semantics of `Fetcher.fetch`:
 
 - Conditional GET: the stored ETag and Last-Modified go out as If-None-Match / If-Modified-Since; a 304 answer
   gives `FetchResult(status=304, content=None)`, any 2xx gives the decompressed body and the new validators.
-- Redirects (301, 302, 303, 307, 308) are followed here, not by httpx, so that every hop's URL passes the
+- Redirects (301, 302, 303, 307, 308) are followed here, not by the HTTP client, so that every hop's URL passes the
   `NetworkPolicy` before anything connects to it; at most `max_redirects` hops, relative Locations resolved
   against the hop that sent them, only http and https.
-- The connection itself goes through `PolicyCheckingBackend`: the host is resolved once, every address is
-  checked against the policy, and the socket connects to a checked address (TLS still verifies and sends SNI
-  for the host name). A DNS answer that changes between the check and the connect (DNS rebinding) therefore
-  cannot reach a refused address.
+- The HTTP client is a transport behind a small seam (`Wire`, `WireResponse` below), chosen by
+  `FetchSettings.transport` (`fetch.transport` in monitor.yaml): aiohttp (monitor.fetch_aiohttp, the default)
+  or httpx (monitor.fetch_httpx). Each connects only where the policy allows: the host is resolved once, every
+  address is checked, and the socket connects to a checked address (TLS still verifies and sends SNI for the
+  host name), so a DNS answer that changes between the check and the connect (DNS rebinding) cannot reach a
+  refused address. Each maps its library's exceptions to the FetchErrors below; everything else (redirects,
+  caps, decoding, validators, the result) is here, the same for both. See docs/design/fetch.md.
 - Limits: connect and read timeouts per socket operation, one overall deadline per fetch (all hops, DNS,
   body), and a cap on the *decompressed* body that is enforced while reading, before the bytes are held.
 - Every failure is a `FetchError` with a short human message ("HTTP 503 Service Unavailable", "timed out
@@ -28,20 +31,19 @@ import random
 import ssl
 import time
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from types import TracebackType
-from typing import Self
-
-import httpx
+from typing import Literal, Protocol, Self
 
 import monitor
 from monitor.cachehints import http_lifetime
 from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
 from monitor.hostlimits import HostGate, HostPaused
 from monitor.netpolicy import NetworkPolicy
-from monitor.policed_http import AddressRefused, describe_connect_error, find_cause, policed_transport
 from monitor.timeutil import parse_retry_after
 from monitor.types import FetchResult
 
@@ -50,10 +52,17 @@ __all__ = [
     "MAX_BACKOFF",
     "MAX_BACKOFF_FACTOR",
     "MAX_RETRY_AFTER",
+    "TRANSPORTS",
     "FetchSettings",
     "Fetcher",
+    "Transport",
+    "Wire",
+    "WireResponse",
     "backoff_delay",
 ]
+
+Transport = Literal["aiohttp", "httpx"]
+TRANSPORTS: tuple[Transport, ...] = ("aiohttp", "httpx")
 
 DEFAULT_USER_AGENT = (
     f"monitor/{monitor.__version__} (+https://github.com/monitor/monitor; news monitoring daemon)"
@@ -64,7 +73,7 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
-# Only encodings the bounded decoder below understands; httpx would add br/zstd when those packages exist.
+# Only encodings the bounded decoder below understands; the clients would add br/zstd when those packages exist.
 ACCEPT_ENCODING = "gzip, deflate"
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -78,6 +87,10 @@ MAX_RETRY_AFTER = timedelta(hours=24)
 BACKOFF_JITTER = 0.1  # up to +10 %: feeds that failed together (an outage) do not all retry in one instant
 
 _READ_CHUNK = 64 * 1024
+# A response whose body we do not use (a 304, a redirect, an error page) is read up to this many bytes so that its
+# connection goes back to the pool: closing a response before its end closes the connection, and every 304 would
+# then cost a new TCP (and TLS) handshake. A longer body is not worth reading: that one connection is dropped.
+DRAIN_LIMIT = 64 * 1024
 
 _JITTER = random.Random()
 
@@ -94,6 +107,9 @@ class FetchSettings:
     user_agent: str = DEFAULT_USER_AGENT
     per_host_concurrency: int = 2  # fetches to one host at a time; 0: no limit (monitor.hostlimits)
     per_host_gap: float = 0.2  # seconds between the starts of two fetches to one host
+    # The HTTP client (see the module docstring). aiohttp: about a tenth of httpx's CPU per request
+    # (bench/RESULTS.md, "CPU per 304"); httpx: the transport of earlier versions, kept behind the same seam.
+    transport: Transport = "aiohttp"
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "total_timeout"):
@@ -108,10 +124,70 @@ class FetchSettings:
             raise ValueError("FetchSettings.user_agent must not be empty")
         if self.per_host_concurrency < 0 or not 0 <= self.per_host_gap < math.inf:
             raise ValueError("FetchSettings per-host limits must not be negative")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"FetchSettings.transport must be one of {TRANSPORTS}, not {self.transport!r}")
+
+
+class WireResponse(Protocol):
+    """A response whose head has arrived; the body is read through `raw` (still encoded as it came)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (case-insensitive), None when absent."""
+
+    def header_list(self, name: str) -> list[str]:
+        """Every value of a header, in order."""
+
+    def raw(self, chunk_size: int) -> AsyncIterator[bytes]:
+        """The body as it came (transfer coding removed, content coding kept)."""
+
+    async def drain(self, limit: int) -> None:
+        """Read and drop up to `limit` bytes of the body, so the connection can be reused (see `_drain`)."""
+
+
+class Wire(Protocol):
+    """What the Fetcher needs of an HTTP client. `get` sends one GET, never following redirects, connecting
+    only to addresses the policy allows; its context maps every failure of the library, while sending and
+    while the body is read inside the block, to a FetchError or NetworkPolicyError naming `url`."""
+
+    def get(
+        self, url: str, hop_url: str, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[WireResponse]: ...
+
+    def join(self, base: str, location: str) -> str:
+        """`location` resolved against `base`, without its fragment. Raises ValueError for an invalid URL."""
+
+    async def aclose(self) -> None: ...
+
+
+def open_wire(settings: FetchSettings, policy: NetworkPolicy, ssl_context: ssl.SSLContext | None) -> Wire:
+    """The configured transport. Imported here, not at the top: a process loads only the client it uses."""
+    if settings.transport == "httpx":
+        from monitor.fetch_httpx import HttpxWire
+
+        return HttpxWire(settings, policy, ssl_context)
+    from monitor.fetch_aiohttp import AiohttpWire
+
+    return AiohttpWire(settings, policy, ssl_context)
+
+
+def request_headers(settings: FetchSettings) -> dict[str, str]:
+    """The headers every request carries (a transport adds nothing else but Host and its framing)."""
+    return {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+
+
+def seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 class Fetcher:
-    """Fetches feeds over one pooled `httpx.AsyncClient` (HTTP/1.1). Use as `async with Fetcher(...)`.
+    """Fetches feeds over one pooled client of the configured transport (HTTP/1.1). Use as
+    `async with Fetcher(...)`.
 
     `ssl_context` replaces the default trust store (certifi), e.g. for an internal CA.
     Safe to call `fetch` concurrently from several tasks.
@@ -123,7 +199,7 @@ class Fetcher:
         self.settings = settings
         self.policy = policy
         self._ssl_context = ssl_context
-        self._client: httpx.AsyncClient | None = None
+        self._wire: Wire | None = None
         # A fetch waits for a host's pause only briefly; a longer pause fails it at once (retryable, with the rest
         # of the pause as its Retry-After), so that a paused host never holds poll slots.
         self.hosts = HostGate(
@@ -133,24 +209,9 @@ class Fetcher:
         )
 
     async def __aenter__(self) -> Self:
-        if self._client is not None:
+        if self._wire is not None:
             raise RuntimeError("Fetcher is already open")
-        self._client = httpx.AsyncClient(
-            transport=self._transport(),
-            timeout=httpx.Timeout(
-                connect=self.settings.connect_timeout,
-                read=self.settings.read_timeout,
-                write=self.settings.read_timeout,
-                pool=self.settings.connect_timeout,
-            ),
-            follow_redirects=False,
-            trust_env=False,  # an environment proxy would connect on our behalf, past the address check
-            headers={
-                "User-Agent": self.settings.user_agent,
-                "Accept": ACCEPT,
-                "Accept-Encoding": ACCEPT_ENCODING,
-            },
-        )
+        self._wire = open_wire(self.settings, self.policy, self._ssl_context)
         return self
 
     async def __aexit__(
@@ -159,19 +220,16 @@ class Fetcher:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    def _transport(self) -> httpx.AsyncHTTPTransport:
-        return policed_transport(self.policy, self._ssl_context)
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            await wire.aclose()
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
     ) -> FetchResult:
         """GET `url` (conditionally when validators are given). Raises FetchError; see the module docstring."""
-        client = self._client
-        if client is None:
+        wire = self._wire
+        if wire is None:
             raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
         # One deadline covers the wait for a turn at the host and the fetch itself: a claimed feed's fetch then
         # always ends within its lease (cluster.lease > fetch.total_timeout), and another node never fetches
@@ -182,7 +240,7 @@ class Fetcher:
             async with asyncio.timeout(self.settings.total_timeout), self.hosts.slot(url):
                 admitted = True
                 try:
-                    return await self._fetch(client, url, etag, last_modified, started)
+                    return await self._fetch(wire, url, etag, last_modified, started)
                 except FetchError as exc:
                     if exc.status == 429 or (exc.status == 503 and exc.retry_after is not None):
                         # The server's answer to this client, not to this one feed: its other feeds wait too.
@@ -195,13 +253,13 @@ class Fetcher:
             if not admitted:
                 raise HostBusyError(
                     url,
-                    f"no turn at {HostGate.host_of(url)} within {_seconds(self.settings.total_timeout)} (its "
+                    f"no turn at {HostGate.host_of(url)} within {seconds(self.settings.total_timeout)} (its "
                     "other feeds held fetch.per_host_concurrency); not fetched, tried again on the next tick",
                 ) from exc
-            raise FetchError(url, f"timed out after {_seconds(self.settings.total_timeout)}") from exc
+            raise FetchError(url, f"timed out after {seconds(self.settings.total_timeout)}") from exc
 
     async def _fetch(
-        self, client: httpx.AsyncClient, url: str, etag: str | None, last_modified: str | None, started: float
+        self, wire: Wire, url: str, etag: str | None, last_modified: str | None, started: float
     ) -> FetchResult:
         headers: dict[str, str] = {}
         if etag:
@@ -215,39 +273,39 @@ class Fetcher:
         permanent = True
         for _hop in range(self.settings.max_redirects + 1):
             await self._check(url, hop_url)
-            async with self._send(client, url, hop_url, headers) as response:
-                status = response.status_code
+            async with wire.get(url, hop_url, headers) as response:
+                status = response.status
                 if status in REDIRECT_STATUSES:
-                    hop_url = self._redirect_target(url, hop_url, response)
+                    hop_url = self._redirect_target(wire, url, hop_url, response)
                     permanent = permanent and status in PERMANENT_REDIRECTS
                     if permanent:
                         moved_to = hop_url
-                    await _drain(response)
+                    await response.drain(DRAIN_LIMIT)
                     continue
                 if status == 304 or 200 <= status < 300:
                     if status == 304:
-                        await _drain(response)
+                        await response.drain(DRAIN_LIMIT)
                     content = None if status == 304 else await self._read_body(url, response)
                     return FetchResult(
                         url=url,
                         final_url=hop_url,
                         status=status,
                         content=content,
-                        etag=response.headers.get("ETag"),
-                        last_modified=response.headers.get("Last-Modified"),
-                        content_type=response.headers.get("Content-Type"),
+                        etag=response.header("ETag"),
+                        last_modified=response.header("Last-Modified"),
+                        content_type=response.header("Content-Type"),
                         elapsed=time.monotonic() - started,
                         fresh_for=http_lifetime(
-                            response.headers.get("Cache-Control"),
-                            response.headers.get("Expires"),
-                            response.headers.get("Date"),
+                            response.header("Cache-Control"),
+                            response.header("Expires"),
+                            response.header("Date"),
                             datetime.now(UTC),
                         ),
                         moved_to=moved_to if moved_to != url else None,
-                        links=", ".join(response.headers.get_list("Link")) or None,
+                        links=", ".join(response.header_list("Link")) or None,
                     )
                 error = _status_error(url, response)
-                await _drain(response)
+                await response.drain(DRAIN_LIMIT)
                 raise error
         raise FetchError(
             url, f"too many redirects (more than {self.settings.max_redirects})", retryable=False
@@ -263,35 +321,29 @@ class Fetcher:
         except OSError as exc:  # the name does not resolve: may be transient
             raise FetchError(url, str(exc)) from exc
 
-    def _send(
-        self, client: httpx.AsyncClient, url: str, hop_url: str, headers: dict[str, str]
-    ) -> _ResponseContext:
-        return _ResponseContext(client, url, hop_url, headers, self.settings)
-
-    def _redirect_target(self, url: str, hop_url: str, response: httpx.Response) -> str:
-        location = response.headers.get("Location")
+    def _redirect_target(self, wire: Wire, url: str, hop_url: str, response: WireResponse) -> str:
+        location = response.header("Location")
         if not location:
             raise FetchError(
-                url, f"HTTP {response.status_code} redirect without a Location header", retryable=False
+                url, f"HTTP {response.status} redirect without a Location header", retryable=False
             )
         try:
-            target = httpx.URL(hop_url).join(location.strip()).copy_with(fragment=None)
-        except httpx.InvalidURL as exc:
+            return wire.join(hop_url, location.strip())
+        except ValueError as exc:
             raise FetchError(url, f"redirect to an invalid URL {location!r}: {exc}", retryable=False) from exc
-        return str(target)
 
-    async def _read_body(self, url: str, response: httpx.Response) -> bytes:
+    async def _read_body(self, url: str, response: WireResponse) -> bytes:
         """Read and decompress the body, failing as soon as it grows past max_bytes."""
         limit = self.settings.max_bytes
-        decoder = _decoder_for(url, response.headers.get("Content-Encoding"))
-        declared = response.headers.get("Content-Length")
+        decoder = _decoder_for(url, response.header("Content-Encoding"))
+        declared = response.header("Content-Length")
         if isinstance(decoder, _Identity) and declared and declared.isdigit() and int(declared) > limit:
             raise ResponseTooLargeError(
                 url, f"response of {int(declared)} bytes exceeds the limit of {limit} bytes"
             )
         body = bytearray()
         try:
-            async for chunk in response.aiter_raw(_READ_CHUNK):
+            async for chunk in response.raw(_READ_CHUNK):
                 body += decoder.decode(chunk, limit - len(body) + 1)
                 if len(body) > limit:
                     raise ResponseTooLargeError(url, f"response exceeds the limit of {limit} bytes")
@@ -303,99 +355,17 @@ class Fetcher:
         return bytes(body)
 
 
-class _ResponseContext:
-    """`client.stream(...)` with httpx's exceptions turned into FetchErrors naming the feed."""
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        url: str,
-        hop_url: str,
-        headers: dict[str, str],
-        settings: FetchSettings,
-    ) -> None:
-        self._client = client
-        self._url = url
-        self._hop_url = hop_url
-        self._headers = headers
-        self._settings = settings
-        self._response: httpx.Response | None = None
-
-    async def __aenter__(self) -> httpx.Response:
-        try:
-            request = self._client.build_request("GET", self._hop_url, headers=self._headers)
-            self._response = await self._client.send(request, stream=True)
-        except Exception as exc:
-            raise _transport_error(self._url, self._hop_url, exc, self._settings) from exc
-        return self._response
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        response, self._response = self._response, None
-        if response is not None:
-            await response.aclose()
-        if isinstance(exc_value, httpx.HTTPError | AddressRefused):
-            raise _transport_error(self._url, self._hop_url, exc_value, self._settings) from exc_value
-
-
 class HostBusyError(FetchError):
     """The fetch never started: its host's slots stayed taken by this node's other fetches for the whole
     deadline. Not the feed's failure: nothing is recorded, and the feed is claimed again on a later tick."""
 
 
-async def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
-    """Read the rest of a response whose body we do not use (a 304, a redirect, an error page), up to `limit`
-    bytes, so that its connection goes back to the pool. Closing a response before its end has been read closes
-    the connection, and then every 304 costs a new TCP (and TLS) handshake. A longer body is not worth reading:
-    closing the response then drops that one connection. A failure while draining changes nothing about the
-    answer we already have, so it is not an error."""
-    seen = 0
-    try:
-        async for chunk in response.aiter_raw():
-            seen += len(chunk)
-            if seen > limit:
-                return
-    except httpx.HTTPError:
-        return
-
-
-def _transport_error(url: str, hop_url: str, exc: BaseException, settings: FetchSettings) -> BaseException:
-    """The FetchError for an exception raised while sending or reading; other exceptions pass unchanged."""
-    refused = find_cause(exc, AddressRefused)
-    if refused is not None:
-        where = "" if hop_url == url else f"redirected to {hop_url}: "
-        return NetworkPolicyError(url, f"{where}{refused}")
-    if isinstance(exc, httpx.ConnectTimeout):
-        return FetchError(url, f"connect timed out after {_seconds(settings.connect_timeout)}")
-    if isinstance(exc, httpx.ReadTimeout):
-        return FetchError(url, f"read timed out after {_seconds(settings.read_timeout)}")
-    if isinstance(exc, httpx.TimeoutException):
-        return FetchError(url, f"timed out: {exc}")
-    if isinstance(exc, httpx.ConnectError):
-        return FetchError(url, describe_connect_error(exc))
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return FetchError(url, f"protocol error: {exc}")
-    if isinstance(exc, httpx.DecodingError):
-        return FetchError(url, f"cannot decode the response: {exc}")
-    if isinstance(exc, httpx.TransportError):
-        return FetchError(url, f"connection failed: {exc}")
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return FetchError(url, f"invalid URL: {exc}", retryable=False)
-    if isinstance(exc, httpx.HTTPError):
-        return FetchError(url, str(exc))
-    return exc
-
-
-def _status_error(url: str, response: httpx.Response) -> FetchError:
-    status = response.status_code
+def _status_error(url: str, response: WireResponse) -> FetchError:
+    status = response.status
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
-        phrase = response.reason_phrase or ""
+        phrase = response.reason or ""
     # 5xx and the 4xx that mean "not now" may pass; other 4xx and unfollowable 3xx (300, 305) will not.
     retryable = status >= 500 or status in RETRYABLE_CLIENT_STATUSES
     message = f"HTTP {status} {phrase}".rstrip()
@@ -404,12 +374,8 @@ def _status_error(url: str, response: httpx.Response) -> FetchError:
         message,
         retryable=retryable,
         status=status,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=parse_retry_after(response.header("Retry-After")),
     )
-
-
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
 
 
 class _Identity:

@@ -31,6 +31,7 @@ from monitor.fetch import Fetcher, HostBusyError, backoff_delay
 from monitor.health import PollSeen, assess
 from monitor.metrics import Metrics
 from monitor.notify import alert_payload, escalation_payload
+from monitor.notify.payload import fold_item
 from monitor.quiethours import QuietHours
 from monitor.rules import Rule, RuleSet
 from monitor.store import (
@@ -319,7 +320,12 @@ class Pipeline:
         (the event loop goes on fetching meanwhile) around the store's one unseen_keys round trip, and the
         store thread then does the in-order story assignment, the decisions and the one transaction. Without
         them, all of it runs on the store thread (`_record_fetched`). Both give the same records."""
-        if self.workers is None or result.not_modified or result.content is None:
+        if (
+            self.workers is None
+            or result.not_modified
+            or result.content is None
+            or not await self.workers.ready()  # started by the first body; False: could not start
+        ):
             return await self.store_thread.run(
                 self._record_fetched, feed, state, interval, result, fetch_seconds, claim, pushed=pushed
             )
@@ -650,6 +656,9 @@ class Pipeline:
         active_ids = {s.id for s in silences}
         alerts: list[NewAlert] = []
         attachments: list[AlertAttachment] = []
+        # The JSON size of each alert's payload after its last fold in this fetch: the next fold of the same
+        # alert adds to it instead of encoding the whole payload again (monitor.notify.payload.fold_item).
+        sizes: dict[str, int | None] = {}
         for new in new_items:
             for match in new.matches:
                 rule = self.ruleset.get(match.rule_id)
@@ -662,7 +671,9 @@ class Pipeline:
                 else:
                     decision = alert_decision(existing, now=now, realert=rule.realert)
                 if decision == "attach" and existing is not None:
-                    payload = _fold_item(existing.payload, new.item)
+                    payload, sizes[existing.alert_id] = fold_item(
+                        existing.payload, new.item, sizes.get(existing.alert_id)
+                    )
                     attachments.append(AlertAttachment(existing.alert_id, new.item.key, payload))
                     states[key] = AlertState(
                         existing.alert_id,
@@ -895,10 +906,3 @@ class Pipeline:
 def _source(feed: FeedConfig) -> FeedSource:
     """What the pure work of a body needs of the feed's configuration."""
     return FeedSource(url=feed.url, title=feed.title, tags=feed.tags, language=feed.language)
-
-
-def _fold_item(payload: dict[str, object], item: Item) -> dict[str, object]:
-    """The alert payload with one more item of its story attached ("also reported by ...")."""
-    from monitor.notify import attach_item
-
-    return attach_item(payload, item)

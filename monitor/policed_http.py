@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterable
-from typing import TypeVar
 
 import httpcore
 import httpx
 
+from monitor.errors import find_cause
 from monitor.netpolicy import NetworkPolicy, resolve
 
 __all__ = [
@@ -25,8 +25,6 @@ __all__ = [
     "find_cause",
     "policed_transport",
 ]
-
-E = TypeVar("E", bound=BaseException)
 
 
 class AddressRefused(httpcore.ConnectError):
@@ -130,14 +128,3 @@ def describe_connect_error(exc: BaseException) -> str:
     while innermost.__cause__ is not None:
         innermost = innermost.__cause__
     return f"cannot connect: {innermost}" if str(innermost) else "cannot connect"
-
-
-def find_cause(exc: BaseException, kind: type[E]) -> E | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None

@@ -37,9 +37,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from typing import IO, TYPE_CHECKING, Any
 
 from monitor import __version__, systemd
 from monitor.config import MonitorConfig, load_config
@@ -51,14 +49,18 @@ from monitor.normalize import primary_language
 from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
-from monitor.status import StatusServer
 from monitor.store import FeedClaim, NodeInfo, Store, open_store
 from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
 from monitor.timeutil import utcnow
-from monitor.websub import WebSub
 from monitor.workers import WorkerPool, WorkerSetup, empty_story_index, worker_count
+
+if TYPE_CHECKING:
+    # `monitor run` only: imported where the daemon starts them, so that `monitor once` does not load the
+    # scheduler, the status page's templates or the WebSub client (bench/RESULTS.md, start-up imports).
+    from monitor.status import StatusServer
+    from monitor.websub import WebSub
 
 __all__ = [
     "Daemon",
@@ -138,6 +140,7 @@ def fetch_settings(config: MonitorConfig) -> FetchSettings:
         max_redirects=options.max_redirects,
         per_host_concurrency=options.per_host_concurrency,
         per_host_gap=options.per_host_gap.total_seconds(),
+        transport=options.transport,
     )
 
 
@@ -207,12 +210,10 @@ async def open_runtime(
             lock.release()
         raise
     # One pool per runtime, i.e. per version of the config and rules: a reload drains the polls, closes this
-    # pool and starts one with the new rule set (monitor.workers). Launched first, so that the workers start
-    # while this process opens the store and loads the story index.
+    # pool and makes one with the new rule set (monitor.workers). Its processes start only when the first feed
+    # body that needs parsing arrives (WorkerPool.ready): a round of 304s starts none.
     count = worker_count(config.workers)
     workers = WorkerPool(count, WorkerSetup.of(config, ruleset, languages)) if count else None
-    if workers is not None:
-        workers.launch()
     try:
         if store.concurrent:
             released = store.reap_nodes(now, config.cluster.dead_after)
@@ -236,15 +237,6 @@ async def open_runtime(
         channels = build_channels(config.channels, policy=policy)
         store_thread = StoreThread()
         try:
-            if workers is not None:
-                try:
-                    await workers.start()
-                except Exception as exc:
-                    # Alerting matters more than speed: without its workers the daemon does the same work
-                    # in its own process.
-                    log.error("worker processes did not start (%s); working in-process", _describe(exc))
-                    await workers.close()
-                    workers = None
             async with Fetcher(fetch_settings(config), policy) as fetcher:
                 pipeline = Pipeline(
                     config=config,
@@ -508,6 +500,8 @@ class Daemon:
         # The tick is the poll granularity: never coarser than the shortest feed interval.
         intervals = [config.feed_interval(feed).total_seconds() for feed in config.feeds]
         tick = min([TICK_SECONDS, *intervals])
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # `monitor run` only (see the imports)
+
         scheduler = AsyncIOScheduler(timezone="UTC")
         jobs: list[tuple[str, Any, float]] = [
             ("tick", self._as_task("tick", self._tick), tick),
@@ -576,6 +570,8 @@ class Daemon:
         address = config.status.address()
         if address is None:
             return None
+        from monitor.status import StatusServer  # `monitor run` with a status address only
+
         server = StatusServer(
             runtime.store,
             utcnow,
@@ -604,6 +600,8 @@ class Daemon:
             # As after a poll: what a push decided is delivered now, not at the next delivery run.
             if (outcome.alerts or outcome.notices) and not self._stop.is_set():
                 await self._deliver(runtime)
+
+        from monitor.websub import WebSub  # `monitor run` with WebSub on only
 
         websub = WebSub(
             config,

@@ -527,6 +527,7 @@ class WorkerPool:
         self._launcher: threading.Thread | None = None
         self._launched: list[Future[object]] = []
         self._launch_error: BaseException | None = None
+        self._ready: asyncio.Future[bool] | None = None
 
     def launch(self) -> None:
         """Start every worker without waiting: the first start waits for the fork server's imports, so it
@@ -557,6 +558,27 @@ class WorkerPool:
             if isinstance(result, int):
                 pids.append(result)
         return pids
+
+    async def ready(self) -> bool:
+        """Start the workers on the first call and wait until they are up; True when they are. The pipeline asks
+        on the first feed body that needs parsing, so a run of 304s (a round of `monitor once` in which nothing
+        changed) starts no process at all. Concurrent first callers wait for the one start. False (logged once)
+        when the workers could not start (no /dev/shm, a process limit): the caller then works in-process, as
+        alerting matters more than speed."""
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self._start_or_give_up())
+        # Shielded: a poll cancelled while it waits (the drain timeout) must not cancel the start for the others.
+        return await asyncio.shield(self._ready)
+
+    async def _start_or_give_up(self) -> bool:
+        try:
+            await self.start()
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, MonitorError) else f"{type(exc).__name__}: {exc}"
+            log.error("worker processes did not start (%s); working in-process", reason)
+            await asyncio.gather(*(asyncio.to_thread(lane.close, CLOSE_TIMEOUT) for lane in self._lanes))
+            return False
+        return True
 
     def pids(self) -> list[int]:
         """The pids of the live workers (for tests and the status of the daemon)."""
@@ -636,7 +658,10 @@ class WorkerPool:
 
     async def close(self, grace: float = CLOSE_TIMEOUT) -> None:
         """Stop every worker: tasks not started are cancelled, one in progress may finish within `grace`
-        seconds (then its worker is killed)."""
+        seconds (then its worker is killed). A pool that never started has nothing to stop."""
+        if self._ready is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._ready)
         if self._launcher is not None:
             await asyncio.to_thread(self._launcher.join)
         await asyncio.gather(*(asyncio.to_thread(lane.close, grace) for lane in self._lanes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import random
 import socket
@@ -15,10 +16,13 @@ from email.utils import format_datetime
 import pytest
 
 import monitor
+import monitor.fetch
 from monitor.errors import FetchError, NetworkPolicyError, ResponseTooLargeError
 from monitor.fetch import (
+    TRANSPORTS,
     Fetcher,
     FetchSettings,
+    Transport,
     backoff_delay,
 )
 from monitor.netpolicy import NetworkPolicy
@@ -36,6 +40,22 @@ feed_server = feedserver.feed_server
 QUICK = FetchSettings(connect_timeout=2.0, read_timeout=2.0, total_timeout=5.0)
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 LAST_MODIFIED = "Mon, 05 Jan 2026 12:00:00 GMT"
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Transport:
+    """Every test of this module runs on each transport behind the Fetcher's seam (monitor.fetch.Wire): the
+    settings a test builds get the transport of this run when the Fetcher opens its client."""
+    chosen: Transport = request.param
+    real = monitor.fetch.open_wire
+
+    def open_wire(
+        settings: FetchSettings, policy: NetworkPolicy, ssl_context: ssl.SSLContext | None
+    ) -> object:
+        return real(dataclasses.replace(settings, transport=chosen), policy, ssl_context)
+
+    monkeypatch.setattr(monitor.fetch, "open_wire", open_wire)
+    return chosen
 
 
 @pytest.fixture
@@ -496,6 +516,42 @@ def test_connection_goes_only_to_addresses_the_policy_allows(server: FeedServer)
     assert "resolves to" in error.message
     assert "non-public address" in error.message
     assert server.count("/feed") == 0
+
+
+class AnswerThatChanges(CheckThatSawAPublicAnswer):
+    """DNS rebinding across a redirect: the first address judged is allowed, every later one is refused."""
+
+    def __init__(self) -> None:
+        super().__init__(allow_all_private=True)
+        object.__setattr__(self, "judged", [])
+
+    def is_allowed(self, address: object) -> bool:
+        self.judged.append(address)  # type: ignore[attr-defined]
+        return len(self.judged) == 1  # type: ignore[attr-defined]
+
+
+def test_a_redirect_hop_is_checked_again_when_it_connects(server: FeedServer) -> None:
+    server.set("/feed", redirect_to=server.url("/moved", host="localhost"))
+    server.set("/moved", RSS)
+    error = fetch_error(server.url("/feed"), policy=AnswerThatChanges())
+    assert isinstance(error, NetworkPolicyError), error
+    assert error.message.startswith(f"redirected to {server.url('/moved', host='localhost')}: ")
+    assert "non-public address" in error.message
+    assert server.count("/feed") == 1 and server.count("/moved") == 0
+
+
+def test_proxy_settings_of_the_environment_are_not_honoured(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy would connect on our behalf, past the address check: the fetch must go to the feed's host itself.
+    with FeedServer() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        server.set("/feed", RSS)
+        assert fetch(server.url("/feed")).content == RSS
+        assert server.count("/feed") == 1 and proxy.requests == []
 
 
 def test_connection_by_host_name_works_when_allowed(server: FeedServer) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 from datetime import timedelta
+from typing import Any
 
 import jsonschema
 import pytest
@@ -11,9 +14,12 @@ from support.alerts import NOW, make_item, make_payload
 
 from monitor.notify import PAYLOAD_VERSION, attach_item, digest_payload, payload_schema
 from monitor.notify.limits import Rate, RateLimiter, parse_rate
-from monitor.notify.payload import MAX_STORY_ITEMS, SUMMARY_EXCERPT_CHARS, excerpt
+from monitor.notify.payload import MAX_STORY_ITEMS, SUMMARY_EXCERPT_CHARS, cap_payload, excerpt, fold_item
 from monitor.notify.retry import STANDARD_WEBHOOKS_SCHEDULE, RetryPolicy
 from monitor.notify.templates import compile_template, render, render_subject
+from monitor.redact import redact
+from monitor.timeutil import to_iso
+from monitor.types import Item
 
 
 def validator() -> jsonschema.Draft202012Validator:
@@ -69,6 +75,71 @@ def test_attach_item_counts_sources_and_leaves_the_original_alone() -> None:
     assert updated["story"]["item_count"] == MAX_STORY_ITEMS + 7
     assert len(updated["story"]["items"]) == MAX_STORY_ITEMS
     validator().validate(updated)
+
+
+def test_attach_item_cuts_a_copy_and_shares_nothing_it_changes() -> None:
+    """Folding shares the unchanged parts of the payload (no deep copy per item); a payload that needs a cut
+    (here a summary stored before the cap) is cut on a copy, so the payload it came from is left alone."""
+    payload = make_payload()
+    payload["item"]["summary"] = "word " * 400
+    updated = attach_item(payload, make_item(key="k2", feed_title="Other Wire"))
+    assert len(payload["item"]["summary"]) == 2000  # the original, untouched
+    assert len(updated["item"]["summary"]) <= SUMMARY_EXCERPT_CHARS
+    assert updated["truncated"] == ["item.summary: 500 of 2000 characters"]
+    again = attach_item(updated, make_item(key="k3", feed_title="Third"))
+    assert again["truncated"] == updated["truncated"]  # nothing more to cut
+    assert updated["story"]["item_count"] == 2 and again["story"]["item_count"] == 3
+    assert [i["key"] for i in updated["story"]["items"]] == ["k2"]
+
+
+def _attach_as_before(payload: dict[str, Any], item: Item) -> dict[str, Any]:
+    """attach_item as it was before fold_item: the story grown on a copy, then cap_payload of the whole."""
+    story = copy.deepcopy(payload["story"])
+    story["item_count"] = int(story.get("item_count", 1)) + 1
+    story["sources"] = list(story.get("sources") or [])
+    if item.feed_title and item.feed_title not in story["sources"]:
+        story["sources"].append(item.feed_title)
+    story["languages"] = list(story.get("languages") or [])
+    if item.language and item.language not in story["languages"]:
+        story["languages"].append(item.language)
+    story["items"] = list(story.get("items") or [])
+    if len(story["items"]) < MAX_STORY_ITEMS:
+        story["items"].append(
+            {
+                "key": item.key,
+                "title": item.title,
+                "link": item.link,
+                "feed": {"url": redact(item.feed_url), "title": item.feed_title},
+                "published": to_iso(item.published),
+                "language": item.language,
+            }
+        )
+    return cap_payload({**payload, "story": story})
+
+
+def test_fold_item_sizes_each_fold_exactly_and_cuts_as_before() -> None:
+    """fold_item carries the payload's JSON size from fold to fold instead of encoding the whole each time:
+    the size must be exact (non-ASCII, escapes, no source, repeated sources, a full item list), and the cuts
+    once the story outgrows MAX_PAYLOAD_BYTES (through its uncapped sources) must be those of before."""
+    payload = make_payload(feed_title=None, language=None)
+    before = copy.deepcopy(payload)
+    size: int | None = None
+    cut_at = None
+    for n in range(140):
+        title = None if n % 7 == 3 else f'Лента "{n % 90}" \\ ' + "Новости\tдня " * 200
+        item = make_item(key=f"k{n}", feed_title=title, language=("ru", "de", None)[n % 3], title=f"T{n}\n")
+        payload, size = fold_item(payload, item, size)
+        before = _attach_as_before(before, item)
+        assert payload == before, n
+        if size is not None:
+            truncated = payload.get("truncated") or []
+            expected = len(
+                json.dumps({**payload, "truncated": truncated}, ensure_ascii=False).encode("utf-8")
+            )
+            assert size == expected, n
+        elif cut_at is None:
+            cut_at = n
+    assert cut_at is not None and "story.items: 3 of 4" in before["truncated"]  # the cut path was taken
 
 
 def test_attach_item_needs_a_story() -> None:

@@ -361,6 +361,32 @@ def test_attachments_fold_items_into_an_alert(store: Store) -> None:
     assert state.item_count == 2 and state.pending is True
 
 
+def test_several_folds_into_one_alert_in_one_fetch_keep_the_last_payload(store: Store) -> None:
+    """The store writes an alert's payload once per fetch (the last attachment's, which holds the folds before
+    it); every folded item is still listed and counted, and the other alert's fold is written too."""
+    store.commit_fetch(
+        FeedUpdate(FEED, T0, T0),
+        new_items=[new_item("a"), new_item("z", "story-z")],
+        alerts=[alert("alr_1", "a"), alert("alr_2", "z")],
+    )
+    later = T0 + timedelta(minutes=5)
+    store.commit_fetch(
+        FeedUpdate(FEED, later, later),
+        new_items=[new_item("b", "story-a"), new_item("c", "story-a"), new_item("y", "story-z")],
+        attachments=[
+            AlertAttachment("alr_1", "b", {"id": "alr_1", "more": ["b"]}),
+            AlertAttachment("alr_2", "y", {"id": "alr_2", "more": ["y"]}),
+            AlertAttachment("alr_1", "c", {"id": "alr_1", "more": ["b", "c"]}),
+        ],
+    )
+    first, second = store.get_alert("alr_1"), store.get_alert("alr_2")
+    assert first is not None and second is not None
+    assert first["payload"] == {"id": "alr_1", "more": ["b", "c"]}
+    assert first["item_count"] == 3 and [i["key"] for i in first["items"]] == ["a", "b", "c"]
+    assert second["payload"] == {"id": "alr_2", "more": ["y"]} and second["item_count"] == 2
+    assert first["updated_at"] == second["updated_at"] == "2026-01-05T12:05:00.000000Z"
+
+
 def test_alerts_and_stories_list_newest_first(store: Store) -> None:
     for n in range(3):
         at = T0 + timedelta(minutes=n)

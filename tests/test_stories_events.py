@@ -22,7 +22,15 @@ from monitor.rules import RuleSet, load_rules
 from monitor.stories import StoredSignature, StoryAssignment, StoryIndex, event_features, name_skeleton
 from monitor.stories.cleaning import clean_summary, clean_title
 from monitor.stories.event import EventIndex
-from monitor.stories.features import label_of
+from monitor.stories.features import (
+    FIGURE,
+    KIND_MASK,
+    MEASURE,
+    MEASURE_MASK,
+    _compound_parts,
+    feature_id,
+    label_of,
+)
 from tests.support.story_sets import (
     DATA,
     LabelledItem,
@@ -37,8 +45,9 @@ from tests.support.story_sets import (
 )
 
 MARGIN = 0.02
-# Sets whose errors are never printed: the current blind round (docs/design/stories-blind5.md).
-STILL_BLIND = {"stories/blind5_rewrites.yaml", "stories/blind5_crosslang.yaml"}
+# Sets whose errors are never printed: the current blind round (docs/design/stories-blind6.md). Round 5's sets
+# are fitted since round 6.
+STILL_BLIND = {"stories/blind6_rewrites.yaml", "stories/blind6_crosslang.yaml"}
 
 
 @cache
@@ -66,23 +75,27 @@ class Expected:
 
 
 # Measured with the event tier's defaults (threshold 0.2, content share 0.5, cross-language evidence 1.5, a
-# figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5).
+# figure with its unit weighing 1.5 times, the within-language join by cross-language evidence of round 5) and
+# round 6's features (docs/design/stories-blind6.md).
 EXPECTED = [
-    Expected("stories/rewrites.yaml", "all", 1.000, 0.924, 0.971),
-    Expected("stories/rewrites.yaml", "fitted", 1.000, 0.937, 0.976),
-    Expected("stories/rewrites.yaml", "blind", 1.000, 0.871, 0.955),
+    Expected("stories/rewrites.yaml", "all", 1.000, 0.975, 0.990),
+    Expected("stories/rewrites.yaml", "fitted", 1.000, 0.984, 0.993),
+    Expected("stories/rewrites.yaml", "blind", 1.000, 0.935, 0.978),
     Expected("stories/crosslang.yaml", "all", 1.000, 0.881, 0.958),
     Expected("stories/crosslang.yaml", "fitted", 1.000, 0.901, 0.963),
     Expected("stories/crosslang.yaml", "blind", 1.000, 0.769, 0.933),
     # Blind round 4 (docs/design/stories-blind4.md), fitted since round 5.
-    Expected("stories/blind4_rewrites.yaml", "all", 1.000, 0.836, 0.949),
-    Expected("stories/blind4_crosslang.yaml", "all", 1.000, 0.773, 0.932),
-    # Blind round 5 (docs/design/stories-blind5.md): every story blind; 0.663/0.877 and 0.622/0.860 on main
-    # edca973 before the round's changes.
-    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.717, 0.899),
-    Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.676, 0.885),
+    Expected("stories/blind4_rewrites.yaml", "all", 1.000, 0.873, 0.962),
+    Expected("stories/blind4_crosslang.yaml", "all", 1.000, 0.864, 0.960),
+    # Blind round 5 (docs/design/stories-blind5.md), fitted since round 6; 0.663/0.877 and 0.622/0.860 on main
+    # edca973 before round 5's changes.
+    Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.815, 0.935),
+    Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.703, 0.894),
+    # Blind round 6 (docs/design/stories-blind6.md): every story blind, scored before any change of round 6.
+    Expected("stories/blind6_rewrites.yaml", "all", 0.852, 0.329, 0.715),
+    Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.581, 0.834),
     # The syndication sets against their event-level labels (their `events:` lists).
-    Expected("syndication/items.yaml", "all", 0.851, 0.597, 0.892),
+    Expected("syndication/items.yaml", "all", 0.857, 0.628, 0.910),
     Expected("syndication/blind2.yaml", "all", 0.966, 0.810, 0.967),
     Expected("syndication/blind3.yaml", "all", 1.000, 1.000, 1.000),
 ]
@@ -96,7 +109,7 @@ def test_event_level_scores_do_not_drop(expected: Expected) -> None:
     else:
         scores = score_subset(items, predicted, holdout=expected.part == "blind")
     # The errors of blind stories are not shown (a failure prints the fitted part's errors only); those of
-    # round 4 are, since its errors may be read now (round 5 is the blind one).
+    # rounds 4 and 5 are, since their errors may be read now (round 6 is the blind one).
     hidden = expected.part == "blind" or expected.name in STILL_BLIND
     shown = [(i, p) for i, p in zip(items, predicted, strict=True) if not (hidden and i.holdout)]
     print(f"\n{expected.name} {expected.part}: {scores.row()}")
@@ -111,8 +124,8 @@ def test_the_targets_of_issue_8_hold() -> None:
     crosslang = score_events(_items("stories/crosslang.yaml"), _predicted("stories/crosslang.yaml"))
     assert rewrites.pair_precision >= 0.97
     assert crosslang.pair_precision >= 0.95 and crosslang.pair_recall >= 0.70
-    # Rewrites recall: 0.924 measured since round 5 (0.892 before), the target is 0.90; on unseen text it is not
-    # met (docs/design/stories-blind5.md).
+    # Rewrites recall: 0.975 measured since round 6 (0.924 after round 5, 0.892 before), the target is 0.90; on
+    # unseen text it is not met (docs/design/stories-blind6.md: 0.329 on blind6).
     assert rewrites.pair_recall >= 0.90
 
 
@@ -218,6 +231,26 @@ CONFOUNDERS = {
         ("ru-c2", "ru-d1"),  # Dmitriev on one day: Putin's talks with Witkoff, an Indian urea plant
         ("en-h1", "en-i1"),  # Bitcoin below $85,000 on Monday, above $92,000 on Wednesday
     ],
+    "stories/blind6_rewrites.yaml": [
+        ("en-a1", "en-b1"),  # Putin on one day: Witkoff and Kushner in the Kremlin, then the VTB forum
+        ("ru-a1", "ru-b1"),
+        ("de-a1", "de-b1"),  # the Bundestag on one day: the pension package, then military service
+        ("ru-c1", "ru-d1"),  # one day: the Bank of Russia's cut, Putin's year-end phone-in
+        ("en-d1", "en-e1"),  # Warner Bros.: Netflix's deal, then Paramount's hostile bid
+        ("en-f1", "en-g1"),  # rare earths: the EU's RESourceEU, then China's general licences
+        ("de-b1", "de-c1"),  # military service: the Bundestag's vote, the school strike against it
+        ("en-h1", "en-i1"),  # Jaguar Land Rover, jaguars in Argentina
+        ("de-d1", "de-e1"),  # Puma the sportswear maker, the Puma infantry fighting vehicle
+        ("ru-f1", "ru-g1"),  # the retailer Magnit, rare-earth magnets
+        ("de-g1", "de-h1"),  # one template, other facts: the ifo index and the ZEW index
+    ],
+    "stories/blind6_crosslang.yaml": [
+        ("en-a2", "en-b1"),  # Ukraine and the U.S. envoys: Miami, then Berlin ten days later
+        ("ru-a3", "ru-b2"),
+        ("en-i1", "en-j1"),  # gold above $4,400 on Monday, silver above $70 on Tuesday
+        ("ru-i3", "ru-j2"),
+        ("ru-g1", "ru-l3"),  # one day: Putin in New Delhi, the EU's fine for X
+    ],
 }
 
 
@@ -227,6 +260,8 @@ BLIND_SHAPES = {
     "stories/blind4_crosslang.yaml": (25, 10, 0.0),
     "stories/blind5_rewrites.yaml": (60, 15, 0.4),
     "stories/blind5_crosslang.yaml": (30, 8, 0.0),
+    "stories/blind6_rewrites.yaml": (60, 18, 0.4),
+    "stories/blind6_crosslang.yaml": (36, 12, 0.0),
 }
 
 
@@ -260,24 +295,22 @@ def _assigned(name: str) -> dict[str, StoryAssignment]:
 
 
 def test_a_rewrite_joins_by_the_evidence_a_translation_would_need() -> None:
-    # Pistorius' Eurofighters in other words: the blend is 0.193, under the 0.2 threshold, but the rewrite shares
-    # the Eurofighter, the 20 jets and the year 2031 (what would link a report in another language) and content
-    # words: it joins. Without that rule it opened a story of its own.
-    found = _assigned("stories/rewrites.yaml")
-    assert found["de-s3"].story_id == found["de-s1"].story_id
-    assert found["de-s3"].reason == "event" and found["de-s3"].similarity < 0.2
+    # Trump's truck tariff in other words ("White House slaps duty on foreign-built heavy trucks"): the blend is
+    # 0.179, under the 0.2 threshold, but the rewrite shares the actor, the 25% and the month (what would link a
+    # report in another language) and content words: it joins. Without that rule it opened a story of its own.
+    # (Round 5's example, Pistorius' Eurofighters, passes the blend since round 6's compound heads.)
+    name = "stories/blind4_rewrites.yaml"
+    found = _assigned(name)
+    assert found["en-t4"].story_id == found["en-t1"].story_id
+    assert found["en-t4"].reason == "event" and found["en-t4"].similarity < 0.2
     old = dict(
         zip(
-            (i.id for i in _items("stories/rewrites.yaml")),
-            replay(
-                _items("stories/rewrites.yaml"),
-                StoryIndex(event_index=EventIndex(within_by_evidence=False)),
-                _rules(),
-            ),
+            (i.id for i in _items(name)),
+            replay(_items(name), StoryIndex(event_index=EventIndex(within_by_evidence=False)), _rules()),
             strict=True,
         )
     )
-    assert old["de-s3"] != old["de-s1"]
+    assert old["en-t4"] != old["en-t1"]
 
 
 def test_names_alone_do_not_join_a_report_in_its_own_language() -> None:
@@ -299,6 +332,22 @@ def test_a_figure_with_its_unit_is_strong_evidence_across_languages() -> None:
     )
     by_id = dict(zip((i.id for i in _items("stories/crosslang.yaml")), plain, strict=True))
     assert by_id["ru-x10c"] != by_id["en-x10a"]
+
+
+def test_a_later_death_toll_does_not_veto_its_event() -> None:
+    # The Hong Kong fire: 44 dead (and 300 missing) in the first report, 128 in the last. Small bare counts are
+    # details the next report states otherwise; with the words of the event in common they veto nothing (round
+    # 6). Before, the bare counts vetoed it and the last report opened a story of its own.
+    found = _assigned("stories/blind5_crosslang.yaml")
+    assert found["en-j4"].story_id == found["en-j1"].story_id and found["en-j4"].reason == "event"
+
+
+def test_a_unit_after_a_hyphen_links_a_translation() -> None:
+    # "Dmitriev's 28-point plan" and "план из 28 пунктов": one figure with its unit in both (before, the
+    # hyphenated form was a bare 28 and the Russian report opened a story of its own).
+    found = _assigned("stories/blind4_crosslang.yaml")
+    assert found["ru-m2"].story_id == found["en-m1"].story_id
+    assert found["ru-m2"].reason == "cross-language" and "f:28:pt" in found["ru-m2"].evidence
 
 
 def test_reports_in_three_languages_join_one_story_with_evidence() -> None:
@@ -350,6 +399,128 @@ def test_figures_with_units_read_alike_in_three_languages() -> None:
     ru = _features("План", "Завод обойдется в 15 млрд рублей и выпустит 1200 тонн в год.", "ru")
     expected = {"f:1.5e+10:rub", "f:1200:t"}
     assert expected <= en and expected <= de and expected <= ru
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "name"),
+    [
+        ("Talks", "Ushakov told reporters the talks were useful.", "en", "n:uskv"),
+        ("Переговоры", "Ушаков заявил журналистам, что встреча была полезной.", "ru", "n:uskv"),
+        ("Rente", "Pistorius sagte, die Truppe brauche mehr Soldaten.", "de", "n:pstrs"),
+        ("Мантуров: завод заработает в 2027 году", "", "ru", "n:mntrv"),
+    ],
+)
+def test_a_sentence_initial_name_that_speaks_is_a_name(
+    title: str, summary: str, language: str, name: str
+) -> None:
+    assert name in _features(title, summary, language)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "word"),
+    [
+        ("Talks", "Officials said the talks were useful.", "en", "n:ofsl"),  # a plural subject
+        ("Talks", "Analysts expect a deal. Officials said no.", "en", "n:anlst"),  # no verb of speech
+        ("Бензин", "Власти заявили о продлении запрета.", "ru", "n:vlst"),  # a plural verb
+        ("Rente", "Regierung beschließt Rentenpaket.", "de", "n:rgrng"),
+    ],
+)
+def test_other_sentence_initial_words_are_no_names(
+    title: str, summary: str, language: str, word: str
+) -> None:
+    assert word not in _features(title, summary, language)
+
+
+def test_a_rewrite_joins_by_a_name_that_starts_its_sentence() -> None:
+    # Novak extends the petrol export ban: the rewrite's summary names him only at the start of a sentence
+    # ("Новак сообщил …"), which was no name feature; now it is, and the rewrite joins the first report.
+    found = _assigned("stories/rewrites.yaml")
+    assert found["ru-rc2"].story_id == found["ru-rc1"].story_id and found["ru-rc2"].reason == "event"
+    assert "n:nvk" in found["ru-rc2"].evidence
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "key"),
+    [
+        ("ЦБ снизил ставку", "", "ru", "n:=bank-of-russia"),
+        ("Ставка", "Совет директоров Банка России снизил ставку.", "ru", "n:=bank-of-russia"),
+        ("Zinsen", "Die Europäische Zentralbank lässt die Zinsen unverändert.", "de", "n:=ecb"),
+        ("EZB lässt Zinsen unverändert", "", "de", "n:=ecb"),
+        ("Rates", "The European Central Bank held rates.", "en", "n:=ecb"),
+        ("ЕЦБ сохранил ставку", "", "ru", "n:=ecb"),
+        ("Rates", "The Fed cut rates; the Federal Reserve said so.", "en", "n:=fed"),
+    ],
+)
+def test_an_organisation_has_one_key_in_its_abbreviations_and_full_names(
+    title: str, summary: str, language: str, key: str
+) -> None:
+    assert key in _features(title, summary, language)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language"),
+    [
+        ("Strike", "Workers were fed up with the un-named firm.", "en"),  # lower case: no abbreviation
+        ("Банки", "Прибыль крупнейших банков России выросла.", "ru"),  # Russia's banks, not its central bank
+    ],
+)
+def test_other_words_are_no_organisation(title: str, summary: str, language: str) -> None:
+    assert not {label for label in _features(title, summary, language) if label.startswith("n:=")}
+
+
+def test_an_abbreviation_links_the_full_name_of_its_organisation() -> None:
+    # "Банк России снизил ключевую ставку" and "ЦБ снова смягчил политику": one central bank. Without one key
+    # for both, the rewrite opened a story of its own (round 5's known cause).
+    found = _assigned("stories/rewrites.yaml")
+    assert found["ru-ra3"].story_id == found["ru-ra1"].story_id and found["ru-ra3"].reason == "event"
+    assert "n:=bank-of-russia" in found["ru-ra3"].evidence
+
+
+@pytest.mark.parametrize(
+    ("word", "parts"),
+    [
+        ("rohstoffabkommen", ("abkommen",)),
+        ("generalsanierung", ("sanierung",)),
+        ("tiefbahnhof", ("bahnhof",)),
+        ("verhandlungen", ()),  # a head only where four letters or more come before it
+        ("koalitionsvertrag", ("vertrag",)),
+    ],
+)
+def test_a_german_compound_counts_its_head(word: str, parts: tuple[str, ...]) -> None:
+    assert _compound_parts(word) == parts
+
+
+def test_a_rewrite_joins_by_the_head_of_a_compound() -> None:
+    # VW's chip shortage in Zwickau told in other words ("Halbleiter-Engpass trifft Volkswagen in Sachsen"): the
+    # heads of the compounds both reports use count as content words too (t:de:wag of "Volkswagen"), and the
+    # rewrite joins at 0.217 (it opened a story of its own at 0.199).
+    found = _assigned("stories/rewrites.yaml")
+    assert found["de-dc3"].story_id == found["de-dc1"].story_id and found["de-dc3"].reason == "event"
+
+
+def test_a_unit_after_a_hyphen_counts() -> None:
+    assert "f:28:pt" in _features("Plan", "Witkoff brought a 28-point plan.", "en")
+    assert "f:28:pt" in _features("Plan", "Witkoff brachte den 28-Punkte-Plan mit.", "de")
+    assert "f:25" in _features(
+        "Case", "A 25-year-old man was arrested.", "en"
+    )  # no unit: "year" is for years
+
+
+@pytest.mark.parametrize(
+    ("figure", "measure"),
+    [
+        ("f:27", False),  # "27 member states": a small bare count
+        ("f:319", False),
+        ("f:216000", True),  # "216,000 claims"
+        ("f:87.7", True),
+        ("f:25:pct", True),
+        ("f:3-1:result", True),
+    ],
+)
+def test_a_figures_id_says_whether_it_is_a_measure(figure: str, measure: bool) -> None:
+    fid = feature_id(figure)
+    assert fid & KIND_MASK == FIGURE
+    assert (fid & MEASURE_MASK == MEASURE) is measure
 
 
 def test_a_word_that_starts_like_a_unit_is_no_unit() -> None:

@@ -16,8 +16,9 @@ from tests.support.story_sets import DATA
 from tests.support.synthetic_stream import stream_digest
 
 GOLDEN = json.loads((DATA / "stories" / "assignments.golden.json").read_text(encoding="utf-8"))
-# stream_digest() on main's code at 6e3eea6, before the compact structures.
-STREAM_DIGEST = "4172fb81c5f63c8dc3d0e20f2cf68c9fc15940ef92d73bd56109b5fa2e75fa1a"
+# stream_digest() on main's code at 6e3eea6, before the compact structures; regenerated for round 6's
+# sentence-initial names and organisation keys (docs/design/stories-blind6.md), changes meant to alter clustering.
+STREAM_DIGEST = "aa87b0b56160ac653a4a16de81931b447a57b7ee094497ef5141e7ec71693d08"
 
 
 @pytest.mark.parametrize("name", SETS)

@@ -13,6 +13,8 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -353,6 +355,71 @@ def test_a_killed_daemon_leaves_no_worker_behind(tmp_path: Path) -> None:
             children = descendants(daemon.pid)
             daemon.kill()  # SIGKILL: no drain, no shutdown of the pool
         wait_until(lambda: not alive(children), timeout=15, what="the workers to notice and exit")
+
+
+# Runs argv as a child subreaper (prctl PR_SET_CHILD_SUBREAPER): every process started below argv's process is
+# reparented to this one when its parent exits, and reaped here. Prints argv's exit code and how many such other
+# processes were reaped: the fork server and its resource tracker, however short-lived (the workers are the fork
+# server's children, reaped by it).
+SUBREAPER = r"""
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+others = 0
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+    others += 1
+print(code, others)
+"""
+
+
+def once_processes(config: Path) -> int:
+    """Run `monitor once` as a fresh process; the number of processes it started (and left to be reaped)."""
+    run = subprocess.run(
+        [sys.executable, "-c", SUBREAPER, sys.executable, "-m", "monitor", "once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    code, others = map(int, run.stdout.split())
+    assert code == 0, run.stderr
+    assert "Traceback" not in run.stderr and "did not start" not in run.stderr, run.stderr
+    return others
+
+
+def test_monitor_once_starts_workers_only_when_a_body_needs_parsing(tmp_path: Path) -> None:
+    feed = FeedBuilder()
+    feed.add_headlines("n", range(3))
+    with FeedServer() as server:
+        server.set("/a.xml", feed.rss(), etag='"1"')
+        server.set("/b.xml", feed.rss(), etag='"1"')
+        config = write_config(
+            tmp_path, feed_urls=[server.url("/a.xml"), server.url("/b.xml")], extra=["workers: 2"]
+        )
+        database = database_of(config)
+        # New bodies: the fork server (and its resource tracker) start, and the workers from it.
+        assert once_processes(config) >= 2
+        assert stored_items(database) == 6
+        # Every feed answers 304: nothing to parse, no process at all.
+        assert once_processes(config) == 0
+        assert [r.headers.get("if-none-match") for r in server.requests_for("/a.xml")] == [None, '"1"']
+        assert stored_items(database) == 6
+        # One new item in one feed: the workers start again for it.
+        feed.add("new", "Bakery opens in the old town", "Bread and rolls.")
+        server.set("/a.xml", feed.rss(), etag='"2"')
+        assert once_processes(config) >= 2
+        assert stored_items(database) == 7
+
+
+def stored_items(database: Path) -> int:
+    connection = sqlite3.connect(database)
+    try:
+        return int(connection.execute("SELECT count(*) FROM items").fetchone()[0])
+    finally:
+        connection.close()
 
 
 def database_of(config: Path) -> Path:

@@ -46,6 +46,7 @@ __all__ = [
     "digest_payload",
     "escalation_payload",
     "explain",
+    "fold_item",
     "notification_payload",
     "payload_schema",
     "shrunk_alerts",
@@ -146,7 +147,7 @@ def alert_payload(
             "languages": [item.language] if item.language else [],
             "items": [],
         }
-    return cap_payload(payload)
+    return _capped(payload)
 
 
 def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
@@ -156,7 +157,37 @@ def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) 
     (a cut URL would point elsewhere); if the payload is still too large the summary, the story's item list
     and the hits shrink further. Every cut is named in `truncated` (e.g. "hits: 50 of 20000"), so a receiver
     can tell a short title from a cut one. A payload that needs no cut is returned unchanged (no `truncated`)."""
-    result = copy.deepcopy(dict(payload))
+    return _cut(copy.deepcopy(dict(payload)), max_bytes)
+
+
+def _capped(result: dict[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """`cap_payload` of a payload the caller owns (see `_capped_sized`)."""
+    return _capped_sized(result, max_bytes, None)[0]
+
+
+def _capped_sized(
+    result: dict[str, Any], max_bytes: int, size: int | None
+) -> tuple[dict[str, Any], int | None]:
+    """`cap_payload` of a payload the caller owns: cut in place where a cut is needed, else returned as is;
+    with its JSON size as measured for the cap (`size`, when the caller knows it already), None after a cut.
+
+    A payload built here (alert_payload, attach_item) is new at its top and where it changed, but shares the
+    rest with the payload it came from; a cut changes nested fields in place, so only a payload that needs one
+    is deep-copied first. Most need none, and the copy was most of the cost of folding an item into an alert
+    (bench/profile_rounds.py, round 1)."""
+    cuts = list(result.get("truncated") or [])
+    if not _field_over_cap(result):
+        if size is None:
+            size = _json_size(result, cuts)
+        if size <= max_bytes:
+            if cuts:
+                result["truncated"] = cuts
+            return result, size
+    return _cut(copy.deepcopy(result), max_bytes), None
+
+
+def _cut(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The cuts of `cap_payload`, made in place on `result` (a copy)."""
     cuts: list[str] = list(result.get("truncated") or [])
     item: dict[str, Any] = result["item"] if isinstance(result.get("item"), dict) else {}
 
@@ -213,6 +244,40 @@ def cap_payload(payload: Mapping[str, Any], max_bytes: int = MAX_PAYLOAD_BYTES) 
     return result
 
 
+def _field_over_cap(result: Mapping[str, Any]) -> bool:
+    """Whether `_cut` would change a field before it looks at the size: a field over its cap, or a category
+    `excerpt` would rewrite. Reads only; the same tests as the cuts."""
+    item = result.get("item")
+    if isinstance(item, dict):
+        for key, limit in (("title", MAX_TITLE_CHARS), ("summary", SUMMARY_EXCERPT_CHARS)):
+            value = item.get(key)
+            if isinstance(value, str) and len(value) > limit:
+                return True
+        for key in ("link", "url"):
+            value = item.get(key)
+            if isinstance(value, str) and len(value) > MAX_URL_CHARS:
+                return True
+        categories = item.get("categories")
+        if isinstance(categories, list) and (
+            len(categories) > MAX_CATEGORIES
+            or any(isinstance(c, str) and excerpt(c, MAX_SHORT_TEXT_CHARS) != c for c in categories)
+        ):
+            return True
+    hits = result.get("hits")
+    if isinstance(hits, list):
+        if len(hits) > MAX_HITS:
+            return True
+        for hit in hits:
+            if (
+                isinstance(hit, dict)
+                and isinstance(hit.get("text"), str)
+                and len(hit["text"]) > MAX_SHORT_TEXT_CHARS
+            ):
+                return True
+    explanation = result.get("explanation")
+    return isinstance(explanation, str) and len(explanation) > MAX_TITLE_CHARS
+
+
 def shrunk_alerts(
     alerts: Sequence[Mapping[str, Any]], max_bytes: int, tightness: int
 ) -> tuple[dict[str, Any], ...]:
@@ -231,24 +296,60 @@ def attach_item(payload: dict[str, Any], item: Item) -> dict[str, Any]:
 
     The item is counted in story.item_count, its feed is added to story.sources, and it is listed in story.items
     while fewer than MAX_STORY_ITEMS are listed. Raises ValueError for a payload that has no story."""
-    story = payload.get("story")
-    if not isinstance(story, dict):
+    return fold_item(payload, item)[0]
+
+
+def fold_item(
+    payload: dict[str, Any], item: Item, size: int | None = None
+) -> tuple[dict[str, Any], int | None]:
+    """`attach_item`, and the JSON size of the payload it returns as the cap measures it (None after a cut).
+
+    `size` is that of `payload`, from the fold before: given it, the new size is the old plus what the fold
+    adds (one item, maybe a source and a language), with no JSON encoding of the whole payload, which was
+    most of a fold's cost once the copies were gone. The pipeline folds several items of one fetch into a
+    popular story's alert in turn and passes each fold's size to the next."""
+    old = payload.get("story")
+    if not isinstance(old, dict):
         raise ValueError(f"alert {payload.get('id')!r} has no story to attach item {item.key!r} to")
-    # New containers only for what changes: cap_payload returns a deep copy of the whole anyway, so a deep copy
-    # here too made folding an item copy the payload twice (about half of the store thread's time when a
-    # popular story kept folding items in, in bench/profile_rounds.py).
-    story = dict(story)
+    # New containers only for what changes; the rest is shared with `payload` (nothing changes a stored payload
+    # in place), and `_capped` copies the whole only when it has to cut. Deep copies here made folding most of
+    # the store thread's time when a popular story kept folding items in (bench/profile_rounds.py, round 1).
+    story = dict(old)
     story["item_count"] = int(story.get("item_count", 1)) + 1
     story["sources"] = list(story.get("sources") or [])
-    if item.feed_title and item.feed_title not in story["sources"]:
-        story["sources"].append(item.feed_title)
     story["languages"] = list(story.get("languages") or [])
-    if item.language and item.language not in story["languages"]:
-        story["languages"].append(item.language)
     story["items"] = list(story.get("items") or [])
+    added: list[tuple[list[Any], Any]] = []
+    if item.feed_title and item.feed_title not in story["sources"]:
+        added.append((story["sources"], item.feed_title))
+    if item.language and item.language not in story["languages"]:
+        added.append((story["languages"], item.language))
     if len(story["items"]) < MAX_STORY_ITEMS:
-        story["items"].append(_story_item(item))
-    return cap_payload({**payload, "story": story})
+        added.append((story["items"], _story_item(item)))
+    if size is not None:
+        size = _grown(size, old, added)
+    for target, value in added:
+        target.append(value)
+    return _capped_sized({**payload, "story": story}, MAX_PAYLOAD_BYTES, size)
+
+
+def _grown(size: int, old: Mapping[str, Any], added: Sequence[tuple[list[Any], Any]]) -> int | None:
+    """The JSON size of a payload of `size` after its story `old` gains one in item_count and the `added`
+    list elements (before they are appended), or None where that is not exact: a key the fold adds rather
+    than replaces, or a count or list of another type, which the fold converts."""
+    if any(type(old.get(key)) is not list for key in ("sources", "languages", "items")):
+        return None
+    count = old.get("item_count")
+    if type(count) is not int:
+        return None
+    size += len(str(count + 1)) - len(str(count))
+    for target, value in added:
+        size += _encoded_len(value) + (2 if target else 0)  # ", " before every element but the first
+    return size
+
+
+def _encoded_len(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def digest_payload(delivery_id: str, alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

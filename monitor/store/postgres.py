@@ -63,6 +63,7 @@ from monitor.store.records import (
     WebSubRow,
     hints_from_json,
     hints_json,
+    last_payloads,
 )
 from monitor.store.sqlite import DELIVERY_LEASE, NODE_HISTORY, delivery_id_for
 from monitor.timeutil import to_iso
@@ -607,19 +608,21 @@ class PostgresStore:
             )
             for alert in alerts:
                 created += self._insert_alert(tx, alert, now, digests or {}, per_rule, group_intervals or {})
-            for attachment in attachments:
-                self._x(
-                    tx,
-                    "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (%s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    (attachment.alert_id, attachment.item_key, now),
-                )
-                self._x(
-                    tx,
-                    "UPDATE alerts SET payload = %s::json, updated_at = %s, "
-                    "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = %s) WHERE id = %s",
-                    (_json(attachment.payload), now, attachment.alert_id, attachment.alert_id),
-                )
+            # Every folded item, then each alert's newest payload once (see sqlite._last_payloads).
+            self._many(
+                tx,
+                "INSERT INTO alert_items (alert_id, item_key, added_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(a.alert_id, a.item_key, now) for a in attachments],
+            )
+            self._many(
+                tx,
+                "UPDATE alerts SET payload = %s::json, updated_at = %s, "
+                "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = %s) WHERE id = %s",
+                [
+                    (_json(payload), now, alert_id, alert_id)
+                    for alert_id, payload in last_payloads(attachments)
+                ],
+            )
             for escalation in escalations:
                 created += self._insert_escalation(tx, escalation, now)
             if seen_again:

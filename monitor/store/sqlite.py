@@ -44,6 +44,7 @@ from monitor.store.records import (
     WebSubRow,
     hints_from_json,
     hints_json,
+    last_payloads,
 )
 from monitor.store.schema import MIGRATIONS
 from monitor.timeutil import from_iso, to_iso
@@ -626,15 +627,18 @@ class SQLiteStore:
                 created += self._insert_alert(
                     tx, alert, update.fetched_at, digests or {}, per_rule, group_intervals or {}
                 )
-            for attachment in attachments:
-                tx.execute(
+            if attachments:
+                tx.executemany(
                     "INSERT OR IGNORE INTO alert_items (alert_id, item_key, added_at) VALUES (?, ?, ?)",
-                    (attachment.alert_id, attachment.item_key, now),
+                    [(a.alert_id, a.item_key, now) for a in attachments],
                 )
-                tx.execute(
+                tx.executemany(
                     "UPDATE alerts SET payload = ?, updated_at = ?, "
                     "item_count = (SELECT COUNT(*) FROM alert_items WHERE alert_id = ?) WHERE id = ?",
-                    (_json(attachment.payload), now, attachment.alert_id, attachment.alert_id),
+                    [
+                        (_json(payload), now, alert_id, alert_id)
+                        for alert_id, payload in last_payloads(attachments)
+                    ],
                 )
             for escalation in escalations:
                 created += self._insert_escalation(tx, escalation, update.fetched_at)

@@ -125,7 +125,10 @@ def story_id_for(item_key: str) -> str:
 
 _EVENT_MAGIC = b"EV"
 # 1: stems, actor ids, name skeletons (5 letters), figures with units (monitor.stories.features).
-EVENT_FEATURES_VERSION = 1
+# 2: a figure's id says whether it is a measure (`features.MEASURE`); units after a hyphen ("28-point");
+# sentence-initial names before a verb of speech.
+# 3: organisation keys for abbreviations and full names (`n:=ecb`); heads of German compounds.
+EVENT_FEATURES_VERSION = 3
 _EVENT_HEADER = struct.Struct("<2sBB8sII")  # magic, version, flags, language, term count, shared count
 
 
