@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.analysis import analyse
-from monitor.identify import content_hash
+from monitor.identify import content_hash, item_key
 from monitor.stories import StoredSignature, StoryIndex
 
 T0 = datetime(2025, 4, 4, tzinfo=UTC)
@@ -69,7 +69,14 @@ TIERS = {
     "near_duplicate.py": "near-duplicate tier (near_duplicate.py, buckets.py)",
     "buckets.py": "near-duplicate tier (near_duplicate.py, buckets.py)",
     "event.py": "event tier (event.py)",
+    "slots.py": "digest tables: key, hash, URL → row (slots.py)",
 }
+
+
+def item_place(n: int) -> tuple[str, str]:
+    """The feed and the article URL of the n-th item: 200 outlets, URLs as long as real ones."""
+    outlet = f"https://www.outlet{n % 200}.example"
+    return f"{outlet}/rss/world.xml", f"{outlet}/2025/04/04/world/article-{n}-about-the-story-of-the-day"
 
 
 def tier_of(traceback: tracemalloc.Traceback) -> str:
@@ -117,14 +124,16 @@ def main() -> None:
     builder = StoryIndex(window=timedelta(days=3650))
     rows = []
     for n, (title, summary) in enumerate(texts[: args.stored]):
-        key = f"k{n}"
+        feed, url = item_place(n)
+        key = item_key(feed, f"{url}#guid", url, title, summary)
         digest = content_hash(title, summary)
         when = T0 + timedelta(seconds=n)
         assignment = builder.assign(
             item_key=key,
             title=title,
             summary=summary,
-            url=None,
+            url=url,
+            source=feed,
             content_hash=digest,
             published=when,
             analysis=analyse(title, summary, language="en"),
@@ -135,10 +144,11 @@ def main() -> None:
                 assignment.story_id,
                 builder.signature(key),
                 when,
-                None,
+                url,
                 digest,
                 title,
                 summary,
+                source=feed,
                 language="en",
                 event_features=builder.event_features(key),
             )
@@ -167,13 +177,19 @@ def main() -> None:
     index.load(fresh_rows(stored))
     traced_load_seconds = time.process_time() - started
     gc.collect()
-    held = tracemalloc.get_traced_memory()[0] - before
+    held, peak = tracemalloc.get_traced_memory()
+    held -= before
     by_tier: dict[str, int] = {}
     for stat in tracemalloc.take_snapshot().compare_to(base, "lineno"):
         by_tier[tier_of(stat.traceback)] = by_tier.get(tier_of(stat.traceback), 0) + stat.size_diff
     tracemalloc.stop()
 
     queries = texts[args.stored :]
+    places = [item_place(args.stored + n) for n in range(len(queries))]
+    keys = [
+        item_key(feed, url, url, title, summary)
+        for (feed, url), (title, summary) in zip(places, queries, strict=True)
+    ]
     prepared = [
         (title, summary, content_hash(title, summary), analyse(title, summary, language="en"))
         for title, summary in queries
@@ -193,10 +209,11 @@ def main() -> None:
     started = time.process_time()
     for n, ((title, summary, digest, analysis), ready) in enumerate(zip(prepared, features, strict=True)):
         assignment = index.assign(
-            item_key=f"q{n}",
+            item_key=keys[n],
             title=title,
             summary=summary,
-            url=None,
+            url=places[n][1],
+            source=places[n][0],
             content_hash=digest,
             published=T0 + timedelta(seconds=args.stored + n),
             analysis=analysis,
@@ -212,6 +229,7 @@ def main() -> None:
             title=title,
             summary=summary,
             url=None,
+            source=places[n][0],
             content_hash=digest,
             published=T0 + timedelta(seconds=args.stored + len(prepared) + n),
             analysis=analyse(title, summary, language="en"),
@@ -231,7 +249,10 @@ def main() -> None:
         f"load (restart):         {load_seconds:.2f} s CPU for {args.stored} rows "
         f"({traced_load_seconds:.2f} s under tracemalloc); RSS added {rss_added / args.stored:,.0f} B/item"
     )
-    print(f"memory per stored item: {held / args.stored:,.0f} bytes (tracemalloc, the index after load)")
+    print(
+        f"memory per stored item: {held / args.stored:,.0f} bytes (tracemalloc, the index after load; "
+        f"{(peak - before) / args.stored:,.0f} at the peak of the load)"
+    )
     for tier, size in sorted(by_tier.items(), key=lambda pair: -pair[1]):
         print(f"  {tier + ':':55} {size / args.stored:8,.0f} B/item")
     print(

@@ -1,194 +1,162 @@
-"""A compact hash table from LSH bucket key to the entries in that bucket, for the near-duplicate tier.
+"""A compact multimap from LSH bucket key to the entries in that bucket, for the near-duplicate tier.
 
-The dict it replaces (`int → row | [rows]`) cost about 100 bytes per (item, band): a Python int key, a dict slot
-and, for shared buckets, a list. Here an entry is one (row, band) pair with the id `row × bands + band`, and the
-table holds, per slot, the key's top 32 bits (its fingerprint) and the first entry of its chain; the chains run through
-one int32 array indexed by entry id. That is 8 bytes per slot (the table is kept between a quarter and half
-full) plus 4 bytes per entry.
+An entry is one (row, band) pair with the id `row × bands + band`; what is kept of its bucket key is the top 32
+bits (its fingerprint). The entries live in two sorted numpy arrays (fingerprints uint32, entry ids int32: 8 bytes
+per entry), with the newest ones in a small dict beside them that is merged in when it holds more than a
+32nd of the entries (a linear merge: `np.searchsorted` and `np.insert`). A removed entry of the sorted part
+becomes a tombstone (-1) until the next merge drops it.
 
-* Open addressing with linear probing and no wrap-around: a key lives at or after its home slot (the top bits of
-  the fingerprint, so that a rebuild can place keys without the rest of them) and before the next empty slot; the table ends in a run of empty slots. A rebuild places all
-  keys at once with numpy (sorted by home slot, each at max(home, previous + 1)).
-* Two keys with equal fingerprints share a chain: the table may return rows of another bucket.
-  The caller checks candidates against the signature values (`NearDuplicateIndex.candidates` does), so what it
-  finds is exactly what an exact dict would give.
-* The arrays are `array.array`s: element access from Python costs a third of numpy scalar indexing; numpy views
-  of them serve the rebuilds.
+* Two keys with equal fingerprints share their entries: the table may return rows of another bucket. The caller
+  checks candidates against the signature values (`NearDuplicateIndex.candidates` does), so what it finds is
+  exactly what an exact dict would give.
+* It replaced an open-addressing table (8 bytes per slot at a quarter to half full, plus a 4-byte chain link per
+  entry: 20-40 bytes per entry, 400-800 bytes per stored item for 20 bands), which itself replaced a dict of
+  Python ints (about 100 bytes per entry).
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["BucketTable"]
 
-_EMPTY = -1  # a slot never used since the last rebuild: a probe stops here
-_DELETED = -2  # a slot whose chain emptied: a probe passes it
-_END = -1  # the end of a chain
-_MIN_BITS = 10  # at most 32: the home slot is the top bits of the 32-bit fingerprint
-_PAD = 64  # empty slots after the last home slot, so that a run can spill over the end
+_MIN_DELTA = 4096  # entries the dict holds before a merge, at least
+_DELTA_SHARE = 32  # ... or this fraction of all entries
 
 
 class BucketTable:
-    """Bucket key (unsigned 64-bit) → entry ids (non-negative, below the entry capacity)."""
+    """Bucket key (unsigned 64-bit) → entry ids (non-negative int32)."""
 
     def __init__(self, entry_capacity: int = 1024) -> None:
-        self._bits = _MIN_BITS
-        self._fingerprints = array("I")
-        self._heads = array("i")
-        self._next = array("i", [_END]) * entry_capacity
-        self._keys = 0  # slots holding a chain
-        self._used = 0  # slots holding a chain or deleted
-        self._resize(self._bits)
+        # `entry_capacity` is accepted for the callers of the table this one replaced; nothing is preallocated.
+        self._fingerprints: npt.NDArray[np.uint32] = np.zeros(0, dtype=np.uint32)
+        self._entries: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
+        self._delta: dict[int, int | list[int]] = {}  # fingerprint → entry, or entries
+        self._delta_size = 0
+        self._dead = 0  # tombstones in the sorted part
 
     def __len__(self) -> int:
-        return self._keys
+        """The distinct fingerprints that hold entries."""
+        live = self._fingerprints[self._entries >= 0]
+        fresh = np.fromiter(self._delta, dtype=np.uint32, count=len(self._delta))
+        return len(np.union1d(live, fresh))
 
     @property
     def nbytes(self) -> int:
-        return sum(len(a) * a.itemsize for a in (self._fingerprints, self._heads, self._next))
+        return self._fingerprints.nbytes + self._entries.nbytes + 100 * self._delta_size
 
     def reserve(self, entry_capacity: int) -> None:
-        """Make room for entry ids below `entry_capacity`."""
-        if entry_capacity > len(self._next):
-            self._next.extend(array("i", [_END]) * (entry_capacity - len(self._next)))
+        """Kept for the interface of the table this one replaced: nothing to reserve."""
 
     def add(self, key: int, entry: int) -> None:
-        slot = self._find(key)
-        if slot >= 0:
-            self._next[entry] = self._heads[slot]
-            self._heads[slot] = entry
-            return
-        if 2 * (self._used + 1) > (1 << self._bits):
-            self._rebuild(self._bits + 1 if 4 * (self._keys + 1) > (1 << self._bits) else self._bits)
-        slot = self._free_slot(key)
-        if slot < 0:  # the run reached the end of the table: place everything again, with more room
-            self._rebuild(self._bits + 1)
-            slot = self._free_slot(key)
-        if self._heads[slot] == _EMPTY:
-            self._used += 1
-        self._keys += 1
-        self._fingerprints[slot] = key >> 32
-        self._next[entry] = _END
-        self._heads[slot] = entry
+        self.add_many((key,), entry)
 
     def add_many(self, keys: Iterable[int], first_entry: int) -> None:
-        """`add(key, first_entry + i)` for the i-th key: one call per item, the probing inlined (this runs
-        20 times for every stored item)."""
-        for offset, key in enumerate(keys):
-            entry = first_entry + offset
-            heads, fingerprints, following = self._heads, self._fingerprints, self._next
+        """`add(key, first_entry + i)` for the i-th key."""
+        delta = self._delta
+        entry = first_entry
+        for key in keys:
             fingerprint = key >> 32
-            slot = fingerprint >> (32 - self._bits)
-            free = -1
-            while True:
-                head = heads[slot]
-                if head == _EMPTY:
-                    break
-                if head == _DELETED:
-                    if free < 0:
-                        free = slot
-                elif fingerprints[slot] == fingerprint:
-                    following[entry] = head
-                    heads[slot] = entry
-                    break
-                slot += 1
-            if head != _EMPTY:
-                continue  # joined the key's chain
-            if free < 0:
-                free = slot
-            if 2 * (self._used + 1) > (1 << self._bits) or free >= len(heads) - 1:
-                self.add(key, entry)  # a rebuild first: the general path
-                continue
-            if heads[free] == _EMPTY:
-                self._used += 1
-            self._keys += 1
-            fingerprints[free] = fingerprint
-            following[entry] = _END
-            heads[free] = entry
+            held = delta.get(fingerprint)
+            if held is None:
+                delta[fingerprint] = entry
+            elif isinstance(held, int):
+                delta[fingerprint] = [held, entry]
+            else:
+                held.append(entry)
+            entry += 1
+        self._delta_size += entry - first_entry
+        if self._delta_size > max(_MIN_DELTA, len(self._entries) // _DELTA_SHARE):
+            self._merge()
 
     def remove(self, key: int, entry: int) -> None:
-        slot = self._find(key)
-        if slot < 0:
+        self.remove_many((key,), entry)
+
+    def remove_many(self, keys: Iterable[int], first_entry: int) -> None:
+        """`remove(key, first_entry + i)` for the i-th key (one search of the sorted part for all of them)."""
+        delta = self._delta
+        left: list[tuple[int, int]] = []  # not in the dict: in the sorted part
+        entry = first_entry
+        for key in keys:
+            fingerprint = key >> 32
+            held = delta.get(fingerprint)
+            if held == entry:
+                del delta[fingerprint]
+                self._delta_size -= 1
+            elif isinstance(held, list) and entry in held:
+                held.remove(entry)
+                if len(held) == 1:
+                    delta[fingerprint] = held[0]
+                self._delta_size -= 1
+            else:
+                left.append((fingerprint, entry))
+            entry += 1
+        if not left or not len(self._fingerprints):
             return
-        heads, following = self._heads, self._next
-        current = heads[slot]
-        if current == entry:
-            heads[slot] = following[entry]
-            if heads[slot] == _END:
-                heads[slot] = _DELETED
-                self._keys -= 1
-        else:
-            while current != _END:
-                after = following[current]
-                if after == entry:
-                    following[current] = following[entry]
+        fingerprints, entries = self._fingerprints, self._entries
+        starts = np.searchsorted(fingerprints, np.array([f for f, _ in left], dtype=np.uint32)).tolist()
+        for (fingerprint, entry), at in zip(left, starts, strict=True):
+            while at < len(fingerprints) and fingerprints[at] == fingerprint:
+                if entries[at] == entry:
+                    entries[at] = -1
+                    self._dead += 1
                     break
-                current = after
-        following[entry] = _END
+                at += 1
 
     def entries(self, keys: Iterable[int]) -> list[int]:
-        """The entries of each key's chain (and of any key sharing its home slot and fingerprint)."""
+        """The entries of each key's bucket (and of any key sharing its fingerprint)."""
+        fingerprints = [key >> 32 for key in keys]
         found: list[int] = []
-        following = self._next
-        for key in keys:
-            slot = self._find(key)
-            if slot < 0:
-                continue
-            entry = self._heads[slot]
-            while entry != _END:
-                found.append(entry)
-                entry = following[entry]
+        delta = self._delta
+        for fingerprint in fingerprints:
+            held = delta.get(fingerprint)
+            if held is not None:
+                if isinstance(held, int):
+                    found.append(held)
+                else:
+                    found += held
+        if len(self._fingerprints):
+            wanted = np.array(fingerprints, dtype=np.uint32)
+            low = np.searchsorted(self._fingerprints, wanted, side="left")
+            high = np.searchsorted(self._fingerprints, wanted, side="right")
+            for start, end in zip(low[high > low].tolist(), high[high > low].tolist(), strict=True):
+                found += [entry for entry in self._entries[start:end].tolist() if entry >= 0]
         return found
+
+    def add_bulk(self, fingerprints: npt.NDArray[np.uint32], entries: npt.NDArray[np.int32]) -> None:
+        """Entries with their fingerprints (the top 32 bits of their keys), all in one merge."""
+        if self._delta:
+            self._merge()
+        self._insert(fingerprints, entries)
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _find(self, key: int) -> int:
-        fingerprint = key >> 32
-        heads, fingerprints = self._heads, self._fingerprints
-        slot = fingerprint >> (32 - self._bits)
-        while True:
-            head = heads[slot]
-            if head == _EMPTY:
-                return -1
-            if head != _DELETED and fingerprints[slot] == fingerprint:
-                return slot
-            slot += 1
+    def _merge(self) -> None:
+        """Move the dict's entries into the sorted arrays (dropping tombstones): linear in the entries."""
+        fresh_fingerprints: list[int] = []
+        fresh_entries: list[int] = []
+        for fingerprint, held in self._delta.items():
+            if isinstance(held, int):
+                fresh_fingerprints.append(fingerprint)
+                fresh_entries.append(held)
+            else:
+                fresh_fingerprints += [fingerprint] * len(held)
+                fresh_entries += held
+        self._delta = {}
+        self._delta_size = 0
+        self._insert(np.array(fresh_fingerprints, dtype=np.uint32), np.array(fresh_entries, dtype=np.int32))
 
-    def _free_slot(self, key: int) -> int:
-        heads = self._heads
-        slot = key >> (64 - self._bits)
-        last = len(heads) - 1  # stays empty: every probe ends
-        while heads[slot] >= 0:
-            slot += 1
-        return slot if slot < last else -1
-
-    def _resize(self, bits: int) -> None:
-        self._bits = bits
-        size = (1 << bits) + _PAD
-        self._fingerprints = array("I", bytes(4 * size))
-        self._heads = array("i", [_EMPTY]) * size
-        self._keys = self._used = 0
-
-    def _rebuild(self, bits: int) -> None:
-        """Place every live chain again, at `bits` bits of home slot (vectorised)."""
-        heads = np.frombuffer(self._heads, dtype=np.int32)
-        live = np.flatnonzero(heads >= 0)
-        chains = heads[live].copy()
-        fingerprints = np.frombuffer(self._fingerprints, dtype=np.uint32)[live].copy()
-        del heads
-        while True:
-            home = (fingerprints >> np.uint32(32 - bits)).astype(np.int64)
-            order = np.argsort(home, kind="stable")
-            ranks = np.arange(len(order), dtype=np.int64)
-            placed = ranks + np.maximum.accumulate(home[order] - ranks) if len(order) else ranks
-            if not len(placed) or int(placed[-1]) < (1 << bits) + _PAD - 1:
-                break
-            bits += 1
-        self._resize(bits)
-        np.frombuffer(self._fingerprints, dtype=np.uint32)[placed] = fingerprints[order]
-        np.frombuffer(self._heads, dtype=np.int32)[placed] = chains[order]
-        self._keys = self._used = len(order)
+    def _insert(self, adding: npt.NDArray[np.uint32], added: npt.NDArray[np.int32]) -> None:
+        order = np.argsort(adding, kind="stable")
+        adding, added = adding[order], added[order]
+        fingerprints, entries = self._fingerprints, self._entries
+        if self._dead:
+            live = entries >= 0
+            fingerprints, entries = fingerprints[live], entries[live]
+        at = np.searchsorted(fingerprints, adding, side="right")
+        self._fingerprints = np.insert(fingerprints, at, adding)
+        self._entries = np.insert(entries, at, added)
+        self._dead = 0

@@ -95,6 +95,7 @@ class _Cluster:
     norm_terms: float = 0.0
     norm_shared: float = 0.0
     norm_items: int = 0  # the stream's size when the norms were computed
+    first_slot: int = -1  # the member that opened it: its features are the centroid's while it is alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +106,6 @@ class Weighed:
     shared: dict[int, float]
     norm_terms: float
     norm_shared: float
-
-
-@dataclass(slots=True)
-class _Member:
-    cluster: _Cluster
-    terms: array[int]
-    shared: array[int]
 
 
 U32 = npt.NDArray[np.uint32]
@@ -166,6 +160,12 @@ def _features_of(terms: array[int], shared: array[int]) -> U32:
     return both
 
 
+def _split(features: U32) -> tuple[array[int], array[int]]:
+    """The content words and the language-independent features of a sorted feature array (see `_features_of`)."""
+    odd = (features & 1).astype(bool)
+    return array("I", features[~odd].tobytes()), array("I", features[odd].tobytes())
+
+
 def _cosine(dot: float, norm: float, cluster_norm: float) -> float:
     return dot / (norm * cluster_norm) if norm and cluster_norm else 0.0
 
@@ -202,10 +202,17 @@ class EventIndex:
         self._postings: dict[int, int | array[int]] = {}
         self._by_cid: dict[int, _Cluster] = {}  # the live sub-clusters
         self._next_cid = 0
-        self._members: dict[str, _Member] = {}
+        # Members are numbered by the caller (the story index's row of the item). Per member: the number of
+        # its sub-cluster (-1: none), and, only when it shares its sub-cluster with other members, its own
+        # features (the opener of a sub-cluster that stays alone has none: they are the centroid's). A dict by
+        # item key with an object and two arrays per member cost about 550 bytes; most sub-clusters have one
+        # member.
+        self._member_cid = array("i")
+        self._member_features: dict[int, tuple[array[int], array[int]]] = {}
+        self._member_count = 0
 
     def __len__(self) -> int:
-        return len(self._members)
+        return self._member_count
 
     # -- weights -------------------------------------------------------------------------------------------
 
@@ -478,11 +485,17 @@ class EventIndex:
 
     # -- remembering -----------------------------------------------------------------------------------------
 
-    def add(self, item_key: str, story_id: str, language: str, terms: Iterable[int], shared: Iterable[int],
-            published: datetime, source: str | None = None, weighed: Weighed | None = None) -> None:  # fmt: skip
-        """Count an item's features in the stream and add it to its story's sub-cluster of its language."""
-        if item_key in self._members:
-            return
+    def add(self, slot: int, item_key: str, story_id: str, language: str, terms: Iterable[int],
+            shared: Iterable[int], published: datetime, source: str | None = None,
+            weighed: Weighed | None = None) -> None:  # fmt: skip
+        """Count an item's features in the stream and add it to its story's sub-cluster of its language.
+        `slot` numbers the member (non-negative, unique among the members; reusable once removed)."""
+        member_cid = self._member_cid
+        if slot < len(member_cid):
+            if member_cid[slot] >= 0:
+                return
+        else:
+            member_cid.extend(array("i", [-1]) * (slot + 1 - len(member_cid)))
         term_ids = array("I", sorted(set(terms)))
         shared_ids = array("I", sorted(set(shared)))
         key = (story_id, language)
@@ -493,6 +506,14 @@ class EventIndex:
             )
             self._by_cid[cluster.cid] = cluster
             self._next_cid += 1
+            cluster.first_slot = slot
+        elif (
+            cluster.size == 1 and cluster.first_slot >= 0 and cluster.first_slot not in self._member_features
+        ):
+            # Its opener gets a second member: keep the opener's own features before the centroid changes.
+            self._member_features[cluster.first_slot] = _split(cluster.features)
+        if cluster.size:
+            self._member_features[slot] = (term_ids, shared_ids)
         cluster.oldest = min(cluster.oldest, published)
         cluster.newest = max(cluster.newest, published)
         cluster.size += 1
@@ -548,7 +569,8 @@ class EventIndex:
                 if len(posting) > 2 * _POSTING_KEEP:
                     posting[:] = array("i", [c for c in posting[-_POSTING_KEEP:] if c in by_cid])
         self._items += 1
-        self._members[item_key] = _Member(cluster, term_ids, shared_ids)
+        member_cid[slot] = cid
+        self._member_count += 1
         self._renorm(cluster)
 
     def _renorm(self, cluster: _Cluster) -> None:
@@ -569,13 +591,18 @@ class EventIndex:
         cluster.norm_shared = math.sqrt(shared_sq)
         cluster.norm_items = self._items
 
-    def remove(self, item_key: str) -> None:
+    def remove(self, slot: int) -> None:
         """Forget an expired item: its counts leave the stream's frequencies and its sub-cluster's centroid."""
-        member = self._members.pop(item_key, None)
-        if member is None:
+        if slot >= len(self._member_cid) or self._member_cid[slot] < 0:
             return
-        cluster = member.cluster
-        for ids in (member.terms, member.shared):
+        cluster = self._by_cid[self._member_cid[slot]]
+        self._member_cid[slot] = -1
+        self._member_count -= 1
+        own = self._member_features.pop(slot, None)
+        terms, shared = own if own is not None else _split(cluster.features)
+        if cluster.first_slot == slot:
+            cluster.first_slot = -1  # the slot may be reused by another item
+        for ids in (terms, shared):
             for feature in ids:
                 left = self._df[feature] - 1
                 if left > 0:
@@ -583,7 +610,7 @@ class EventIndex:
                 else:  # no item of the window has it any more
                     del self._df[feature]
                     self._postings.pop(feature, None)
-        mine = _features_of(member.terms, member.shared)
+        mine = _features_of(terms, shared)
         features = cluster.features
         at = np.searchsorted(features, mine)
         at = at[(at < len(features)) & (features[np.minimum(at, len(features) - 1)] == mine)]
@@ -609,10 +636,13 @@ class EventIndex:
         else:
             self._renorm(cluster)
 
-    def features_of(self, item_key: str) -> tuple[array[int], array[int]] | None:
-        member = self._members.get(item_key)
-        return (member.terms, member.shared) if member is not None else None
+    def features_of(self, slot: int) -> tuple[array[int], array[int]] | None:
+        if slot >= len(self._member_cid) or self._member_cid[slot] < 0:
+            return None
+        own = self._member_features.get(slot)
+        return own if own is not None else _split(self._by_cid[self._member_cid[slot]].features)
 
-    def language_of(self, item_key: str) -> str | None:
-        member = self._members.get(item_key)
-        return member.cluster.language if member is not None else None
+    def language_of(self, slot: int) -> str | None:
+        if slot >= len(self._member_cid) or self._member_cid[slot] < 0:
+            return None
+        return self._by_cid[self._member_cid[slot]].language

@@ -14,6 +14,7 @@ same input order gives the same ids.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from array import array
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -21,10 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
+
 from monitor.analysis import NO_ACTORS, ActorMentions, Analysis, analyse
 from monitor.stories.cleaning import clean_summary, clean_title, cleaned_words, figures_conflict, figures_of
 from monitor.stories.event import EventIndex, EventMatch, Weighed
-from monitor.stories.exact import ExactIndex
+from monitor.stories.exact import ExactIndex, digest
 from monitor.stories.features import EventFeatures, event_features
 from monitor.stories.near_duplicate import (
     U32,
@@ -33,6 +36,7 @@ from monitor.stories.near_duplicate import (
     encode_signature,
     shingle_set,
 )
+from monitor.stories.slots import DigestTable
 
 __all__ = [
     "EVENT_FEATURES_VERSION",
@@ -153,18 +157,147 @@ def _decode_features(blob: bytes) -> tuple[str, array[int], array[int]] | None:
     return language.rstrip(b"\0").decode("ascii"), values[:term_count], values[term_count:]
 
 
-@dataclass(slots=True)
-class _Entry:
-    row: int  # row of the signature matrix
-    item_key: str
-    story_id: str
-    published: datetime
-    url: str | None
-    content_hash: str
-    size: int  # number of shingles
-    textual: bool  # long enough to cluster by text
-    source: str | None  # the feed, when known
-    figures: frozenset[str]  # see `figures_of`: a conflict vetoes a near-duplicate match
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Item keys and story ids as `monitor.identify` and `story_id_for` make them are kept as integers; any other
+# spelling (tests, older stores) as a string beside them.
+_ITEM_KEY = re.compile(r"[a-z]:[0-9a-f]{32}\Z")
+_STORY_ID = re.compile(r"st_[0-9a-f]{24}\Z")
+_NO_FIGURES: frozenset[str] = frozenset()
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch: exact for any aware datetime, so window checks decide as datetimes do."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+class _Rows:
+    """What the copy tiers read of each stored item, as columns indexed by its row of the signature matrix.
+
+    An object per item with its key, story id, hash, URL and feed strings and two dicts by key and row cost about
+    900 bytes per item for real keys and URLs; the columns cost about 70, and the maps by key, hash and URL are
+    digest tables (`monitor.stories.slots`). Key and story id are kept as integers when they have the
+    standard form; the URL and the content hash only as digests (the exact tier compares nothing else); the
+    feed as a number into the feeds seen. Rows are allocated by the near-duplicate index and reused."""
+
+    def __init__(self) -> None:
+        self.key_kind = array("B")  # ord of the key's kind letter; 0: the key is in `odd_keys`
+        self.key_high = array("Q")
+        self.key_low = array("Q")
+        self.story_high = array("Q")  # 0 and story_low 0 with the id in `odd_stories`: another spelling
+        self.story_low = array("I")
+        self.published = array("q")  # microseconds since the epoch
+        self.order = array("q")  # when the row was filled: expiry removes in this order, as a dict by key did
+        self.size = array("i")  # shingles
+        self.flags = array("B")  # _LIVE, _TEXTUAL, _HAS_URL
+        self.source = array("i")  # number into `feeds`, -1: unknown
+        self.hash_digest = array("Q")
+        self.url_digest = array("Q")
+        self.odd_keys: dict[int, str] = {}
+        self.odd_stories: dict[int, str] = {}
+        self.figures: dict[int, frozenset[str]] = {}  # rows whose text states figures
+        self.feeds: dict[str, int] = {}
+        self.feed_names: list[str] = []
+        self.by_key = DigestTable()
+        self.count = 0
+        self.filled = 0
+
+    def ensure(self, row: int) -> None:
+        while len(self.flags) <= row:
+            for column in (self.key_kind, self.flags):
+                column.append(0)
+            for column in (self.key_high, self.key_low, self.story_high, self.hash_digest, self.url_digest):
+                column.append(0)
+            self.story_low.append(0)
+            self.published.append(0)
+            self.order.append(0)
+            self.size.append(0)
+            self.source.append(-1)
+
+    @staticmethod
+    def key_digest(item_key: str) -> int:
+        return int(item_key[2:18], 16) if _ITEM_KEY.match(item_key) else digest(item_key)
+
+    def key_of(self, row: int) -> str:
+        kind = self.key_kind[row]
+        if not kind:
+            return self.odd_keys[row]
+        return f"{chr(kind)}:{self.key_high[row]:016x}{self.key_low[row]:016x}"
+
+    def find(self, item_key: str) -> int:
+        """The row of a stored item, or -1."""
+        for row in self.by_key.rows(self.key_digest(item_key)):
+            if self.key_of(row) == item_key:
+                return row
+        return -1
+
+    def story_of(self, row: int) -> str:
+        high = self.story_high[row]
+        low = self.story_low[row]
+        if not high and not low and row in self.odd_stories:
+            return self.odd_stories[row]
+        return f"st_{high:016x}{low:08x}"
+
+    def fill(self, row: int, item_key: str, story_id: str, published: int, size: int, textual: bool,
+             source: str | None, hash_digest: int, url_digest: int | None,
+             figures: frozenset[str]) -> None:  # fmt: skip
+        self.ensure(row)
+        if _ITEM_KEY.match(item_key):
+            self.key_kind[row] = ord(item_key[0])
+            self.key_high[row] = int(item_key[2:18], 16)
+            self.key_low[row] = int(item_key[18:], 16)
+        else:
+            self.key_kind[row] = 0
+            self.odd_keys[row] = item_key
+        self.by_key.add(self.key_digest(item_key), row)
+        if _STORY_ID.match(story_id) and story_id != "st_" + "0" * 24:
+            self.story_high[row] = int(story_id[3:19], 16)
+            self.story_low[row] = int(story_id[19:], 16)
+        else:
+            self.story_high[row] = self.story_low[row] = 0
+            self.odd_stories[row] = story_id
+        self.published[row] = published
+        self.order[row] = self.filled
+        self.filled += 1
+        self.size[row] = size
+        self.flags[row] = _LIVE | (_TEXTUAL if textual else 0) | (_HAS_URL if url_digest is not None else 0)
+        if source is None:
+            self.source[row] = -1
+        else:
+            number = self.feeds.get(source)
+            if number is None:
+                number = self.feeds[source] = len(self.feed_names)
+                self.feed_names.append(source)
+            self.source[row] = number
+        self.hash_digest[row] = hash_digest
+        self.url_digest[row] = url_digest if url_digest is not None else 0
+        if figures:
+            self.figures[row] = figures
+        self.count += 1
+
+    def clear(self, row: int) -> None:
+        self.by_key.remove(self.key_digest(self.key_of(row)), row)
+        self.odd_keys.pop(row, None)
+        self.odd_stories.pop(row, None)
+        self.figures.pop(row, None)
+        self.flags[row] = 0
+        self.count -= 1
+
+    def live_before(self, before: int) -> list[int]:
+        """The live rows published before `before` (microseconds), in the order they were filled."""
+        if not self.count:
+            return []
+        published = np.frombuffer(self.published, dtype=np.int64)
+        live = (np.frombuffer(self.flags, dtype=np.uint8) & _LIVE).astype(bool)
+        rows = np.flatnonzero(live & (published < before))
+        order = np.frombuffer(self.order, dtype=np.int64)[rows]
+        found: list[int] = rows[np.argsort(order, kind="stable")].tolist()
+        return found
+
+
+_LIVE = 1
+_TEXTUAL = 2
+_HAS_URL = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,19 +397,19 @@ class StoryIndex:
             rows=rows,
         )
         self._events = (EventIndex() if event_index is None else event_index) if events else None
-        self._entries: dict[str, _Entry] = {}
-        self._by_row: dict[int, _Entry] = {}
+        self._rows = _Rows()
+        self._window_micros = window // _MICROSECOND
         # A load put off until the index is first needed (`defer_load`): the rows to read, and since when.
         self._deferred: Callable[[datetime], Iterable[StoredSignature | Mapping[str, Any]]] | None = None
         self._deferred_since = datetime.min.replace(tzinfo=UTC)
 
     def __len__(self) -> int:
         self._ensure_loaded()
-        return len(self._entries)
+        return self._rows.count
 
     def __contains__(self, item_key: object) -> bool:
         self._ensure_loaded()
-        return item_key in self._entries
+        return isinstance(item_key, str) and self._rows.find(item_key) >= 0
 
     @property
     def loaded(self) -> bool:
@@ -319,11 +452,10 @@ class StoryIndex:
         `prepare` result, when it was made ahead (then title, summary, analysis, actors and language are not read
         again)."""
         self._ensure_loaded()
-        known = self._entries.get(item_key)
-        if known is not None:
-            return StoryAssignment(
-                known.story_id, known.story_id == story_id_for(item_key), 1.0, None, "known"
-            )
+        known = self._rows.find(item_key)
+        if known >= 0:
+            story_id = self._rows.story_of(known)
+            return StoryAssignment(story_id, story_id == story_id_for(item_key), 1.0, None, "known")
         published = _aware(published)
         if prepared is None:
             prepared = self.prepare(title, summary, analysis=analysis, actors=actors, language=language)
@@ -343,20 +475,20 @@ class StoryIndex:
                     assignment = self._event_assignment(found, features.language)
         if assignment is None:
             assignment = StoryAssignment(story_id_for(item_key), True, 0.0, None, "new")
-        entry = _Entry(
-            -1, item_key, assignment.story_id, published, url, content_hash, len(text.shingles), textual, source,
-            text.figures,
+        row = self._add(
+            signature, item_key, assignment.story_id, published, url, content_hash, len(text.shingles), textual,
+            source, text.figures,
         )  # fmt: skip
-        self._add(entry, signature)
         if features is not None and self._events is not None:
             self._events.add(
+                row,
                 item_key,
-                entry.story_id,
+                assignment.story_id,
                 features.language,
                 features.terms,
                 features.shared,
                 published,
-                source,
+                self._feed(row),
                 weighed,
             )
         language_of = features.language if features is not None else text.analysis.language
@@ -394,22 +526,25 @@ class StoryIndex:
     def signature(self, item_key: str) -> bytes:
         """The serialized signature of an assigned or loaded item, for the store."""
         self._ensure_loaded()
-        entry = self._entries.get(item_key)
-        if entry is None:
+        row = self._rows.find(item_key)
+        if row < 0:
             raise KeyError(f"item {item_key!r} is not in the story index")
-        return encode_signature(self._near.row_signature(entry.row), entry.size, entry.textual)
+        return encode_signature(
+            self._near.row_signature(row), self._rows.size[row], bool(self._rows.flags[row] & _TEXTUAL)
+        )
 
     def event_features(self, item_key: str, language: str | None = None) -> bytes | None:
         """The serialized event features of an assigned or loaded item, for the store (None: it has none)."""
         self._ensure_loaded()
-        if item_key not in self._entries:
+        row = self._rows.find(item_key)
+        if row < 0:
             raise KeyError(f"item {item_key!r} is not in the story index")
         if self._events is None:
             return None
-        found = self._events.features_of(item_key)
+        found = self._events.features_of(row)
         if found is None:
             return None
-        stored_language = self._events.language_of(item_key) or language or "xx"
+        stored_language = self._events.language_of(row) or language or "xx"
         return _encode_features(stored_language, *found)
 
     def load(self, rows: Iterable[StoredSignature | Mapping[str, Any]]) -> int:
@@ -419,44 +554,53 @@ class StoryIndex:
         number of items loaded (a key already present is skipped)."""
         self._ensure_loaded()
         loaded = 0
-        for raw in rows:
-            row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
-            if row.item_key in self._entries:
-                continue
-            published = _aware(row.published)
-            decoded = decode_signature(row.signature, self.num_perm) if row.signature else None
-            stored_features = _decode_features(row.event_features) if row.event_features else None
-            text: _Text | None = None
-            if decoded is None or (self._events is not None and stored_features is None):
-                text = _read(row.title, row.summary, None, row.language)
-            if decoded is None:
-                assert text is not None
-                textual = text.token_count >= self.min_tokens and bool(text.shingles)
-                decoded = (self._near.hasher.signature(text.shingles), len(text.shingles), textual)
-                row_figures = text.figures
-            else:
-                row_figures = figures_of(clean_title(row.title) + "\n" + clean_summary(row.summary))
-            signature, size, textual = decoded
-            entry = _Entry(
-                -1, row.item_key, row.story_id, published, row.url, row.content_hash, size, textual, row.source,
-                row_figures,
-            )  # fmt: skip
-            self._add(entry, signature)
-            if self._events is not None and textual:
-                if stored_features is not None:
-                    language, terms, shared = stored_features
-                    self._events.add(
-                        row.item_key, row.story_id, language, terms, shared, published, row.source
-                    )
-                elif text is not None:
-                    features = event_features(
-                        text.analysis, (("title", text.title), ("summary", text.summary))
-                    )
-                    self._events.add(
-                        row.item_key, row.story_id, features.language, features.terms, features.shared, published,
-                        row.source,
-                    )  # fmt: skip
-            loaded += 1
+        try:
+            for raw in rows:
+                row = raw if isinstance(raw, StoredSignature) else StoredSignature.from_mapping(raw)
+                if self._rows.find(row.item_key) >= 0:
+                    continue
+                published = _aware(row.published)
+                decoded = decode_signature(row.signature, self.num_perm) if row.signature else None
+                stored_features = _decode_features(row.event_features) if row.event_features else None
+                text: _Text | None = None
+                if decoded is None or (self._events is not None and stored_features is None):
+                    text = _read(row.title, row.summary, None, row.language)
+                if decoded is None:
+                    assert text is not None
+                    textual = text.token_count >= self.min_tokens and bool(text.shingles)
+                    decoded = (self._near.hasher.signature(text.shingles), len(text.shingles), textual)
+                    row_figures = text.figures
+                else:
+                    row_figures = figures_of(clean_title(row.title) + "\n" + clean_summary(row.summary))
+                signature, size, textual = decoded
+                slot = self._add(
+                    signature, row.item_key, row.story_id, published, row.url, row.content_hash, size, textual,
+                    row.source, row_figures, later=True,
+                )  # fmt: skip
+                if self._events is not None and textual:
+                    if stored_features is not None:
+                        language, terms, shared = stored_features
+                        self._events.add(
+                            slot,
+                            row.item_key,
+                            row.story_id,
+                            language,
+                            terms,
+                            shared,
+                            published,
+                            self._feed(slot),
+                        )
+                    elif text is not None:
+                        features = event_features(
+                            text.analysis, (("title", text.title), ("summary", text.summary))
+                        )
+                        self._events.add(
+                            slot, row.item_key, row.story_id, features.language, features.terms,
+                            features.shared, published, self._feed(slot),
+                        )  # fmt: skip
+                loaded += 1
+        finally:
+            self._near.flush()  # the LSH buckets of every row read, in one go (of those before a failure too)
         return loaded
 
     def forget(self, item_keys: Iterable[str]) -> int:
@@ -464,9 +608,9 @@ class StoryIndex:
         the store holds and the next assignment of the same items starts afresh. Returns how many."""
         if self._deferred is not None:
             return 0  # nothing was assigned before the load
-        found = [entry for key in item_keys if (entry := self._entries.get(key)) is not None]
-        for entry in found:
-            self._remove(entry)
+        found = [row for key in item_keys if (row := self._rows.find(key)) >= 0]
+        for row in found:
+            self._remove(row)
         return len(found)
 
     def expire(self, before: datetime) -> int:
@@ -475,9 +619,9 @@ class StoryIndex:
         if self._deferred is not None:  # not loaded yet: load only what is still in the window
             self._deferred_since = max(self._deferred_since, before)
             return 0
-        old = [entry for entry in self._entries.values() if entry.published < before]
-        for entry in old:
-            self._remove(entry)
+        old = self._rows.live_before(_micros(before))
+        for row in old:
+            self._remove(row)
         return len(old)
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -494,8 +638,8 @@ class StoryIndex:
             self._deferred = rows
             raise
 
-    def _in_window(self, entry: _Entry, published: datetime) -> bool:
-        return abs(entry.published - published) <= self.window
+    def _in_window(self, row: int, published: int) -> bool:
+        return abs(self._rows.published[row] - published) <= self._window_micros
 
     def _find_copy(
         self,
@@ -508,38 +652,45 @@ class StoryIndex:
         source: str | None,
     ) -> StoryAssignment | None:
         """Tiers 1 and 2: the same text, the same document, a near-duplicate."""
+        rows = self._rows
+        when = _micros(published)
         if textual:
-            same_text = self._entries.get(self._exact.same_text(content_hash) or "")
-            if same_text is not None and self._in_window(same_text, published):
-                return StoryAssignment(same_text.story_id, False, 1.0, same_text.item_key, "hash")
-        same_url = self._entries.get(self._exact.same_url(url) or "")
+            same_text = self._exact.same_text(digest(content_hash))
+            if same_text >= 0 and self._in_window(same_text, when):
+                return StoryAssignment(rows.story_of(same_text), False, 1.0, rows.key_of(same_text), "hash")
+        same_url = self._exact.same_url(url)
         # An updated article keeps its URL; a page that every item links to does not share text.
         if (
-            same_url is not None
-            and self._in_window(same_url, published)
-            and (not textual or not same_url.textual or self._near.jaccard(signature, same_url.row) >= 0.1)
+            same_url >= 0
+            and self._in_window(same_url, when)
+            and (
+                not textual
+                or not rows.flags[same_url] & _TEXTUAL
+                or self._near.jaccard(signature, same_url) >= 0.1
+            )
         ):
-            return StoryAssignment(same_url.story_id, False, 1.0, same_url.item_key, "url")
+            return StoryAssignment(rows.story_of(same_url), False, 1.0, rows.key_of(same_url), "url")
         if not textual:
             return None
-        best: tuple[_Entry, float] | None = None
+        best: tuple[int, float] | None = None
         size = len(text.shingles)
+        source_number = rows.feeds.get(source, -2) if source is not None else -2
+        flags, sources, sizes, figures = rows.flags, rows.source, rows.size, rows.figures
         for row in self._near.candidates(signature, size):
-            entry = self._by_row[row]
-            if not entry.textual or not self._in_window(entry, published):
+            if not flags[row] & _TEXTUAL or not self._in_window(row, when):
                 continue
-            if figures_conflict(text.figures, entry.figures):
+            if figures_conflict(text.figures, figures.get(row, _NO_FIGURES)):
                 continue  # one template, other facts: another day's report, another company's results
             jaccard = self._near.jaccard(signature, row)
-            if source is not None and entry.source == source:
+            if source is not None and sources[row] == source_number:
                 same = jaccard >= self.same_source_threshold
             else:
-                same = self._near.same_story(jaccard, signature, size, row, entry.size)
+                same = self._near.same_story(jaccard, signature, size, row, sizes[row])
             if same and (best is None or jaccard > best[1]):
-                best = (entry, jaccard)
+                best = (row, jaccard)
         if best is None:
             return None
-        return StoryAssignment(best[0].story_id, False, best[1], best[0].item_key, "similar")
+        return StoryAssignment(rows.story_of(best[0]), False, best[1], rows.key_of(best[0]), "similar")
 
     @staticmethod
     def _event_assignment(found: EventMatch, language: str) -> StoryAssignment:
@@ -558,16 +709,37 @@ class StoryIndex:
             language,
         )
 
-    def _add(self, entry: _Entry, signature: U32) -> None:
-        entry.row = self._near.add(signature, entry.textual)
-        self._entries[entry.item_key] = entry
-        self._by_row[entry.row] = entry
-        self._exact.add(entry.item_key, entry.content_hash, entry.url, entry.textual)
+    def _add(self, signature: U32, item_key: str, story_id: str, published: datetime, url: str | None,
+             content_hash: str, size: int, textual: bool, source: str | None,
+             figures: frozenset[str], later: bool = False) -> int:  # fmt: skip
+        row = self._near.add(signature, textual, later=later)
+        hash_digest = digest(content_hash)
+        url_digest = digest(url) if url is not None else None
+        self._rows.fill(
+            row,
+            item_key,
+            story_id,
+            _micros(published),
+            size,
+            textual,
+            source,
+            hash_digest,
+            url_digest,
+            figures,
+        )
+        self._exact.add(row, hash_digest, url_digest, textual)
+        return row
 
-    def _remove(self, entry: _Entry) -> None:
-        del self._entries[entry.item_key]
-        del self._by_row[entry.row]
-        self._exact.remove(entry.item_key, entry.content_hash, entry.url)
-        self._near.remove(entry.row, entry.textual)
+    def _feed(self, row: int) -> str | None:
+        """The row's feed as the one string kept per feed (the event tier keeps it per sub-cluster)."""
+        number = self._rows.source[row]
+        return self._rows.feed_names[number] if number >= 0 else None
+
+    def _remove(self, row: int) -> None:
+        rows = self._rows
+        flags = rows.flags[row]
+        self._exact.remove(row, rows.hash_digest[row], rows.url_digest[row] if flags & _HAS_URL else None)
+        rows.clear(row)
+        self._near.remove(row, bool(flags & _TEXTUAL))
         if self._events is not None:
-            self._events.remove(entry.item_key)
+            self._events.remove(row)

@@ -119,6 +119,8 @@ _SHORT_PROBE = 48
 # Texts with fewer shingles than this are probed: a headline with one sentence inside a long copy has a Jaccard
 # similarity near 0.3, where the 2-row LSH bands miss about one pair in six.
 PROBE_BELOW = 24
+# Rows indexed per step of `NearDuplicateIndex.flush`.
+_FLUSH_CHUNK = 4096
 # Size of the smaller shingle set relative to the larger below which containment is no evidence.
 _MIN_CONTAINED_SHARE = 0.1
 # Estimated Jaccard similarity (share of equal signature values) below which containment is not estimated.
@@ -127,10 +129,10 @@ _MIN_CONTAINMENT_JACCARD = 1 / 16
 
 class NearDuplicateIndex:
     """Signatures of the window's items in one growing numpy matrix (expired rows are reused), with an LSH
-    band index over the textual ones and, column-major, the first values of every row for probing short texts.
+    band index over the textual ones; short texts are probed with the first values of every row.
 
-    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of a compact hash
-    table (`monitor.stories.buckets`: about 20 bytes per item and band, where a dict of Python ints took about
+    The first `bands` × `rows` values form the bands, each mixed into one 64-bit integer key of a compact
+    multimap (`monitor.stories.buckets`: about 8 bytes per item and band, where a dict of Python ints took about
     100 and datasketch's `MinHashLSH` a bytes key and a set per band per item)."""
 
     def __init__(
@@ -163,35 +165,61 @@ class NearDuplicateIndex:
         # copy of them cost 192 bytes per item for a scan that only short texts pay).
         self._probe_width = min(_SHORT_PROBE, num_perm)
         self._free_rows: list[int] = []
+        self._pending: list[int] = []  # rows added `later`, not yet in the buckets
         self._next_row = 0
-        self._live: set[int] = set()
+        # Which rows hold an item (a set of Python ints cost about 100 bytes per item, this one byte).
+        self._live = np.zeros(len(self._matrix), dtype=np.bool_)
         self._buckets = BucketTable(1024 * bands)
 
     def row_signature(self, row: int) -> U32:
         signature: U32 = self._matrix[row]
         return signature
 
-    def add(self, signature: U32, textual: bool) -> int:
-        """Store a signature; textual ones are indexed for candidates. Returns its row."""
+    def add(self, signature: U32, textual: bool, *, later: bool = False) -> int:
+        """Store a signature; textual ones are indexed for candidates. Returns its row. `later`: index it at
+        the next `flush` (or use), with all others so added in one go (the load at start)."""
         row = self._allocate_row()
         self._matrix[row] = signature
-        self._live.add(row)
+        self._live[row] = True
         if textual:
-            self._buckets.add_many(self._band_keys(signature), row * self._bands)
+            if later:
+                self._pending.append(row)
+            else:
+                self._buckets.add_many(self._band_keys(signature), row * self._bands)
         return row
 
+    def flush(self) -> None:
+        """Index the rows added `later`: their band keys for all of them at once with numpy's wrap-around
+        uint64 arithmetic (what `_band_keys` computes in Python ints masked to 64 bits), one merge."""
+        pending, self._pending = self._pending, []
+        # In chunks: the temporary arrays are about 1.7 KB per row, and a load's peak is the daemon's peak.
+        for start in range(0, len(pending), _FLUSH_CHUNK):
+            self._index_rows(np.array(pending[start : start + _FLUSH_CHUNK], dtype=np.int64))
+
+    def _index_rows(self, rows: npt.NDArray[np.int64]) -> None:
+        per_band = self._rows
+        values = self._matrix[rows, : self._bands * per_band].astype(np.uint64)
+        fingerprints = np.empty((len(rows), self._bands), dtype=np.uint32)
+        for band in range(self._bands):
+            key = np.full(len(rows), (band * self._mix_band) & _MASK64, dtype=np.uint64)
+            for column in range(per_band):
+                key = (key ^ values[:, band * per_band + column]) * np.uint64(self._mix[column])
+            fingerprints[:, band] = (key >> np.uint64(32)).astype(np.uint32)
+        entries = (rows[:, None] * self._bands + np.arange(self._bands)).astype(np.int32)
+        self._buckets.add_bulk(fingerprints.ravel(), entries.ravel())
+
     def remove(self, row: int, textual: bool) -> None:
-        self._live.discard(row)
+        self.flush()
+        self._live[row] = False
         if textual:
-            base = row * self._bands
-            for band, key in enumerate(self._band_keys(self._matrix[row])):
-                self._buckets.remove(key, base + band)
+            self._buckets.remove_many(self._band_keys(self._matrix[row]), row * self._bands)
         self._free_rows.append(row)
 
     def candidates(self, signature: U32, size: int) -> list[int]:
         """Rows that may be near-duplicates of a text of `size` shingles, in row order: those sharing an LSH
         band with it (checked against the stored values, as the bucket table may offer rows of a bucket with
         the same fingerprint) and, for short texts, those sharing one of the first signature values."""
+        self.flush()
         entries = self._buckets.entries(self._band_keys(signature))
         found: set[int] = set()
         if entries:
@@ -244,8 +272,7 @@ class NearDuplicateIndex:
         width = self._probe_width
         found = (self._matrix[: self._next_row, :width] == signature[:width]).any(axis=1)
         hits = np.flatnonzero(found)
-        live = self._live
-        return {int(row) for row in hits if int(row) in live}
+        return set(hits[self._live[hits]].tolist())
 
     def _band_keys(self, signature: U32) -> list[int]:
         # The same mixing as numpy's wrap-around uint64 arithmetic, in Python ints masked to 64 bits: for 20
@@ -271,6 +298,7 @@ class NearDuplicateIndex:
             )
             grown[: len(self._matrix)] = self._matrix
             self._matrix = grown
+            self._live = np.concatenate((self._live, np.zeros(len(grown) - len(self._live), dtype=np.bool_)))
             self._buckets.reserve(len(grown) * self._bands)
         self._next_row += 1
         return self._next_row - 1
