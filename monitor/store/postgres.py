@@ -63,6 +63,8 @@ from monitor.store.records import (
     WebSubRow,
     hints_from_json,
     hints_json,
+    hits_json,
+    items_per_story,
     last_payloads,
 )
 from monitor.store.sqlite import DELIVERY_LEASE, NODE_HISTORY, delivery_id_for
@@ -707,13 +709,10 @@ class PostgresStore:
             "VALUES (%s, %s, %s, %s, %s, 0) ON CONFLICT (id) DO NOTHING",
             [(n.story_id, n.item.title, n.item.key, now, now) for n in new_items if n.story_is_new],
         )
-        per_story: dict[str, int] = {}
-        for n in new_items:
-            per_story[n.story_id] = per_story.get(n.story_id, 0) + 1
         self._many(
             tx,
             "UPDATE stories SET item_count = item_count + %s, updated_at = %s WHERE id = %s",
-            [(count, now, story_id) for story_id, count in per_story.items()],
+            [(count, now, story_id) for story_id, count in items_per_story(new_items)],
         )
         self._many(
             tx,
@@ -724,12 +723,7 @@ class PostgresStore:
                 (
                     n.item.key,
                     match.rule_id,
-                    _json(
-                        [
-                            {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
-                            for h in match.hits
-                        ]
-                    ),
+                    hits_json(match),
                     match.score,
                     now,
                 )

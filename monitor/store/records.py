@@ -332,6 +332,22 @@ class StoryRow:
         return found
 
 
+def hits_json(match: Match) -> str:
+    """A match's hits as both backends store them in `matches.hits` (canonical JSON, keys sorted)."""
+    hits = [
+        {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text} for h in match.hits
+    ]
+    return json.dumps(hits, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def items_per_story(new_items: Sequence[NewItem]) -> list[tuple[str, int]]:
+    """(story id, number of new items) in first-seen order: one count update per story, not one per item."""
+    counts: dict[str, int] = {}
+    for new in new_items:
+        counts[new.story_id] = counts.get(new.story_id, 0) + 1
+    return list(counts.items())
+
+
 def hints_json(hints: FeedHints | None) -> str | None:
     """The hints as stored in feeds.hints (None: leave the column as it is)."""
     if hints is None:

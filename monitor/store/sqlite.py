@@ -15,7 +15,6 @@ import functools
 import json
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,8 @@ from monitor.store.records import (
     WebSubRow,
     hints_from_json,
     hints_json,
+    hits_json,
+    items_per_story,
     last_payloads,
 )
 from monitor.store.schema import MIGRATIONS
@@ -726,10 +727,9 @@ class SQLiteStore:
             [(new.story_id, new.item.title, new.item.key, now, now) for new in new_items if new.story_is_new],
         )
         # One UPDATE per story with its number of new items, rather than one per item: the same count.
-        per_story = Counter(new.story_id for new in new_items)
         tx.executemany(
             "UPDATE stories SET item_count = item_count + ?, updated_at = ? WHERE id = ?",
-            [(count, now, story_id) for story_id, count in per_story.items()],
+            [(count, now, story_id) for story_id, count in items_per_story(new_items)],
         )
         tx.executemany(
             "INSERT OR REPLACE INTO matches (item_key, rule_id, hits, score, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -737,12 +737,7 @@ class SQLiteStore:
                 (
                     new.item.key,
                     match.rule_id,
-                    _json(
-                        [
-                            {"term": h.term, "field": h.field, "start": h.start, "end": h.end, "text": h.text}
-                            for h in match.hits
-                        ]
-                    ),
+                    hits_json(match),
                     match.score,
                     now,
                 )
