@@ -15,17 +15,13 @@ from monitor.analysis import analyse
 from monitor.identify import content_hash
 from monitor.stories import StoredSignature, StoryAssignment, StoryIndex
 from monitor.stories.slots import DigestTable
+from tests.support.synthetic_stream import word
 
 T0 = datetime(2025, 4, 4, tzinfo=UTC)
 
 
 def _word(rng: random.Random, vocabulary: int = 2000) -> str:
-    n = rng.randrange(vocabulary) + 26
-    word = ""
-    while n:
-        n, digit = divmod(n, 26)
-        word = "abcdefghijklmnopqrstuvwxyz"[digit] + word
-    return word
+    return word(rng, vocabulary)
 
 
 def _texts(count: int, rng: random.Random, vocabulary: int = 2000) -> list[tuple[str, str]]:

@@ -15,13 +15,14 @@ from monitor.stories import StoryIndex
 T0 = datetime(2025, 4, 4, tzinfo=UTC)
 
 
-def _word(rng: random.Random, vocabulary: int) -> str:
+def word(rng: random.Random, vocabulary: int) -> str:
+    """A made-up lower-case word, one of `vocabulary` (base-26 spellings of a random number)."""
     n = rng.randrange(vocabulary) + 26
-    word = ""
+    spelled = ""
     while n:
         n, digit = divmod(n, 26)
-        word = "abcdefghijklmnopqrstuvwxyz"[digit] + word
-    return word
+        spelled = "abcdefghijklmnopqrstuvwxyz"[digit] + spelled
+    return spelled
 
 
 def stream_digest(count: int = 3000, *, seed: int = 10, vocabulary: int = 3000) -> str:
@@ -37,19 +38,19 @@ def stream_digest(count: int = 3000, *, seed: int = 10, vocabulary: int = 3000) 
             title, summary = texts[rng.randrange(len(texts))]
             title, summary = (
                 "Update: " + title,
-                summary + " " + " ".join(_word(rng, vocabulary) for _ in range(6)),
+                summary + " " + " ".join(word(rng, vocabulary) for _ in range(6)),
             )
         elif texts and roll < 0.15:  # the headline alone
             title, summary = texts[rng.randrange(len(texts))][0], ""
         elif roll < 0.3:  # a short text
-            title = " ".join(_word(rng, vocabulary) for _ in range(6))
-            summary = " ".join(_word(rng, vocabulary) for _ in range(8))
+            title = " ".join(word(rng, vocabulary) for _ in range(6))
+            summary = " ".join(word(rng, vocabulary) for _ in range(8))
         else:
-            words = [_word(rng, vocabulary) for _ in range(30)]
+            words = [word(rng, vocabulary) for _ in range(30)]
             for position in rng.sample(range(1, 30), 3):
                 words[position] = words[position].capitalize()
             words[rng.randrange(1, 30)] = f"{rng.randrange(10, 90)} million dollars"
-            title = " ".join(_word(rng, vocabulary) for _ in range(8))
+            title = " ".join(word(rng, vocabulary) for _ in range(8))
             summary = " ".join(words) + "."
         texts.append((title, summary))
         published = T0 + timedelta(minutes=n)
