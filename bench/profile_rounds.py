@@ -20,27 +20,24 @@ kept in --out as roundN-<workers>-<n>.spy.txt.
 `--workers 0,auto` measures each setting in the same run, on the same farm (a fresh database each); with
 `--repeat N` the sequences alternate (0, auto, 0, auto, ...) and the table gives medians.
 
-Accounting: each round runs under a small wrapper that is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
-the fork server and the workers, when orphaned at exit, are reaped by it and their CPU counted in its
-RUSAGE_CHILDREN. Memory: peak RSS of the largest process (from that rusage) and the peak of the summed PSS of
-the whole tree (shared pages counted once; sampled every 50 ms from /proc).
+Accounting (bench/treeusage.py): each round runs under a small wrapper that is a child subreaper, so the fork
+server and the workers, when orphaned at exit, are reaped by it and their CPU counted. Memory: peak RSS of the
+largest process and the peak of the summed PSS of the whole tree (shared pages counted once).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pstats
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from feedfarm import FeedFarm  # bench/ is on sys.path when a bench script runs
+from treeusage import run_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,82 +130,11 @@ def stage_shares(raw: Path) -> dict[str, int]:
     return counts
 
 
-# Runs argv as a child subreaper, waits for the whole tree, writes one JSON line of figures to $WRAPPER_FD.
-WRAPPER = r"""
-import ctypes, json, os, resource, subprocess, sys, threading, time
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans below us are reparented to us
-start = time.monotonic()
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-peak = [0]
-done = threading.Event()
-
-def tree_rss():
-    parents, rss = {}, {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    status = f.read()
-            except OSError:
-                continue
-            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-            parents[int(entry)] = int(fields.get("PPid", "0"))
-            rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
-    me, found, frontier = os.getpid(), set(), {os.getpid()}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    total = 0
-    for pid in found:  # PSS: pages shared by the fork server and its workers are counted once
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-        except (OSError, StopIteration):
-            total += rss.get(pid, 0)
-    return total
-
-def sample():
-    while not done.wait(0.05):
-        peak[0] = max(peak[0], tree_rss())
-
-threading.Thread(target=sample, daemon=True).start()
-_, status, own = os.wait4(proc.pid, 0)  # the daemon's own CPU (its fork server is not its to reap)
-code = os.waitstatus_to_exitcode(status)
-wall = time.monotonic() - start
-while True:  # the fork server and any worker left, reparented to us
-    try:
-        os.wait()
-    except ChildProcessError:
-        break
-done.set()
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-os.write(int(os.environ["WRAPPER_FD"]), json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                        "main_cpu": own.ru_utime + own.ru_stime,
-                        "max_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": peak[0] / 1024}).encode())
-"""
-
-
 def run_round(argv: list[str], cwd: Path) -> dict[str, Any]:
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, *argv],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        pass_fds=(write,),
-        env={**os.environ, "WRAPPER_FD": str(write)},
-    )
-    os.close(write)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.wait()
-    with os.fdopen(read) as figures:
-        text = figures.read()
-    if proc.returncode != 0 or not text:
-        raise SystemExit(f"round failed: {err[-3000:]}")
-    result: dict[str, Any] = json.loads(text)
-    if result["code"] != 0:
-        raise SystemExit(f"monitor once failed: {err[-3000:]}")
+    with tempfile.NamedTemporaryFile(prefix="profile-rounds-", suffix=".err") as err:
+        result = run_tree(argv, cwd, stderr=Path(err.name))
+        if result["code"] != 0:
+            raise SystemExit(f"monitor once failed: {Path(err.name).read_text(errors='replace')[-3000:]}")
     return result
 
 
