@@ -563,21 +563,16 @@ def test_an_organisation_has_one_key_in_its_abbreviations_and_full_names(
         ("Ставка", "Вчера Центральный банк России снизил ставку.", "ru", "n:=bank-of-russia", "n:8ntrl"),
         ("Zinsen", "Die Europäische Zentralbank lässt die Zinsen.", "de", "n:=ecb", "n:erps"),
         ("EZB lässt Zinsen unverändert", "", "de", "n:=ecb", "n:esb"),
-        ("Rates", "Policymakers at the Bank of England cut rates.", "en", "n:=bank-of-england", "t:en:bank"),
     ],
 )
 def test_an_institutions_words_are_its_key_only(
     title: str, summary: str, language: str, key: str, left_out: str
 ) -> None:
-    # No name or content word of its own: the skeleton of "России" or "Europäische" would be shared with every
-    # report on Russia or Europe, and "Bank" with every other central bank (the ECB's and the BoE's rate views).
+    # No name of its own: the skeleton of "Центральный" or "Europäische" would be shared with every report on a
+    # central bank or on Europe. (Its words stay content words: dropping them too changed no fitted set.)
     found = _features(title, summary, language)
-    analysis = analyse(title, summary, language=language)
-    terms = event_features(
-        analysis, (("title", clean_title(title)), ("summary", clean_summary(summary)))
-    ).terms
     assert key in found
-    assert not {label for label in found | {label_of(t) for t in terms} if label.startswith(left_out)}
+    assert not {label for label in found if label.startswith(left_out)}
 
 
 @pytest.mark.parametrize(

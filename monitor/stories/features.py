@@ -506,9 +506,10 @@ def event_features(
             tokens, text = analysis.tokens(field), analysis.text(field)
             starts, ends = tokens.starts, tokens.ends
             surfaces = [text[starts[p] : ends[p]] for p in positions]
-            # An institution's words are its key and no names of their own: "Банк России", "EZB" and
-            # "Europäische Zentralbank" are one institution, and the skeletons of "России" or "Europäische"
-            # would be shared with every report on Russia or Europe (round 7 fitting).
+            # An institution's words are its key and no names of their own: "Центральный банк России", "EZB"
+            # and "Europäische Zentralbank" are one institution, and the skeletons of "Центральный" or
+            # "Europäische" would be shared with every report on a central bank or on Europe (round 7 fitting).
+            # They stay content words (dropping them too, as an actor's, changed no fitted set).
             institution: set[int] = set()
             for key, first, last in _organisations(words, surfaces):
                 add(shared, f"n:={key}")
@@ -518,10 +519,8 @@ def event_features(
                 start = starts[position]
                 if spans and any(s < ends[position] and start < e for s, e in spans):
                     continue  # part of an actor's name or role: counted once, as the actor
-                if at in institution:
-                    continue  # part of an institution's name: counted once, as its key
                 kept.append(word)
-                if not text[start].isupper():
+                if at in institution or not text[start].isupper():
                     continue
                 if _acronym(text, start, ends[position]):
                     add(shared, f"n:{fold_acronym(word)}")
