@@ -212,6 +212,8 @@ class Pipeline:
                 self.metrics.poll("stale", fetch_seconds=None, lag_seconds=lag)
                 return FeedOutcome(url, "stale", error=str(stale))
         self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
+        if outcome.status == "not-modified" and self._health_stays(state):
+            return outcome
         try:
             queued = await self.store_thread.run(self._check_health, outcome, interval)
         except StoreError as exc:
@@ -241,6 +243,18 @@ class Pipeline:
                 "feed %s: unexpected error while processing a pushed body", url, extra={"feed": url}
             )
             return FeedOutcome(url, "error", error=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _health_stays(self, state: FeedState | None) -> bool:
+        """Whether a 304 leaves the feed's health as it is, known without reading it. A 304 is a success with no
+        new item and no churn: of monitor.health's conditions it can only end "failing" (recovered) or start
+        "silent". With silence not watched and no "failing" told (`state` is from the poll's claim, and only this
+        poll's health decision writes it), `assess` would decide nothing, so its read (two statements and a
+        store-thread call per poll, most of a 304's store work after the group commit) is skipped."""
+        return (
+            state is not None
+            and self.health_policy.silent_for is None
+            and "failing" not in state.health_notified
+        )
 
     def _check_health(self, outcome: FeedOutcome, interval: timedelta) -> int:
         """Assess the feed's health after this poll (monitor.health), queue the notices it calls for and park
