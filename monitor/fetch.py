@@ -5,8 +5,9 @@ Semantics of `Fetcher.fetch`:
 - Conditional GET: the stored ETag and Last-Modified go out as If-None-Match / If-Modified-Since; a 304 answer
   gives `FetchResult(status=304, content=None)`, any 2xx gives the decompressed body and the new validators.
 - Redirects (301, 302, 303, 307, 308) are followed here, not by the HTTP client, so that every hop's URL passes the
-  `NetworkPolicy` before anything connects to it; at most `max_redirects` hops, relative Locations resolved
-  against the hop that sent them, only http and https.
+  `NetworkPolicy` before anything connects to it (its scheme and host here, its addresses in the transport as it
+  connects); at most `max_redirects` hops, relative Locations resolved against the hop that sent them, only http
+  and https.
 - The HTTP client is a transport behind a small seam (`Wire`, `WireResponse` below), chosen by
   `FetchSettings.transport` (`fetch.transport` in monitor.yaml): aiohttp (monitor.fetch_aiohttp, the default)
   or httpx (monitor.fetch_httpx). Each connects only where the policy allows: the host is resolved once, every
@@ -272,7 +273,7 @@ class Fetcher:
         moved_to: str | None = None
         permanent = True
         for _hop in range(self.settings.max_redirects + 1):
-            await self._check(url, hop_url)
+            self._check(url, hop_url)
             async with wire.get(url, hop_url, headers) as response:
                 status = response.status
                 if status in REDIRECT_STATUSES:
@@ -311,15 +312,16 @@ class Fetcher:
             url, f"too many redirects (more than {self.settings.max_redirects})", retryable=False
         )
 
-    async def _check(self, url: str, hop_url: str) -> None:
+    def _check(self, url: str, hop_url: str) -> None:
+        """The hop's scheme and host, before anything is sent. Its addresses are judged by the transport when it
+        connects (every new connection, so every hop to a new host): resolving here as well cost a lookup per
+        fetch of a named host and protected nothing more (docs/design/fetch.md)."""
         try:
-            await self.policy.check_url(hop_url)
+            self.policy.check_scheme(hop_url)
         except NetworkPolicyError as exc:
             if hop_url == url:
                 raise
             raise NetworkPolicyError(url, f"redirected to {hop_url}: {exc.message}") from exc
-        except OSError as exc:  # the name does not resolve: may be transient
-            raise FetchError(url, str(exc)) from exc
 
     def _redirect_target(self, wire: Wire, url: str, hop_url: str, response: WireResponse) -> str:
         location = response.header("Location")

@@ -212,6 +212,8 @@ class Pipeline:
                 self.metrics.poll("stale", fetch_seconds=None, lag_seconds=lag)
                 return FeedOutcome(url, "stale", error=str(stale))
         self.metrics.poll(outcome.status, fetch_seconds=outcome.fetch_seconds, lag_seconds=lag)
+        if outcome.status == "not-modified" and self._health_stays(state):
+            return outcome
         try:
             queued = await self.store_thread.run(self._check_health, outcome, interval)
         except StoreError as exc:
@@ -241,6 +243,18 @@ class Pipeline:
                 "feed %s: unexpected error while processing a pushed body", url, extra={"feed": url}
             )
             return FeedOutcome(url, "error", error=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _health_stays(self, state: FeedState | None) -> bool:
+        """Whether a 304 leaves the feed's health as it is, known without reading it. A 304 is a success with no
+        new item and no churn: of monitor.health's conditions it can only end "failing" (recovered) or start
+        "silent". With silence not watched and no "failing" told (`state` is from the poll's claim, and only this
+        poll's health decision writes it), `assess` would decide nothing, so its read (two statements and a
+        store-thread call per poll, most of a 304's store work after the group commit) is skipped."""
+        return (
+            state is not None
+            and self.health_policy.silent_for is None
+            and "failing" not in state.health_notified
+        )
 
     def _check_health(self, outcome: FeedOutcome, interval: timedelta) -> int:
         """Assess the feed's health after this poll (monitor.health), queue the notices it calls for and park
@@ -326,10 +340,17 @@ class Pipeline:
         store thread then does the in-order story assignment, the decisions and the one transaction. Without
         them, all of it runs on the store thread (`_record_fetched`). Both give the same records."""
         if (result.not_modified or result.content is None) and not pushed:
-            outcome = await self.not_modified.submit(
-                _NotModified(feed, state, interval, result, fetch_seconds, claim)
-            )
-            return outcome
+            poll = _NotModified(feed, state, interval, result, fetch_seconds, claim)
+            if not self.store.concurrent:
+                return await self.not_modified.submit(poll)
+            # Several nodes share the database: a 304 ends its lease at once, as before the group commit. A
+            # 304 waiting for a batch holds the feed longer between its fetch and its commit, the window in
+            # which a node that dies leaves a fetched feed to be taken over and fetched again early
+            # (tests/test_cluster.py's kill test failed more often with it; docs/design.md).
+            (answer,) = await self.store_thread.run(self._record_not_modified, [poll])
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
         if (
             self.workers is None
             or result.not_modified

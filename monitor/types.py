@@ -190,6 +190,9 @@ class FeedState:
         None  # where a permanent redirect (301, 308) of the feed's URL points: fetched there
     )
     hints: FeedHints = FeedHints()  # from the document's last 200, kept for the 304s in between
+    # The health conditions told and not yet ended (monitor.health: "failing", "silent"): with it, a 304 whose
+    # health cannot change is not followed by a health read (Pipeline.poll).
+    health_notified: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

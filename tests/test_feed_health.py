@@ -110,6 +110,63 @@ def test_failing_at_once_then_recovered_one_notice_each(
     assert len({r.headers["webhook-id"] for r in hook.requests}) == 2
 
 
+def test_a_304_after_failing_tells_recovered_and_a_304_on_a_quiet_feed_tells_silent(
+    tmp_path: Path, feeds: FeedServer, hook: WebhookReceiver
+) -> None:
+    # A 304 skips the health read only when nothing can come of it: these two are the cases where it can.
+    feed = FeedBuilder()
+    feed.add("q1", "Local bakery wins national award", "Bread, rolls and a record queue.")
+    url = feeds.url("/wire.xml")
+    feeds.set("/wire.xml", feed.rss(), etag='"v1"')
+    config = make_config(tmp_path, [url], hook, failing_for="0s", silent_for="30m")
+    clock = Clock()
+
+    async def steps(runtime: Runtime) -> None:
+        await poll_and_deliver(runtime, clock)  # 200, with the ETag
+        feeds.set("/wire.xml", b"down", status=503)
+        clock.advance(minutes=10)
+        await poll_and_deliver(runtime, clock)  # failing, told at once
+        feeds.set("/wire.xml", feed.rss(), etag='"v1"')
+        clock.advance(minutes=10)
+        await poll_and_deliver(runtime, clock)  # 304: recovered
+        clock.advance(minutes=10)
+        await poll_and_deliver(runtime, clock)  # 304, 30 min since the new item: not yet silent
+        clock.advance(minutes=10)
+        await poll_and_deliver(runtime, clock)  # 304, 40 min: silent
+        clock.advance(minutes=10)
+        await poll_and_deliver(runtime, clock)  # 304: told once
+
+    run(config, clock, steps)
+    assert feeds.count("/wire.xml") == 6
+    told = [(n["condition"], n["recovered_from"]) for n in notices(hook)]
+    assert told == [("failing", None), ("recovered", "failing"), ("silent", None)]
+
+
+def test_a_304_with_nothing_to_tell_reads_no_health(
+    tmp_path: Path, feeds: FeedServer, hook: WebhookReceiver
+) -> None:
+    feed = FeedBuilder()
+    feed.add("q1", "Local bakery wins national award", "Bread, rolls and a record queue.")
+    url = feeds.url("/wire.xml")
+    feeds.set("/wire.xml", feed.rss(), etag='"v1"')
+    config = make_config(tmp_path, [url], hook)  # silence not watched (the default)
+    clock = Clock()
+    statements: list[str] = []
+
+    async def steps(runtime: Runtime) -> None:
+        await poll_and_deliver(runtime, clock)  # 200: its health is read and assessed
+        clock.advance(minutes=10)
+        runtime.store._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        await poll_all(runtime)  # 304
+        runtime.store._conn.set_trace_callback(None)  # type: ignore[attr-defined]
+
+    run(config, clock, steps)
+    assert feeds.count("/wire.xml") == 2
+    assert any("etag" in s and "UPDATE feeds" in s for s in statements), statements  # the 304 was recorded
+    assert not any("health_notified" in s and "SELECT" in s and "RETURNING" not in s for s in statements)
+    assert not any("SELECT DISTINCT fetched_at FROM items" in s for s in statements), statements
+
+
 def test_failing_for_waits_for_the_streak_to_be_old_enough(
     tmp_path: Path, feeds: FeedServer, hook: WebhookReceiver
 ) -> None:

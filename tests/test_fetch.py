@@ -453,7 +453,7 @@ def test_redirect_hop_to_a_refused_address_is_not_followed(
 
 
 # IPv6 literals that carry a private IPv4 address: not routable here, so the test is that each is refused
-# before any socket connects, both by the up-front check and by the connect-time check.
+# before any socket connects, by the connect-time check (the Fetcher itself checks only scheme and host).
 CARRIER_URLS = [
     "http://[2002:7f00:1::]:{port}/feed",  # 6to4 of 127.0.0.1
     "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 of 169.254.169.254
@@ -503,7 +503,8 @@ def test_metadata_address_is_refused_even_with_allow_private_networks() -> None:
 
 
 class CheckThatSawAPublicAnswer(NetworkPolicy):
-    """Stands in for DNS rebinding: the up-front check passed, the name now resolves to loopback."""
+    """Stands in for DNS rebinding: an up-front check (webhooks still make one; the Fetcher no longer does)
+    passed, the name now resolves to loopback."""
 
     async def check_url(self, url: str) -> None:
         self.check_scheme(url)
@@ -538,6 +539,15 @@ def test_a_redirect_hop_is_checked_again_when_it_connects(server: FeedServer) ->
     assert error.message.startswith(f"redirected to {server.url('/moved', host='localhost')}: ")
     assert "non-public address" in error.message
     assert server.count("/feed") == 1 and server.count("/moved") == 0
+
+
+def test_a_name_that_does_not_resolve_is_a_retryable_fetch_error() -> None:
+    # The Fetcher no longer resolves a hop itself (the transport does, as it connects): the failure must still
+    # say which name did not resolve, and be retryable (DNS trouble passes), on both transports.
+    error = fetch_error("http://feed.example.invalid/feed", policy=NetworkPolicy(allow_all_private=True))
+    assert type(error) is FetchError, error
+    assert error.retryable
+    assert error.message.startswith("cannot resolve host 'feed.example.invalid'"), error.message
 
 
 def test_proxy_settings_of_the_environment_are_not_honoured(

@@ -1499,10 +1499,13 @@ class PostgresStore:
         return {table: int(value) for table, value in zip(tables, row, strict=True)}
 
 
-_STATE_COLUMNS = "url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title, moved_to, hints"
+_STATE_COLUMNS = (
+    "url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title, moved_to, hints, "
+    "health_notified"
+)
 _STATE_COLUMNS_F = (
     "f.url, f.etag, f.last_modified, f.next_fetch_at, f.error_count, f.last_error, f.last_fetched_at, f.title, "
-    "f.moved_to, f.hints"
+    "f.moved_to, f.hints, f.health_notified"
 )
 
 
@@ -1518,6 +1521,7 @@ def _state(row: Sequence[Any]) -> FeedState:
         title=row[7],
         moved_to=row[8],
         hints=hints_from_json(row[9]),
+        health_notified=frozenset(filter(None, row[10].split(","))),
     )
 
 

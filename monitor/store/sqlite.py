@@ -138,7 +138,10 @@ def _guard_public_methods(cls: _S) -> _S:
 
 
 # The columns of a FeedState, in the order `_state` reads them.
-_STATE_COLUMNS = "url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title, moved_to, hints"
+_STATE_COLUMNS = (
+    "url, etag, last_modified, next_fetch_at, error_count, last_error, last_fetched_at, title, moved_to, hints, "
+    "health_notified"
+)
 
 
 def _state(row: Sequence[Any]) -> FeedState:
@@ -153,6 +156,7 @@ def _state(row: Sequence[Any]) -> FeedState:
         title=row[7],
         moved_to=row[8],
         hints=hints_from_json(row[9]),
+        health_notified=frozenset(filter(None, row[10].split(","))),
     )
 
 
