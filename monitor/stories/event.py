@@ -64,6 +64,8 @@ _PROBE_FEATURES = 10
 _INDEXED_TERMS = 20
 _PROBE_SHARED = 8
 _SCORED_CANDIDATES = 10
+# Centroid features of all candidates up to which their overlaps are computed in Python (see `_small_overlaps`).
+_SMALL_OVERLAPS = 400
 # An item with fewer content words than this (a headline without a summary) joins by the event tier only when
 # both its content and its entities agree at least this much: "Zelensky says Ukraine ready for X if Russia Y"
 # fits many events.
@@ -343,6 +345,8 @@ class EventIndex:
     ) -> list[_Overlap]:
         """What each sub-cluster shares with the item, for all of them in one pass: every centroid feature is
         looked up in the item's sorted features."""
+        if sum(len(cluster.features) for cluster in clusters) <= _SMALL_OVERLAPS:
+            return self._small_overlaps(clusters, weighed, results, units)
         ids = np.fromiter(itertools.chain(weighed.terms, weighed.shared), dtype=np.uint32)
         weights = np.fromiter(
             itertools.chain(weighed.terms.values(), weighed.shared.values()), dtype=np.float64, count=len(ids)
@@ -407,6 +411,65 @@ class EventIndex:
                 strict=True,
             )
         ]
+
+    @staticmethod
+    def _small_overlaps(
+        clusters: list[_Cluster], weighed: Weighed, results: list[int], units: list[int]
+    ) -> list[_Overlap]:
+        """`_overlaps` for a few small centroids (the common case: about three candidates of one or two members),
+        in Python: some 40 numpy calls cost more than a loop over a few hundred features. The same sums in the
+        same order (each centroid's features ascending, from 0.0, as `np.bincount` adds), so bit for bit the
+        same values."""
+        weights = {**weighed.terms, **weighed.shared}
+        if not weights:
+            return [_Overlap(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0.0, 0.0) for _ in clusters]
+        result_ids, unit_ids = frozenset(results), frozenset(units)
+        found: list[_Overlap] = []
+        for cluster in clusters:
+            features = cluster.features.tolist()
+            counts = cluster.counts.tolist() if cluster.counts is not None else None
+            size = float(cluster.size)
+            content = entities = across = unit_sum = 0.0
+            shared = figures = measures = cluster_measures = result_hits = kinds = 0
+            for at, feature in enumerate(features):
+                if feature & MEASURE_MASK == MEASURE:
+                    cluster_measures += 1
+                weight = weights.get(feature)
+                if weight is None:
+                    continue
+                part = weight * weight * (1 if counts is None else counts[at]) / size
+                kind = feature & KIND_MASK
+                if feature & 1:
+                    entities += part
+                    across += weight
+                    shared += 1
+                else:
+                    content += part
+                if kind == FIGURE:
+                    figures += 1
+                if feature & MEASURE_MASK == MEASURE:
+                    measures += 1
+                if kind in (NAME, FIGURE, ACTOR):
+                    kinds |= 1 << kind
+                if feature in result_ids:
+                    result_hits += 1
+                if feature in unit_ids:
+                    unit_sum += weight
+            found.append(
+                _Overlap(
+                    content,
+                    entities,
+                    shared,
+                    figures,
+                    measures,
+                    cluster_measures,
+                    result_hits,
+                    kinds,
+                    across,
+                    unit_sum,
+                )
+            )
+        return found
 
     def _in_time(self, cluster: _Cluster, published: datetime) -> bool:
         return (
