@@ -51,3 +51,41 @@ def test_small_overlaps_equal_the_numpy_pass_on_the_labelled_sets(
 def test_small_overlaps_equal_the_numpy_pass_on_the_synthetic_stream(overlaps_checked: list[int]) -> None:
     stream_digest(1500)
     assert len(overlaps_checked) > 100
+
+
+@pytest.fixture
+def candidates_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Every `_candidates` call ranked both ways (Counter and numpy); yields how many candidates each gave."""
+    general = event.EventIndex._candidates
+    found: list[int] = []
+
+    def both(
+        self: event.EventIndex, terms: dict[int, float], shared: dict[int, float]
+    ) -> list[event._Cluster]:
+        monkeypatch.setattr(event, "_COUNTED_PROBES", 10**9)
+        counted = general(self, terms, shared)
+        monkeypatch.setattr(event, "_COUNTED_PROBES", -1)  # numpy, whatever the length
+        ranked = general(self, terms, shared)
+        monkeypatch.setattr(event, "_COUNTED_PROBES", limit)
+        assert [cluster.cid for cluster in counted] == [cluster.cid for cluster in ranked]
+        found.append(len(ranked))
+        return ranked
+
+    limit = event._COUNTED_PROBES
+    monkeypatch.setattr(event.EventIndex, "_candidates", both)
+    yield found
+
+
+@pytest.mark.parametrize("name", [name for name in SETS if name.startswith("stories/")])
+def test_counted_candidates_equal_the_numpy_ranking_on_the_labelled_sets(
+    name: str, candidates_checked: list[int]
+) -> None:
+    assignments(name)
+    assert max(candidates_checked) >= 2  # rankings of several candidates were compared
+
+
+def test_counted_candidates_equal_the_numpy_ranking_on_the_synthetic_stream(
+    candidates_checked: list[int],
+) -> None:
+    stream_digest(1500)
+    assert max(candidates_checked) >= 2

@@ -64,6 +64,8 @@ _PROBE_FEATURES = 10
 _INDEXED_TERMS = 20
 _PROBE_SHARED = 8
 _SCORED_CANDIDATES = 10
+# Probed sub-cluster numbers up to which `_candidates` ranks them with a Counter, not numpy.
+_COUNTED_PROBES = 2000
 # Centroid features of all candidates up to which their overlaps are computed in Python (see `_small_overlaps`).
 _SMALL_OVERLAPS = 400
 # An item with fewer content words than this (a headline without a summary) joins by the event tier only when
@@ -322,6 +324,18 @@ class EventIndex:
                     probed += posting
         if not probed:
             return []
+        if len(probed) > _COUNTED_PROBES:
+            return self._ranked(probed)
+        # Counter keeps the order in which each sub-cluster was first hit, and a stable sort by hits keeps it
+        # among ties: the ranking `most_common` gives. Those hit once rank last, so dropping them before the cut
+        # leaves the same candidates as dropping them after it.
+        ranked = [(cid, hit) for cid, hit in Counter(probed).items() if hit >= 2]
+        ranked.sort(key=operator.itemgetter(1), reverse=True)
+        by_cid = self._by_cid
+        return [by_cid[cid] for cid, _ in ranked[:_SCORED_CANDIDATES] if cid in by_cid]
+
+    def _ranked(self, probed: list[int]) -> list[_Cluster]:
+        """`_candidates`' ranking with numpy, for long lists of probed sub-clusters."""
         hits = np.array(probed, dtype=np.int32)
         # np.unique with return_index and return_counts, without its overhead (this runs for every item).
         by_value = np.argsort(hits, kind="stable")
