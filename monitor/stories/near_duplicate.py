@@ -227,7 +227,8 @@ class NearDuplicateIndex:
         entries = self._buckets.entries(self.band_keys(signature) if keys is None else keys)
         found: set[int] = set()
         if entries:
-            rows = np.unique(np.array(entries, dtype=np.int64) // self._bands)
+            bands = self._bands
+            rows = np.array(sorted({entry // bands for entry in entries}), dtype=np.int64)
             width = self._bands * self._rows
             stored = self._matrix[rows, :width].reshape(len(rows), self._bands, self._rows)
             wanted = signature[:width].reshape(self._bands, self._rows)
