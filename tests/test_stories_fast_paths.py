@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 import monitor.stories.event as event
@@ -89,3 +90,47 @@ def test_counted_candidates_equal_the_numpy_ranking_on_the_synthetic_stream(
 ) -> None:
     stream_digest(1500)
     assert max(candidates_checked) >= 2
+
+
+def test_pairwise_sum_adds_as_numpy_does() -> None:
+    rng = np.random.default_rng(8)
+    for count in [*range(0, 300), 511, 512]:
+        values = (rng.random(count) * 12.0) ** 2
+        listed = values.tolist()
+        assert event._pairwise_sum(listed, 0, count) == float(values.sum()), count
+        if count > 3:  # a slice from an offset, as the recursion takes it
+            assert event._pairwise_sum(listed, 3, count - 3) == float(values[3:].sum()), count
+
+
+@pytest.fixture
+def renorms_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Every `_renorm` call made both ways; yields the centroid sizes compared."""
+    sizes: list[int] = []
+    general = event.EventIndex._renorm
+
+    def both(self: event.EventIndex, cluster: event._Cluster) -> None:
+        monkeypatch.setattr(event, "_SMALL_RENORM", -1)  # numpy
+        general(self, cluster)
+        monkeypatch.setattr(event, "_SMALL_RENORM", limit)
+        expected = (cluster.norm_terms, cluster.norm_shared, cluster.norm_items)
+        cluster.norm_terms = cluster.norm_shared = -1.0
+        self._small_renorm(cluster)
+        assert (cluster.norm_terms, cluster.norm_shared, cluster.norm_items) == expected  # exactly
+        sizes.append(len(cluster.features))
+
+    limit = event._SMALL_RENORM
+    monkeypatch.setattr(event.EventIndex, "_renorm", both)
+    yield sizes
+
+
+@pytest.mark.parametrize("name", [name for name in SETS if name.startswith("stories/")])
+def test_small_renorm_equals_the_numpy_norms_on_the_labelled_sets(
+    name: str, renorms_checked: list[int]
+) -> None:
+    assignments(name)
+    assert max(renorms_checked) >= 8  # centroids past the plain loop of the pairwise sum
+
+
+def test_small_renorm_equals_the_numpy_norms_on_the_synthetic_stream(renorms_checked: list[int]) -> None:
+    stream_digest(1500)
+    assert max(renorms_checked) > 64  # (the halving above 128 values: test_pairwise_sum_adds_as_numpy_does)

@@ -64,6 +64,8 @@ _PROBE_FEATURES = 10
 _INDEXED_TERMS = 20
 _PROBE_SHARED = 8
 _SCORED_CANDIDATES = 10
+# Centroid features up to which a sub-cluster's norms are computed in Python (see `_small_renorm`).
+_SMALL_RENORM = 512
 # Probed sub-cluster numbers up to which `_candidates` ranks them with a Counter, not numpy.
 _COUNTED_PROBES = 2000
 # Centroid features of all candidates up to which their overlaps are computed in Python (see `_small_overlaps`).
@@ -168,6 +170,40 @@ def _split(features: U32) -> tuple[array[int], array[int]]:
     """The content words and the language-independent features of a sorted feature array (see `_features_of`)."""
     odd = (features & 1).astype(bool)
     return array("I", features[~odd].tobytes()), array("I", features[odd].tobytes())
+
+
+def _pairwise_sum(values: list[float], start: int, count: int) -> float:
+    """`np.add.reduce` of a contiguous float64 array of `count` values from `start`, bit for bit: numpy's
+    pairwise summation (a plain loop under 8 values, eight accumulators up to 128, halves above), which
+    `tests/test_stories_fast_paths.py` checks against numpy. For arrays up to `_SMALL_RENORM` values (numpy
+    sums longer ones in buffered blocks)."""
+    if count < 8:
+        total = 0.0
+        for at in range(start, start + count):
+            total += values[at]
+        return total
+    if count <= 128:
+        r0, r1, r2, r3, r4, r5, r6, r7 = values[start : start + 8]
+        at = start + 8
+        end = start + count - count % 8
+        while at < end:
+            r0 += values[at]
+            r1 += values[at + 1]
+            r2 += values[at + 2]
+            r3 += values[at + 3]
+            r4 += values[at + 4]
+            r5 += values[at + 5]
+            r6 += values[at + 6]
+            r7 += values[at + 7]
+            at += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while at < start + count:
+            total += values[at]
+            at += 1
+        return total
+    half = count // 2
+    half -= half % 8
+    return _pairwise_sum(values, start, half) + _pairwise_sum(values, start + half, count - half)
 
 
 def _cosine(dot: float, norm: float, cluster_norm: float) -> float:
@@ -654,6 +690,9 @@ class EventIndex:
     def _renorm(self, cluster: _Cluster) -> None:
         # Norms use the IDF of the moment the cluster last changed: recomputing them at every comparison would
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
+        if len(cluster.features) <= _SMALL_RENORM:
+            self._small_renorm(cluster)
+            return
         features = cluster.features
         seen = np.fromiter(map(self._df.__getitem__, features.tolist()), dtype=np.int64, count=len(features))
         logs = _LOG_DF_ARRAY[np.minimum(seen, _LOG_TABLE - 1)]
@@ -666,6 +705,32 @@ class EventIndex:
         squares = weights * weights
         shared_sq = float(squares[(features & 1).astype(bool)].sum())
         cluster.norm_terms = math.sqrt(max(0.0, float(squares.sum()) - shared_sq))
+        cluster.norm_shared = math.sqrt(shared_sq)
+        cluster.norm_items = self._items
+
+    def _small_renorm(self, cluster: _Cluster) -> None:
+        """`_renorm` for a small centroid (a sub-cluster of one or a few members), in Python: a dozen numpy calls
+        cost more than the loop. The same operations on the same doubles, and both sums added as numpy adds a
+        contiguous array (`_pairwise_sum`), so the norms are equal, not just close."""
+        df = self._df
+        log_n = math.log(self._items + 1)
+        counts = cluster.counts.tolist() if cluster.size > 1 and cluster.counts is not None else None
+        size = cluster.size
+        squares: list[float] = []
+        shared_squares: list[float] = []
+        for at, feature in enumerate(cluster.features.tolist()):
+            seen = df[feature]
+            weight = log_n - (_LOG_DF[seen] if seen < _LOG_TABLE else math.log(seen + 0.5))
+            if not weight >= 0.0:  # np.maximum(weight, 0.0)
+                weight = 0.0
+            if counts is not None:
+                weight = weight * counts[at] / size
+            square = weight * weight
+            squares.append(square)
+            if feature & 1:
+                shared_squares.append(square)
+        shared_sq = _pairwise_sum(shared_squares, 0, len(shared_squares))
+        cluster.norm_terms = math.sqrt(max(0.0, _pairwise_sum(squares, 0, len(squares)) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)
         cluster.norm_items = self._items
 
