@@ -118,12 +118,20 @@ class BucketTable:
                     found.append(held)
                 else:
                     found += held
-        if len(self._fingerprints):
+        stored = self._fingerprints
+        if len(stored):
+            # One binary search per key (each a dozen cache misses in a table of millions), then a walk along
+            # the run of equal fingerprints for the few keys that are there.
             wanted = np.array(fingerprints, dtype=np.uint32)
-            low = np.searchsorted(self._fingerprints, wanted, side="left")
-            high = np.searchsorted(self._fingerprints, wanted, side="right")
-            for start, end in zip(low[high > low].tolist(), high[high > low].tolist(), strict=True):
-                found += [entry for entry in self._entries[start:end].tolist() if entry >= 0]
+            low = np.searchsorted(stored, wanted, side="left")
+            there = stored[np.minimum(low, len(stored) - 1)] == wanted
+            if there.any():
+                entries = self._entries
+                for start, fingerprint in zip(low[there].tolist(), wanted[there].tolist(), strict=True):
+                    end = start + 1
+                    while end < len(stored) and stored[end] == fingerprint:
+                        end += 1
+                    found += [entry for entry in entries[start:end].tolist() if entry >= 0]
         return found
 
     def add_bulk(self, fingerprints: npt.NDArray[np.uint32], entries: npt.NDArray[np.int32]) -> None:

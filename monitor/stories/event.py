@@ -64,6 +64,12 @@ _PROBE_FEATURES = 10
 _INDEXED_TERMS = 20
 _PROBE_SHARED = 8
 _SCORED_CANDIDATES = 10
+# Centroid features up to which a sub-cluster's norms are computed in Python (see `_small_renorm`).
+_SMALL_RENORM = 512
+# Probed sub-cluster numbers up to which `_candidates` ranks them with a Counter, not numpy.
+_COUNTED_PROBES = 2000
+# Centroid features of all candidates up to which their overlaps are computed in Python (see `_small_overlaps`).
+_SMALL_OVERLAPS = 400
 # An item with fewer content words than this (a headline without a summary) joins by the event tier only when
 # both its content and its entities agree at least this much: "Zelensky says Ukraine ready for X if Russia Y"
 # fits many events.
@@ -165,6 +171,40 @@ def _split(features: U32) -> tuple[array[int], array[int]]:
     """The content words and the language-independent features of a sorted feature array (see `_features_of`)."""
     odd = (features & 1).astype(bool)
     return array("I", features[~odd].tobytes()), array("I", features[odd].tobytes())
+
+
+def _pairwise_sum(values: list[float], start: int, count: int) -> float:
+    """`np.add.reduce` of a contiguous float64 array of `count` values from `start`, bit for bit: numpy's
+    pairwise summation (a plain loop under 8 values, eight accumulators up to 128, halves above), which
+    `tests/test_stories_fast_paths.py` checks against numpy. For arrays up to `_SMALL_RENORM` values (numpy
+    sums longer ones in buffered blocks)."""
+    if count < 8:
+        total = 0.0
+        for at in range(start, start + count):
+            total += values[at]
+        return total
+    if count <= 128:
+        r0, r1, r2, r3, r4, r5, r6, r7 = values[start : start + 8]
+        at = start + 8
+        end = start + count - count % 8
+        while at < end:
+            r0 += values[at]
+            r1 += values[at + 1]
+            r2 += values[at + 2]
+            r3 += values[at + 3]
+            r4 += values[at + 4]
+            r5 += values[at + 5]
+            r6 += values[at + 6]
+            r7 += values[at + 7]
+            at += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while at < start + count:
+            total += values[at]
+            at += 1
+        return total
+    half = count // 2
+    half -= half % 8
+    return _pairwise_sum(values, start, half) + _pairwise_sum(values, start + half, count - half)
 
 
 def _cosine(dot: float, norm: float, cluster_norm: float) -> float:
@@ -323,6 +363,18 @@ class EventIndex:
                     probed += posting
         if not probed:
             return []
+        if len(probed) > _COUNTED_PROBES:
+            return self._ranked(probed)
+        # Counter keeps the order in which each sub-cluster was first hit, and a stable sort by hits keeps it
+        # among ties: the ranking `most_common` gives. Those hit once rank last, so dropping them before the cut
+        # leaves the same candidates as dropping them after it.
+        ranked = [(cid, hit) for cid, hit in Counter(probed).items() if hit >= 2]
+        ranked.sort(key=operator.itemgetter(1), reverse=True)
+        by_cid = self._by_cid
+        return [by_cid[cid] for cid, _ in ranked[:_SCORED_CANDIDATES] if cid in by_cid]
+
+    def _ranked(self, probed: list[int]) -> list[_Cluster]:
+        """`_candidates`' ranking with numpy, for long lists of probed sub-clusters."""
         hits = np.array(probed, dtype=np.int32)
         # np.unique with return_index and return_counts, without its overhead (this runs for every item).
         by_value = np.argsort(hits, kind="stable")
@@ -346,6 +398,8 @@ class EventIndex:
     ) -> list[_Overlap]:
         """What each sub-cluster shares with the item, for all of them in one pass: every centroid feature is
         looked up in the item's sorted features."""
+        if sum(len(cluster.features) for cluster in clusters) <= _SMALL_OVERLAPS:
+            return self._small_overlaps(clusters, weighed, results, units)
         ids = np.fromiter(itertools.chain(weighed.terms, weighed.shared), dtype=np.uint32)
         weights = np.fromiter(
             itertools.chain(weighed.terms.values(), weighed.shared.values()), dtype=np.float64, count=len(ids)
@@ -410,6 +464,65 @@ class EventIndex:
                 strict=True,
             )
         ]
+
+    @staticmethod
+    def _small_overlaps(
+        clusters: list[_Cluster], weighed: Weighed, results: list[int], units: list[int]
+    ) -> list[_Overlap]:
+        """`_overlaps` for a few small centroids (the common case: about three candidates of one or two members),
+        in Python: some 40 numpy calls cost more than a loop over a few hundred features. The same sums in the
+        same order (each centroid's features ascending, from 0.0, as `np.bincount` adds), so bit for bit the
+        same values."""
+        weights = {**weighed.terms, **weighed.shared}
+        if not weights:
+            return [_Overlap(0.0, 0.0, 0, 0, 0, 0, 0, 0, 0.0, 0.0) for _ in clusters]
+        result_ids, unit_ids = frozenset(results), frozenset(units)
+        found: list[_Overlap] = []
+        for cluster in clusters:
+            features = cluster.features.tolist()
+            counts = cluster.counts.tolist() if cluster.counts is not None else None
+            size = float(cluster.size)
+            content = entities = across = unit_sum = 0.0
+            shared = figures = measures = cluster_measures = result_hits = kinds = 0
+            for at, feature in enumerate(features):
+                if feature & MEASURE_MASK == MEASURE:
+                    cluster_measures += 1
+                weight = weights.get(feature)
+                if weight is None:
+                    continue
+                part = weight * weight * (1 if counts is None else counts[at]) / size
+                kind = feature & KIND_MASK
+                if feature & 1:
+                    entities += part
+                    across += weight
+                    shared += 1
+                else:
+                    content += part
+                if kind == FIGURE:
+                    figures += 1
+                if feature & MEASURE_MASK == MEASURE:
+                    measures += 1
+                if kind in (NAME, FIGURE, ACTOR):
+                    kinds |= 1 << kind
+                if feature in result_ids:
+                    result_hits += 1
+                if feature in unit_ids:
+                    unit_sum += weight
+            found.append(
+                _Overlap(
+                    content,
+                    entities,
+                    shared,
+                    figures,
+                    measures,
+                    cluster_measures,
+                    result_hits,
+                    kinds,
+                    across,
+                    unit_sum,
+                )
+            )
+        return found
 
     def _in_time(self, cluster: _Cluster, published: datetime) -> bool:
         return (
@@ -529,10 +642,11 @@ class EventIndex:
         self._df.update(shared_list)
         mine = _features_of(term_ids, shared_ids)
         if len(cluster.features):
-            known = np.isin(mine, cluster.features)
-            fresh = set(mine[~known].tolist())
-            new = [f for f in itertools.chain(term_list, shared_list) if f in fresh]
-            merged = np.union1d(cluster.features, mine)
+            # What np.isin and np.union1d gave, with a set: their overhead is most of a join's cost.
+            present = set(cluster.features.tolist())
+            new = [f for f in itertools.chain(term_list, shared_list) if f not in present]
+            merged = np.concatenate((cluster.features, np.array(new, dtype=np.uint32)))
+            merged.sort()
             counts = np.zeros(len(merged), dtype=np.int32)
             old = cluster.counts if cluster.counts is not None else 1
             counts[np.searchsorted(merged, cluster.features)] = old
@@ -579,6 +693,9 @@ class EventIndex:
     def _renorm(self, cluster: _Cluster) -> None:
         # Norms use the IDF of the moment the cluster last changed: recomputing them at every comparison would
         # cost a lookup per centroid feature, and the IDF of a window moves slowly.
+        if len(cluster.features) <= _SMALL_RENORM:
+            self._small_renorm(cluster)
+            return
         features = cluster.features
         seen = np.fromiter(map(self._df.__getitem__, features.tolist()), dtype=np.int64, count=len(features))
         logs = _LOG_DF_ARRAY[np.minimum(seen, _LOG_TABLE - 1)]
@@ -591,6 +708,32 @@ class EventIndex:
         squares = weights * weights
         shared_sq = float(squares[(features & 1).astype(bool)].sum())
         cluster.norm_terms = math.sqrt(max(0.0, float(squares.sum()) - shared_sq))
+        cluster.norm_shared = math.sqrt(shared_sq)
+        cluster.norm_items = self._items
+
+    def _small_renorm(self, cluster: _Cluster) -> None:
+        """`_renorm` for a small centroid (a sub-cluster of one or a few members), in Python: a dozen numpy calls
+        cost more than the loop. The same operations on the same doubles, and both sums added as numpy adds a
+        contiguous array (`_pairwise_sum`), so the norms are equal, not just close."""
+        df = self._df
+        log_n = math.log(self._items + 1)
+        counts = cluster.counts.tolist() if cluster.size > 1 and cluster.counts is not None else None
+        size = cluster.size
+        squares: list[float] = []
+        shared_squares: list[float] = []
+        for at, feature in enumerate(cluster.features.tolist()):
+            seen = df[feature]
+            weight = log_n - (_LOG_DF[seen] if seen < _LOG_TABLE else math.log(seen + 0.5))
+            if not weight >= 0.0:  # np.maximum(weight, 0.0)
+                weight = 0.0
+            if counts is not None:
+                weight = weight * counts[at] / size
+            square = weight * weight
+            squares.append(square)
+            if feature & 1:
+                shared_squares.append(square)
+        shared_sq = _pairwise_sum(shared_squares, 0, len(shared_squares))
+        cluster.norm_terms = math.sqrt(max(0.0, _pairwise_sum(squares, 0, len(squares)) - shared_sq))
         cluster.norm_shared = math.sqrt(shared_sq)
         cluster.norm_items = self._items
 

@@ -466,7 +466,9 @@ class StoryIndex:
             prepared.textual,
             prepared.features,
         )
-        assignment = self._find_copy(signature, text, textual, url, content_hash, published, source)
+        # The LSH keys once: the copy tiers look them up, and the item is then added under them.
+        keys = self._near.band_keys(signature) if textual else None
+        assignment = self._find_copy(signature, text, textual, url, content_hash, published, source, keys)
         weighed: Weighed | None = None
         if self._events is not None and features is not None:
             weighed = self._events.weigh(features)
@@ -478,7 +480,7 @@ class StoryIndex:
             assignment = StoryAssignment(story_id_for(item_key), True, 0.0, None, "new")
         row = self._add(
             signature, item_key, assignment.story_id, published, url, content_hash, len(text.shingles), textual,
-            source, text.figures,
+            source, text.figures, keys=keys,
         )  # fmt: skip
         if features is not None and self._events is not None:
             self._events.add(
@@ -651,8 +653,10 @@ class StoryIndex:
         content_hash: str,
         published: datetime,
         source: str | None,
+        keys: list[int] | None = None,
     ) -> StoryAssignment | None:
-        """Tiers 1 and 2: the same text, the same document, a near-duplicate."""
+        """Tiers 1 and 2: the same text, the same document, a near-duplicate. `keys`: the signature's LSH
+        keys (`NearDuplicateIndex.band_keys`), when made already."""
         rows = self._rows
         when = _micros(published)
         if textual:
@@ -677,7 +681,7 @@ class StoryIndex:
         size = len(text.shingles)
         source_number = rows.feeds.get(source, -2) if source is not None else -2
         flags, sources, sizes, figures = rows.flags, rows.source, rows.size, rows.figures
-        for row in self._near.candidates(signature, size):
+        for row in self._near.candidates(signature, size, keys):
             if not flags[row] & _TEXTUAL or not self._in_window(row, when):
                 continue
             if figures_conflict(text.figures, figures.get(row, _NO_FIGURES)):
@@ -712,8 +716,8 @@ class StoryIndex:
 
     def _add(self, signature: U32, item_key: str, story_id: str, published: datetime, url: str | None,
              content_hash: str, size: int, textual: bool, source: str | None,
-             figures: frozenset[str], later: bool = False) -> int:  # fmt: skip
-        row = self._near.add(signature, textual, later=later)
+             figures: frozenset[str], later: bool = False, keys: list[int] | None = None) -> int:  # fmt: skip
+        row = self._near.add(signature, textual, later=later, keys=keys)
         hash_digest = digest(content_hash)
         url_digest = digest(url) if url is not None else None
         self._rows.fill(

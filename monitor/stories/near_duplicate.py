@@ -175,9 +175,12 @@ class NearDuplicateIndex:
         signature: U32 = self._matrix[row]
         return signature
 
-    def add(self, signature: U32, textual: bool, *, later: bool = False) -> int:
+    def add(
+        self, signature: U32, textual: bool, *, later: bool = False, keys: list[int] | None = None
+    ) -> int:
         """Store a signature; textual ones are indexed for candidates. Returns its row. `later`: index it at
-        the next `flush` (or use), with all others so added in one go (the load at start)."""
+        the next `flush` (or use), with all others so added in one go (the load at start). `keys`: its
+        `band_keys`, when the caller has them already."""
         row = self._allocate_row()
         self._matrix[row] = signature
         self._live[row] = True
@@ -185,12 +188,12 @@ class NearDuplicateIndex:
             if later:
                 self._pending.append(row)
             else:
-                self._buckets.add_many(self._band_keys(signature), row * self._bands)
+                self._buckets.add_many(self.band_keys(signature) if keys is None else keys, row * self._bands)
         return row
 
     def flush(self) -> None:
         """Index the rows added `later`: their band keys for all of them at once with numpy's wrap-around
-        uint64 arithmetic (what `_band_keys` computes in Python ints masked to 64 bits), one merge."""
+        uint64 arithmetic (what `band_keys` computes in Python ints masked to 64 bits), one merge."""
         pending, self._pending = self._pending, []
         # In chunks: the temporary arrays are about 1.7 KB per row, and a load's peak is the daemon's peak.
         for start in range(0, len(pending), _FLUSH_CHUNK):
@@ -212,18 +215,20 @@ class NearDuplicateIndex:
         self.flush()
         self._live[row] = False
         if textual:
-            self._buckets.remove_many(self._band_keys(self._matrix[row]), row * self._bands)
+            self._buckets.remove_many(self.band_keys(self._matrix[row]), row * self._bands)
         self._free_rows.append(row)
 
-    def candidates(self, signature: U32, size: int) -> list[int]:
+    def candidates(self, signature: U32, size: int, keys: list[int] | None = None) -> list[int]:
         """Rows that may be near-duplicates of a text of `size` shingles, in row order: those sharing an LSH
         band with it (checked against the stored values, as the bucket table may offer rows of a bucket with
-        the same fingerprint) and, for short texts, those sharing one of the first signature values."""
+        the same fingerprint) and, for short texts, those sharing one of the first signature values. `keys`:
+        the signature's `band_keys`, when the caller has them already (an assignment looks and then adds)."""
         self.flush()
-        entries = self._buckets.entries(self._band_keys(signature))
+        entries = self._buckets.entries(self.band_keys(signature) if keys is None else keys)
         found: set[int] = set()
         if entries:
-            rows = np.unique(np.array(entries, dtype=np.int64) // self._bands)
+            bands = self._bands
+            rows = np.array(sorted({entry // bands for entry in entries}), dtype=np.int64)
             width = self._bands * self._rows
             stored = self._matrix[rows, :width].reshape(len(rows), self._bands, self._rows)
             wanted = signature[:width].reshape(self._bands, self._rows)
@@ -274,7 +279,8 @@ class NearDuplicateIndex:
         hits = np.flatnonzero(found)
         return set(hits[self._live[hits]].tolist())
 
-    def _band_keys(self, signature: U32) -> list[int]:
+    def band_keys(self, signature: U32) -> list[int]:
+        """The signature's LSH bucket keys, one per band."""
         # The same mixing as numpy's wrap-around uint64 arithmetic, in Python ints masked to 64 bits: for 20
         # bands of 2 values a dozen small numpy calls cost more than the arithmetic.
         values = signature[: self._bands * self._rows].tolist()
