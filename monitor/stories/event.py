@@ -69,10 +69,6 @@ _SCORED_CANDIDATES = 10
 # fits many events.
 _FEW_TERMS = 12
 _NAME_OR_FIGURE = (1 << NAME) | (1 << FIGURE)
-# Within a language the content cosine must reach `min_content` (0.1), or this much when the entities' cosine
-# reaches _STRONG_ENTITIES.
-_LOW_CONTENT = 0.07
-_STRONG_ENTITIES = 0.5
 _SHORT_NEEDS = 0.5
 
 
@@ -432,15 +428,9 @@ class EventIndex:
     ) -> tuple[float, float, float] | None:
         """(score, content, entities) when the sub-cluster passes the within-language thresholds."""
         content = _cosine(overlap.content, norm_terms, cluster.norm_terms)
-        if content < _LOW_CONTENT:
+        if content < self.min_content:
             return None
         entities = _cosine(overlap.entities, norm_shared, cluster.norm_shared)
-        if content < self.min_content and entities < _STRONG_ENTITIES:
-            # Under the content floor, only a report whose names, actors and figures agree with the event's at
-            # least half passes on (a rewrite that tells the same people and facts in other words: round 7
-            # fitting, blind6_rewrites recall 0.300 -> 0.344 at precision 1.000; a floor of 0.08 for all cost
-            # the real-feed corpus floor, round 6).
-            return None
         score = self.content_share * content + (1 - self.content_share) * entities
         if score < self.threshold and not (
             # Short of the blend, the evidence that links a report in another language, with a fact in it (an
