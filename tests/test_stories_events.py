@@ -93,7 +93,7 @@ EXPECTED = [
     Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.703, 0.894),
     # Blind round 6 (docs/design/stories-blind6.md), fitted since round 7 (its two en/ru events linked since).
     Expected("stories/blind6_rewrites.yaml", "all", 1.000, 0.300, 0.698),
-    Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.581, 0.834),
+    Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.628, 0.857),
     # Blind round 7 (docs/design/stories-blind7.md): every story blind, scored on main 629b208 before any change
     # of round 7.
     Expected("stories/blind7_rewrites.yaml", "blind", 0.758, 0.237, 0.621),
@@ -129,7 +129,7 @@ def test_the_targets_of_issue_8_hold() -> None:
     assert rewrites.pair_precision >= 0.97
     assert crosslang.pair_precision >= 0.95 and crosslang.pair_recall >= 0.70
     # Rewrites recall: 0.975 measured since round 6 (0.924 after round 5, 0.892 before), the target is 0.90; on
-    # unseen text it is not met (docs/design/stories-blind6.md: 0.329 on blind6).
+    # unseen text it is not met (docs/design/stories-blind7.md: 0.237 on blind7, unchanged by round 7's fitting).
     assert rewrites.pair_recall >= 0.90
 
 
@@ -558,6 +558,9 @@ def test_a_rewrite_joins_by_a_name_that_starts_its_sentence() -> None:
         ("Rates", "The European Central Bank held rates.", "en", "n:=ecb"),
         ("ЕЦБ сохранил ставку", "", "ru", "n:=ecb"),
         ("Rates", "The Fed cut rates; the Federal Reserve said so.", "en", "n:=fed"),
+        ("Газ", "Страны ЕС договорились об отказе от газа.", "ru", "n:=eu"),
+        ("Gas", "Der Rat der Europäischen Union einigte sich.", "de", "n:=eu"),
+        ("Gas", "EU states agreed to end imports.", "en", "n:=eu"),
     ],
 )
 def test_an_organisation_has_one_key_in_its_abbreviations_and_full_names(

@@ -216,6 +216,8 @@ _ORGANISATIONS = {
              "международное агентство по атомной энергии"),
     "destatis": ("destatis", "statistische bundesamt", "statistisches bundesamt", "federal statistics office"),
     "rosstat": ("росстат", "rosstat"),
+    # After the EU Commission, so that "EU-Kommission" is the Commission and "EU" alone the Union.
+    "eu": ("eu", "ес", "евросоюз", "european union", "europaeische union", "европейск союз"),
 }  # fmt: skip
 _INFLECTION = 3
 
