@@ -460,14 +460,21 @@ class RuleSet:
             for position in [i for i, norm in enumerate(norms) if norm in found]:
                 candidates.extend((tid, position) for tid in known[norms[position]])
         records: list[_HitRec] = []
+        terms = index.terms
         for tid, position in candidates:
-            patterns = index.terms[tid].patterns
-            last = position + len(patterns) - 1
-            if last < count and all(
-                _pattern_ok(pattern, tokens, position + offset, lexicon, index)
-                for offset, pattern in enumerate(patterns)
-            ):
-                records.append(_HitRec(tid, field, position, last, tokens.start(position), tokens.end(last)))
+            patterns = terms[tid].patterns
+            size = len(patterns)
+            last = position + size - 1
+            if last >= count:
+                continue
+            # The lexicon lists a term for a token only when the token satisfies the term's first pattern (same
+            # folded form, name form, stem or prefix: see _Index._learn), so only its case is left to check there.
+            head = patterns[0]
+            if head.surface is not None and not head.case_ok(tokens.surface(position)):
+                continue
+            if size > 1 and not _rest_ok(patterns, tokens, position, lexicon, index):
+                continue
+            records.append(_HitRec(tid, field, position, last, tokens.start(position), tokens.end(last)))
         for tid, regex in index.regexes:
             for found_regex in regex.finditer(text):
                 if found_regex.end() <= found_regex.start():
@@ -478,25 +485,35 @@ class RuleSet:
         return tokens, records
 
 
-def _pattern_ok(pattern: Pattern, tokens: Tokens, position: int, lexicon: _Lexicon, index: _Index) -> bool:
-    norm = tokens.norms[position]
-    kind = pattern.kind
-    if kind is PatternKind.EXACT:
-        ok = norm == pattern.norm
-    elif kind is PatternKind.NAME:
-        ok = norm in pattern.forms
-    elif kind is PatternKind.PREFIX:
-        ok = norm.startswith(pattern.norm)
-    else:
-        ok = norm == pattern.norm
-        if not ok:
-            token_language, stem = lexicon.stems[norm]
-            ok = (
-                stem is not None
-                and token_language is not None
-                and stem == index.stem_of(pattern.norm, token_language)
-            )
-    return ok and (pattern.surface is None or pattern.case_ok(tokens.surface(position)))
+def _rest_ok(
+    patterns: tuple[Pattern, ...], tokens: Tokens, position: int, lexicon: _Lexicon, index: _Index
+) -> bool:
+    """True when the tokens after `position` match the patterns after the first (one loop, no call per
+    pattern: phrase candidates are most of an item's candidates, and most fail on their second token)."""
+    norms = tokens.norms
+    stems = lexicon.stems
+    for offset in range(1, len(patterns)):
+        pattern = patterns[offset]
+        norm = norms[position + offset]
+        kind = pattern.kind
+        if kind is PatternKind.EXACT:
+            ok = norm == pattern.norm
+        elif kind is PatternKind.NAME:
+            ok = norm in pattern.forms
+        elif kind is PatternKind.PREFIX:
+            ok = norm.startswith(pattern.norm)
+        else:
+            ok = norm == pattern.norm
+            if not ok:
+                token_language, stem = stems[norm]
+                ok = (
+                    stem is not None
+                    and token_language is not None
+                    and stem == index.stem_of(pattern.norm, token_language)
+                )
+        if not ok or (pattern.surface is not None and not pattern.case_ok(tokens.surface(position + offset))):
+            return False
+    return True
 
 
 def _in_scope(rule: Rule, item: Item, language: str | None) -> bool:
