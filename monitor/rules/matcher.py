@@ -255,6 +255,14 @@ class RuleSet:
                 kind: tuple(term_id(t) for t in getattr(actor, kind))
                 for kind in ("names", "aliases", "context", "roles", "exclude", "exclude_context")
             }
+        # The term ids of each actor list as a set, for lists without repeats (a repeated term counts its hits
+        # twice, so such a list is walked in full, as before).
+        self._actor_sets = {
+            ids: frozenset(ids)
+            for kinds in self._actor_terms.values()
+            for ids in kinds.values()
+            if len(set(ids)) == len(ids)
+        }
         self._interned: dict[tuple[Any, ...], _CNode] = {}
         self._conditions: list[_CNode] = []
         self._weights: list[tuple[tuple[int, float], ...]] = []
@@ -415,7 +423,7 @@ class RuleSet:
             for tid in hits:
                 found.update(self._term_rules.get(tid, ()))
             candidates = sorted(found)
-        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens, self._index)
+        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens, self._index, self._actor_sets)
         matches: list[Match] = []
         for rule_index in candidates:
             rule = self._rules[rule_index]
@@ -536,6 +544,7 @@ class _Evaluation:
         texts: dict[str, str],
         tokens: dict[str, Tokens],
         index: _Index,
+        term_sets: dict[tuple[int, ...], frozenset[int]],
     ) -> None:
         self.hits = hits
         self.index = index
@@ -543,6 +552,7 @@ class _Evaluation:
         self.tokens = tokens
         self.actor_terms = actor_terms
         self.mentions: dict[str, list[_HitRec]] = {}
+        self.term_sets = term_sets
         # Results of compound nodes by node identity (compiled nodes are shared, see RuleSet._compile); a
         # result list is never changed once returned.
         self.results: dict[int, list[_HitRec] | None] = {}
@@ -686,9 +696,21 @@ class _Evaluation:
         if cached is not None:
             return cached
         terms = self.actor_terms[name]
+        hits = self.hits
 
         def found(kind: str) -> list[_HitRec]:
-            return [rec for tid in terms[kind] for rec in self.hits.get(tid, ())]
+            # An actor's names can be a whole vocabulary (@united-states): visit only its terms that hit, in the
+            # order of the actor's list.
+            ids = terms[kind]
+            id_set = self.term_sets.get(ids)
+            if id_set is None:
+                return [rec for tid in ids for rec in hits.get(tid, ())]
+            present = id_set.intersection(hits)
+            if not present:
+                return []
+            if len(present) > 1:
+                return [rec for tid in ids if tid in present for rec in hits[tid]]
+            return list(hits[next(iter(present))])
 
         mentions = found("names") + found("roles")
         if terms["aliases"] and (mentions or found("context")):
