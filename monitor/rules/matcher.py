@@ -255,6 +255,14 @@ class RuleSet:
                 kind: tuple(term_id(t) for t in getattr(actor, kind))
                 for kind in ("names", "aliases", "context", "roles", "exclude", "exclude_context")
             }
+        # The term ids of each actor list as a set, for lists without repeats (a repeated term counts its hits
+        # twice, so such a list is walked in full, as before).
+        self._actor_sets = {
+            ids: frozenset(ids)
+            for kinds in self._actor_terms.values()
+            for ids in kinds.values()
+            if len(set(ids)) == len(ids)
+        }
         self._interned: dict[tuple[Any, ...], _CNode] = {}
         self._conditions: list[_CNode] = []
         self._weights: list[tuple[tuple[int, float], ...]] = []
@@ -415,7 +423,7 @@ class RuleSet:
             for tid in hits:
                 found.update(self._term_rules.get(tid, ()))
             candidates = sorted(found)
-        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens, self._index)
+        evaluation = _Evaluation(hits, self._actor_terms, texts, field_tokens, self._index, self._actor_sets)
         matches: list[Match] = []
         for rule_index in candidates:
             rule = self._rules[rule_index]
@@ -460,14 +468,21 @@ class RuleSet:
             for position in [i for i, norm in enumerate(norms) if norm in found]:
                 candidates.extend((tid, position) for tid in known[norms[position]])
         records: list[_HitRec] = []
+        terms = index.terms
         for tid, position in candidates:
-            patterns = index.terms[tid].patterns
-            last = position + len(patterns) - 1
-            if last < count and all(
-                _pattern_ok(pattern, tokens, position + offset, lexicon, index)
-                for offset, pattern in enumerate(patterns)
-            ):
-                records.append(_HitRec(tid, field, position, last, tokens.start(position), tokens.end(last)))
+            patterns = terms[tid].patterns
+            size = len(patterns)
+            last = position + size - 1
+            if last >= count:
+                continue
+            # The lexicon lists a term for a token only when the token satisfies the term's first pattern (same
+            # folded form, name form, stem or prefix: see _Index._learn), so only its case is left to check there.
+            head = patterns[0]
+            if head.surface is not None and not head.case_ok(tokens.surface(position)):
+                continue
+            if size > 1 and not _rest_ok(patterns, tokens, position, lexicon, index):
+                continue
+            records.append(_HitRec(tid, field, position, last, tokens.start(position), tokens.end(last)))
         for tid, regex in index.regexes:
             for found_regex in regex.finditer(text):
                 if found_regex.end() <= found_regex.start():
@@ -478,25 +493,35 @@ class RuleSet:
         return tokens, records
 
 
-def _pattern_ok(pattern: Pattern, tokens: Tokens, position: int, lexicon: _Lexicon, index: _Index) -> bool:
-    norm = tokens.norms[position]
-    kind = pattern.kind
-    if kind is PatternKind.EXACT:
-        ok = norm == pattern.norm
-    elif kind is PatternKind.NAME:
-        ok = norm in pattern.forms
-    elif kind is PatternKind.PREFIX:
-        ok = norm.startswith(pattern.norm)
-    else:
-        ok = norm == pattern.norm
-        if not ok:
-            token_language, stem = lexicon.stems[norm]
-            ok = (
-                stem is not None
-                and token_language is not None
-                and stem == index.stem_of(pattern.norm, token_language)
-            )
-    return ok and (pattern.surface is None or pattern.case_ok(tokens.surface(position)))
+def _rest_ok(
+    patterns: tuple[Pattern, ...], tokens: Tokens, position: int, lexicon: _Lexicon, index: _Index
+) -> bool:
+    """True when the tokens after `position` match the patterns after the first (one loop, no call per
+    pattern: phrase candidates are most of an item's candidates, and most fail on their second token)."""
+    norms = tokens.norms
+    stems = lexicon.stems
+    for offset in range(1, len(patterns)):
+        pattern = patterns[offset]
+        norm = norms[position + offset]
+        kind = pattern.kind
+        if kind is PatternKind.EXACT:
+            ok = norm == pattern.norm
+        elif kind is PatternKind.NAME:
+            ok = norm in pattern.forms
+        elif kind is PatternKind.PREFIX:
+            ok = norm.startswith(pattern.norm)
+        else:
+            ok = norm == pattern.norm
+            if not ok:
+                token_language, stem = stems[norm]
+                ok = (
+                    stem is not None
+                    and token_language is not None
+                    and stem == index.stem_of(pattern.norm, token_language)
+                )
+        if not ok or (pattern.surface is not None and not pattern.case_ok(tokens.surface(position + offset))):
+            return False
+    return True
 
 
 def _in_scope(rule: Rule, item: Item, language: str | None) -> bool:
@@ -519,6 +544,7 @@ class _Evaluation:
         texts: dict[str, str],
         tokens: dict[str, Tokens],
         index: _Index,
+        term_sets: dict[tuple[int, ...], frozenset[int]],
     ) -> None:
         self.hits = hits
         self.index = index
@@ -526,6 +552,7 @@ class _Evaluation:
         self.tokens = tokens
         self.actor_terms = actor_terms
         self.mentions: dict[str, list[_HitRec]] = {}
+        self.term_sets = term_sets
         # Results of compound nodes by node identity (compiled nodes are shared, see RuleSet._compile); a
         # result list is never changed once returned.
         self.results: dict[int, list[_HitRec] | None] = {}
@@ -669,9 +696,21 @@ class _Evaluation:
         if cached is not None:
             return cached
         terms = self.actor_terms[name]
+        hits = self.hits
 
         def found(kind: str) -> list[_HitRec]:
-            return [rec for tid in terms[kind] for rec in self.hits.get(tid, ())]
+            # An actor's names can be a whole vocabulary (@united-states): visit only its terms that hit, in the
+            # order of the actor's list.
+            ids = terms[kind]
+            id_set = self.term_sets.get(ids)
+            if id_set is None:
+                return [rec for tid in ids for rec in hits.get(tid, ())]
+            present = id_set.intersection(hits)
+            if not present:
+                return []
+            if len(present) > 1:
+                return [rec for tid in ids if tid in present for rec in hits[tid]]
+            return list(hits[next(iter(present))])
 
         mentions = found("names") + found("roles")
         if terms["aliases"] and (mentions or found("context")):
