@@ -13,7 +13,8 @@ once each.
   generated item (a realistic trickle: by default 100 a minute across the farm); every `--probe-every` seconds
   one random feed publishes a probe, an item that matches the rule (a word of its own, "benchprobe…").
 - CPU share: user + system ticks of the daemon and its child processes over the window (/proc), divided by the
-  window's wall time: 100 % is one core. RSS: the sum over the same processes, sampled every 5 s.
+  window's wall time: 100 % is one core. RSS: the sum over the same processes, sampled every 5 s; beside it the
+  sum of their PSS (shared pages counted once) and the daemon's own RSS.
 - Latency: from the moment the farm first served a body carrying the probe (the poll that found it) to the
   moment the receiver read the webhook POST naming it: the pipeline, the commit and the outbox, not the
   polling interval (a probe waits up to the interval for its feed's next poll; that is the schedule, measured
@@ -117,6 +118,19 @@ def rss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return total * PAGE / 1e6
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Proportional set size summed over the tree: pages the fork server shares with its workers (and the
+    daemon's libraries they share) counted once, where the RSS sum counts them in every process."""
+    total = 0
+    for pid in pids:
+        try:
+            with Path(f"/proc/{pid}/smaps_rollup").open() as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total * 1024 / 1e6
 
 
 def stored_items(db: Path) -> int:
@@ -242,6 +256,8 @@ def main() -> None:
         cpu0, wall0 = cpu_seconds(process_tree(daemon.pid)), time.monotonic()
         window = args.minutes * 60
         rss: list[float] = []
+        pss: list[float] = []
+        main_rss: list[float] = []
         published: dict[str, int] = {}
         next_probe = next_churn = next_rss = wall0
         number = 0
@@ -249,6 +265,8 @@ def main() -> None:
             if now >= next_rss:
                 pids = process_tree(daemon.pid)
                 rss.append(rss_mb(pids))
+                pss.append(pss_mb(pids))
+                main_rss.append(rss_mb([daemon.pid]))
                 next_rss += 5
             if now >= next_churn:
                 farm.advance_some(rng.sample(range(args.feeds), args.churn_feeds))
@@ -283,6 +301,9 @@ def main() -> None:
             "rss_mb_max": round(max(rss), 1),
             "rss_mb_end": round(rss[-1], 1),
             "rss_mb_after_warmup": round(peak_warmup, 1),
+            "pss_mb_max": round(max(pss), 1),
+            "main_process_rss_mb_max": round(max(main_rss), 1),
+            "processes": len(process_tree(daemon.pid)),
             "requests": requests["requests"],
             "not_modified": requests["not_modified"],
             "connections": requests["connections"],

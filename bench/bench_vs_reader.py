@@ -10,8 +10,11 @@ process of its own. Each tool then runs three rounds, each as a fresh process, a
 3. five new items per feed (the other 45 already stored).
 
 The whole sequence is repeated `--repeat` times with fresh databases; the tables give medians. For each round:
-new items stored (counted in each tool's own database), wall time, CPU seconds of the tool's process (user +
-sys, from wait4), peak RSS, and the requests, 304s and TCP connections the server saw.
+new items stored (counted in each tool's own database), wall time, CPU seconds (user + sys) of the tool's whole
+process tree (monitor's fork server and worker processes included; bench/treeusage.py) and of its own process,
+peak RSS of the largest process, peak PSS of the tree (shared pages counted once), and the requests, 304s and
+TCP connections the server saw. Until 2026-12-03 the CPU column was wait4 of the tool's own process only, which
+left out monitor's workers (see bench/RESULTS.md).
 
 reader is installed from PyPI into bench/.venv-reader (made on first use, reused after). Both tools fetch with
 the same concurrency. monitor runs its whole pipeline (match against the bundled rules, stories, store);
@@ -28,11 +31,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from feedfarm import FeedFarm  # bench/ is on sys.path when a bench script runs
+from treeusage import run_tree
 
 REPO = Path(__file__).resolve().parent.parent
 READER_VENV = REPO / "bench" / ".venv-reader"
@@ -73,20 +76,24 @@ def ensure_reader() -> Path:
 
 
 def run_measured(argv: list[str], cwd: Path) -> dict[str, float]:
-    """Run a command to completion; its wall time, CPU seconds and peak RSS (MB), from wait4."""
-    # Output to files, not pipes: wait4 reads nothing until the end, and `monitor once` writes a line per feed,
-    # so at 1,000 feeds a pipe's 64 KiB filled and the tool blocked on its write forever.
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        stdout.seek(0)
-        stderr.seek(0)
-        out, err = stdout.read(), stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv[0]} failed: {err.decode(errors='replace')[-2000:]}{out.decode()[-500:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+    """Run a command to completion; its wall time, CPU seconds of its whole process tree and of its own
+    process, peak RSS of its largest process and peak PSS of the tree (MB): bench/treeusage.py."""
+    # Output to files, not pipes: `monitor once` writes a line per feed, and at 1,000 feeds a pipe's 64 KiB
+    # that nobody read until the end filled and the tool blocked on its write forever.
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        result = run_tree(argv, cwd, stdout=out, stderr=err)
+        if result["code"] != 0:
+            raise RuntimeError(
+                f"{argv[0]} failed: {err.read_text(errors='replace')[-2000:]}{out.read_text(errors='replace')[-500:]}"
+            )
+    return {
+        "wall": result["wall"],
+        "cpu": result["cpu"],
+        "main_cpu": result["main_cpu"],
+        "rss_mb": result["max_rss_mb"],
+        "pss_mb": result["tree_rss_mb"],
+    }
 
 
 def count_rows(db: Path, table: str) -> int:
@@ -151,14 +158,26 @@ def one_sequence(
 
 def median_rows(runs: list[dict[str, list[dict[str, Any]]]], tool: str, round_no: int) -> dict[str, float]:
     rows = [run[tool][round_no - 1] for run in runs]
-    keys = ("new", "wall", "cpu", "rss_mb", "requests", "not_modified", "connections", "max_fetches_per_feed")
+    keys = (
+        "new",
+        "wall",
+        "cpu",
+        "main_cpu",
+        "rss_mb",
+        "pss_mb",
+        "requests",
+        "not_modified",
+        "connections",
+        "max_fetches_per_feed",
+    )
     return {key: statistics.median(float(row[key]) for row in rows) for key in keys}
 
 
 def report(runs: list[dict[str, list[dict[str, Any]]]], feeds: int) -> str:
     lines = [
-        "| round | tool | new items | wall s | CPU s | new items/s | CPU ms/feed | peak RSS MB | requests | 304s | connections |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | tool | new items | wall s | CPU s (tree) | of it own process | new items/s | CPU ms/feed | "
+        "peak RSS MB (largest) | peak PSS MB (tree) | requests | 304s | connections |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ratios = []
     for round_no in (1, 2, 3):
@@ -166,15 +185,16 @@ def report(runs: list[dict[str, list[dict[str, Any]]]], feeds: int) -> str:
         for tool, m in by_tool.items():
             rate = m["new"] / m["wall"] if m["wall"] else 0.0
             lines.append(
-                f"| {round_no} | {tool} | {m['new']:,.0f} | {m['wall']:.1f} | {m['cpu']:.1f} | {rate:,.0f} | "
-                f"{1000 * m['cpu'] / feeds:.2f} | {m['rss_mb']:.0f} | {m['requests']:,.0f} | "
+                f"| {round_no} | {tool} | {m['new']:,.0f} | {m['wall']:.1f} | {m['cpu']:.2f} | {m['main_cpu']:.2f} | "
+                f"{rate:,.0f} | {1000 * m['cpu'] / feeds:.2f} | {m['rss_mb']:.0f} | {m['pss_mb']:.0f} | "
+                f"{m['requests']:,.0f} | "
                 f"{m['not_modified']:,.0f} | {m['connections']:,.0f} |"
             )
         r, m = by_tool["reader"], by_tool["monitor"]
         speed = (m["new"] / m["wall"]) / (r["new"] / r["wall"]) if r["new"] and m["new"] else float("nan")
         ratios.append(
             f"round {round_no}: monitor/reader new items/s {speed:.2f}x, CPU {m['cpu'] / r['cpu']:.2f}x reader's, "
-            f"peak RSS {m['rss_mb'] / r['rss_mb']:.2f}x reader's"
+            f"peak RSS {m['rss_mb'] / r['rss_mb']:.2f}x reader's, peak PSS of the tree {m['pss_mb'] / r['pss_mb']:.2f}x"
         )
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {line}" for line in ratios) + "\n"
 
@@ -188,6 +208,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     reader_python = ensure_reader()
+    start_load = os.getloadavg()
+    print(
+        f"load average at the start: {start_load[0]:.2f} {start_load[1]:.2f} {start_load[2]:.2f}", flush=True
+    )
     runs = []
     for n in range(args.repeat):
         farm = FeedFarm(args.feeds)
@@ -199,7 +223,7 @@ def main() -> None:
     print()
     print(
         f"{args.feeds} feeds × 50 items, concurrency {args.concurrency}, medians of {args.repeat}, load average "
-        f"{os.getloadavg()[0]:.1f} at the end"
+        f"{start_load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print(report(runs, args.feeds))
 

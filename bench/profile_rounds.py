@@ -10,109 +10,131 @@ on a shared machine do not count). With a profile (the default), the top functio
 profiles are kept in --out as round1.prof ... for pstats or snakeviz. A profile sees the daemon's own process
 only: profile with `--workers 0`.
 
+`--spy` samples each round with py-spy instead (`pip install py-spy` into the venv; 200 Hz, non-blocking, the
+worker processes included) and prints the CPU share of each pipeline stage (fetch, parse, normalize, matching,
+story features, story assignment, alert decisions, store...). A sample is given to the innermost frame of
+monitor's own code whose module names a stage (helpers such as monitor.text inherit their caller's stage),
+except that any sample inside an import is "start-up imports". Idle threads are not sampled. The raw stacks are
+kept in --out as roundN-<workers>-<n>.spy.txt.
+
 `--workers 0,auto` measures each setting in the same run, on the same farm (a fresh database each); with
 `--repeat N` the sequences alternate (0, auto, 0, auto, ...) and the table gives medians.
 
-Accounting: each round runs under a small wrapper that is a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
-the fork server and the workers, when orphaned at exit, are reaped by it and their CPU counted in its
-RUSAGE_CHILDREN. Memory: peak RSS of the largest process (from that rusage) and the peak of the summed PSS of
-the whole tree (shared pages counted once; sampled every 50 ms from /proc).
+Accounting (bench/treeusage.py): each round runs under a small wrapper that is a child subreaper, so the fork
+server and the workers, when orphaned at exit, are reaped by it and their CPU counted. Memory: peak RSS of the
+largest process and the peak of the summed PSS of the whole tree (shared pages counted once).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pstats
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from feedfarm import FeedFarm  # bench/ is on sys.path when a bench script runs
+from treeusage import run_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Runs argv as a child subreaper, waits for the whole tree, writes one JSON line of figures to $WRAPPER_FD.
-WRAPPER = r"""
-import ctypes, json, os, resource, subprocess, sys, threading, time
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans below us are reparented to us
-start = time.monotonic()
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-peak = [0]
-done = threading.Event()
+# Stages of a poll, by the module of monitor's code a sample is in (the innermost such frame decides; first
+# match wins). HELPERS are transparent: their caller's stage counts (the CLI and the store thread's runner are
+# callers of everything, so below them the libraries decide: the event loop, the worker pool...).
+HELPERS = ("monitor/text.py", "monitor/types.py", "monitor/timeutil.py", "monitor/cli/", "monitor/storethread.py",
+           "monitor/__main__.py")  # fmt: skip
+STAGES: tuple[tuple[str, str], ...] = (
+    ("monitor/stories/features.py", "story features (prepare)"),
+    ("monitor/stories/", "story assignment"),
+    ("monitor/rules/", "matching"),
+    ("monitor/alerting.py", "alert decisions and folding"),
+    ("monitor/notify/", "alert decisions and folding"),
+    ("monitor/store/", "store"),
+    ("monitor/parse/", "parse and keys"),
+    ("monitor/cachehints.py", "parse and keys"),
+    ("monitor/identify.py", "normalize, identify, HTML to text, analysis"),
+    ("monitor/normalize.py", "normalize, identify, HTML to text, analysis"),
+    ("monitor/htmltext.py", "normalize, identify, HTML to text, analysis"),
+    ("monitor/analysis.py", "normalize, identify, HTML to text, analysis"),
+    ("monitor/feedlanguage.py", "normalize, identify, HTML to text, analysis"),
+    ("monitor/fetch", "fetch (client, policy)"),
+    ("monitor/netpolicy.py", "fetch (client, policy)"),
+    ("monitor/policed_http.py", "fetch (client, policy)"),
+    ("monitor/hostlimits.py", "fetch (client, policy)"),
+    ("monitor/workers.py", "worker pool (pickling, dispatch)"),
+    ("monitor/pipeline.py", "pipeline (schedule, decisions, glue)"),
+    ("monitor/service.py", "service (tick, claims, start-up)"),
+    ("monitor/config.py", "config and rules load"),
+    ("monitor/", "other monitor code"),
+)
+# Functions of a stage's caller that split it further (checked anywhere on the stack under that stage).
+REFINE: dict[str, tuple[tuple[str, str], ...]] = {
+    "store": (("commit_fetch", "store: commit_fetch (one transaction)"),),
+    "story assignment": (
+        ("StoryIndex.prepare", "story features (prepare)"),
+        ("StoryIndex.load", "story index load"),
+        ("StoryIndex._ensure_loaded", "story index load"),
+    ),
+    "pipeline (schedule, decisions, glue)": (
+        ("_decide_alerts", "alert decisions and folding"),
+        ("_decide_escalations", "alert decisions and folding"),
+    ),
+}
+LIBRARIES: tuple[tuple[str, str], ...] = (
+    ("aiohttp/", "fetch (client, policy)"),
+    ("httpx/", "fetch (client, policy)"),
+    ("httpcore/", "fetch (client, policy)"),
+    ("asyncio/", "event loop (asyncio)"),
+    ("concurrent/futures", "worker pool (pickling, dispatch)"),
+    ("multiprocessing/", "worker pool (pickling, dispatch)"),
+)
 
-def tree_rss():
-    parents, rss = {}, {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    status = f.read()
-            except OSError:
+
+def stage_of(stack: str) -> str:
+    """The stage of one py-spy raw stack (frames root first, `function (file:line)` joined by `;`)."""
+    frames = stack.split(";")
+    if any("_find_and_load" in frame for frame in frames):
+        return "start-up imports"
+    for depth in range(len(frames) - 1, -1, -1):
+        frame = frames[depth]
+        where = frame.rpartition(" (")[2]
+        if "/monitor/" in where or where.startswith("monitor/"):
+            path = "monitor/" + where.split("/monitor/", 1)[-1] if "/monitor/" in where else where
+            if path.startswith(HELPERS):
                 continue
-            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-            parents[int(entry)] = int(fields.get("PPid", "0"))
-            rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
-    me, found, frontier = os.getpid(), set(), {os.getpid()}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    total = 0
-    for pid in found:  # PSS: pages shared by the fork server and its workers are counted once
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-        except (OSError, StopIteration):
-            total += rss.get(pid, 0)
-    return total
+            stage = next(name for prefix, name in STAGES if path.startswith(prefix))
+            for function, refined in REFINE.get(stage, ()):
+                if any(function in f for f in frames[: depth + 1]):
+                    return refined
+            return stage
+    for depth in range(len(frames) - 1, -1, -1):
+        where = frames[depth].rpartition(" (")[2]
+        stage = next((name for marker, name in LIBRARIES if marker in where), None)
+        if stage is not None:
+            return stage
+    if len(frames) == 1:
+        return "interpreter (no Python frame: start, GC, exit)"
+    return "other (libraries outside a stage)"
 
-def sample():
-    while not done.wait(0.05):
-        peak[0] = max(peak[0], tree_rss())
 
-threading.Thread(target=sample, daemon=True).start()
-_, status, own = os.wait4(proc.pid, 0)  # the daemon's own CPU (its fork server is not its to reap)
-code = os.waitstatus_to_exitcode(status)
-wall = time.monotonic() - start
-while True:  # the fork server and any worker left, reparented to us
-    try:
-        os.wait()
-    except ChildProcessError:
-        break
-done.set()
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-os.write(int(os.environ["WRAPPER_FD"]), json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                        "main_cpu": own.ru_utime + own.ru_stime,
-                        "max_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": peak[0] / 1024}).encode())
-"""
+def stage_shares(raw: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stage = stage_of(stack)
+            counts[stage] = counts.get(stage, 0) + int(count)
+    return counts
 
 
 def run_round(argv: list[str], cwd: Path) -> dict[str, Any]:
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, *argv],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        pass_fds=(write,),
-        env={**os.environ, "WRAPPER_FD": str(write)},
-    )
-    os.close(write)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.wait()
-    with os.fdopen(read) as figures:
-        text = figures.read()
-    if proc.returncode != 0 or not text:
-        raise SystemExit(f"round failed: {err[-3000:]}")
-    result: dict[str, Any] = json.loads(text)
-    if result["code"] != 0:
-        raise SystemExit(f"monitor once failed: {err[-3000:]}")
+    with tempfile.NamedTemporaryFile(prefix="profile-rounds-", suffix=".err") as err:
+        result = run_tree(argv, cwd, stderr=Path(err.name))
+        if result["code"] != 0:
+            raise SystemExit(f"monitor once failed: {Path(err.name).read_text(errors='replace')[-3000:]}")
     return result
 
 
@@ -151,7 +173,11 @@ def one_sequence(args: argparse.Namespace, farm: FeedFarm, workers: str, tag: st
                 farm.advance(5)
             prof = args.out / f"round{round_no}-{tag}.prof"
             argv = [str(args.repo / ".venv" / "bin" / "python")]
-            if not args.no_profile:
+            spy = args.out / f"round{round_no}-{tag}.spy.txt"
+            if args.spy:
+                argv = [str(REPO / ".venv" / "bin" / "py-spy"), "record", "--rate", "200", "--nonblocking",
+                        "--subprocesses", "--format", "raw", "--output", str(spy), "--", *argv]  # fmt: skip
+            elif not args.no_profile:
                 argv += ["-m", "cProfile", "-o", str(prof)]
             argv += ["-m", "monitor", "once", "--config", str(config)]
             figures = run_round(argv, args.repo)
@@ -165,7 +191,15 @@ def one_sequence(args: argparse.Namespace, farm: FeedFarm, workers: str, tag: st
                 f"{figures['tree_rss_mb']:.0f} MB PSS (all processes)",
                 flush=True,
             )
-            if not args.no_profile:
+            if args.spy:
+                counts = stage_shares(spy)
+                total = sum(counts.values()) or 1
+                figures["stages"] = {k: v / total for k, v in counts.items()}
+                for stage, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+                    print(
+                        f"   {100 * count / total:5.1f} %  {figures['cpu'] * count / total:6.2f} s  {stage}"
+                    )
+            elif not args.no_profile:
                 pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(args.top)
     return rows
 
@@ -178,6 +212,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "monitor-profile")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-profile", action="store_true", help="figures only, no cProfile overhead")
+    parser.add_argument(
+        "--spy", action="store_true", help="stage shares from py-spy samples instead of cProfile"
+    )
     parser.add_argument("--workers", default="0", help="comma-separated `workers:` settings, e.g. 0,auto")
     parser.add_argument("--repeat", type=int, default=1, help="sequences per setting (medians)")
     parser.add_argument("--concurrency", type=int, default=8, help="fetch.concurrency")

@@ -46,6 +46,7 @@ from monitor.store import (
     Store,
     StoryMembership,
 )
+from monitor.storebatch import Batch
 from monitor.storethread import StoreThread
 from monitor.stories import PreparedItem, StoryIndex
 from monitor.timeutil import utcnow
@@ -119,6 +120,10 @@ class Pipeline:
     def __post_init__(self) -> None:
         # The same pure work the workers do, for `workers: 0` (and its story features from the one index).
         self._work = FeedWork(self.ruleset, self.stories, self.feed_languages)
+        # 304s that finish while the store thread is busy share one transaction (monitor.storebatch).
+        self.not_modified: Batch[_NotModified, FeedOutcome] = Batch(
+            self.store_thread, self._record_not_modified
+        )
         if not self.channel_names:
             self.channel_names = tuple(self.config.channels)
         self._feeds: Mapping[str, FeedConfig] = {feed.url: feed for feed in self.config.feeds}
@@ -320,6 +325,11 @@ class Pipeline:
         (the event loop goes on fetching meanwhile) around the store's one unseen_keys round trip, and the
         store thread then does the in-order story assignment, the decisions and the one transaction. Without
         them, all of it runs on the store thread (`_record_fetched`). Both give the same records."""
+        if (result.not_modified or result.content is None) and not pushed:
+            outcome = await self.not_modified.submit(
+                _NotModified(feed, state, interval, result, fetch_seconds, claim)
+            )
+            return outcome
         if (
             self.workers is None
             or result.not_modified
@@ -357,6 +367,64 @@ class Pipeline:
             pushed,
         )
 
+    def _record_not_modified(self, polls: Sequence[_NotModified]) -> list[FeedOutcome | BaseException]:
+        """The feed rows of several 304s, in one transaction (Store.commit_not_modified), on the store thread.
+        Each feed's update is decided as `_record_fetched` decides it; a feed whose claim went stale gets its
+        StaleClaimError, a feed whose update could not be decided its exception, and the others are written."""
+        answers: list[FeedOutcome | BaseException] = []
+        updates: list[FeedUpdate] = []
+        for poll in polls:
+            try:
+                update = self._not_modified_update(
+                    poll.feed, poll.state, poll.interval, poll.result, poll.claim
+                )
+            except Exception as exc:  # this feed's alone (poll() records it as the feed's error)
+                answers.append(exc)
+                continue
+            updates.append(update)
+            answers.append(
+                FeedOutcome(
+                    poll.feed.url,
+                    "not-modified",
+                    next_fetch_at=update.next_fetch_at,
+                    fetch_seconds=poll.fetch_seconds,
+                )
+            )
+        written = iter(self.store.commit_not_modified(updates))
+        for number, answer in enumerate(answers):
+            if isinstance(answer, FeedOutcome) and not next(written):
+                claim = polls[number].claim
+                answers[number] = StaleClaimError(
+                    f"feed {answer.url}: claim {claim} is no longer current (its lease ran out and the feed was "
+                    "claimed again); this fetch is discarded"
+                )
+        return answers
+
+    def _not_modified_update(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        interval: timedelta,
+        result: FetchResult,
+        claim: int | None,
+        *,
+        pushed: bool = False,
+    ) -> FeedUpdate:
+        """The feed row after a 304: the schedule, the validators (a 304 may send new ones), a move."""
+        url = feed.url
+        now = self.clock()
+        return FeedUpdate(
+            url=url,
+            fetched_at=now,
+            next_fetch_at=self._next_poll(
+                feed, now, interval, result, state.hints if state is not None else FeedHints()
+            ),
+            etag=result.etag or (state.etag if state else None),
+            last_modified=result.last_modified or (state.last_modified if state else None),
+            claim=claim,
+            moved_to=None if pushed else self._moved(url, state, result),
+        )
+
     def _record_fetched(
         self,
         feed: FeedConfig,
@@ -373,25 +441,10 @@ class Pipeline:
         `push`): it leaves the schedule and validators alone, and a body that does not parse is refused
         without counting as the feed's failure (the feed itself may be fine)."""
         if result.not_modified or result.content is None:
-            url = feed.url
-            etag = state.etag if state else None
-            last_modified = state.last_modified if state else None
-            now = self.clock()
-            moved_to = None if pushed else self._moved(url, state, result)
-            update = FeedUpdate(
-                url=url,
-                fetched_at=now,
-                next_fetch_at=self._next_poll(
-                    feed, now, interval, result, state.hints if state is not None else FeedHints()
-                ),
-                etag=result.etag or etag,
-                last_modified=result.last_modified or last_modified,
-                claim=claim,
-                moved_to=moved_to,
-            )
+            update = self._not_modified_update(feed, state, interval, result, claim, pushed=pushed)
             self.store.commit_fetch(update)
             return FeedOutcome(
-                url, "not-modified", next_fetch_at=update.next_fetch_at, fetch_seconds=fetch_seconds
+                feed.url, "not-modified", next_fetch_at=update.next_fetch_at, fetch_seconds=fetch_seconds
             )
         source = _source(feed)
         try:
@@ -836,6 +889,11 @@ class Pipeline:
         candidates = set(titles) - self.store.escalated(titles)
         if not candidates:
             return []
+        # A silence with no feed matcher that matches the (rule, story) holds its escalation: the analyst muted
+        # the story, and a surge of it is the story too. Held, not recorded as told: the escalation is a state
+        # (the story is spreading), so once the silence ends the next report that still meets the threshold
+        # escalates. A silence scoped to one feed mutes that feed's alerts, not a story many outlets carry.
+        holding = [s for s in self.store.silences(now) if s.active(now) and s.feed_url is None]
         reports = self.store.story_outlet_times({story for _, story in candidates})
         for new in new_items:
             if new.story_id in reports:
@@ -850,6 +908,18 @@ class Pipeline:
             story_reports = reports[story_id]
             outlets = outlets_within([(o, t) for o, t, _ in story_reports], escalate.within)
             if len(outlets) < escalate.outlets:
+                continue
+            held_by = next((s.id for s in holding if s.matches(rule.id, story_id, "")), None)
+            if held_by is not None:
+                log.info(
+                    "escalation of story %s for rule %s held by silence %s (%d outlets within %s)",
+                    story_id,
+                    rule.id,
+                    held_by,
+                    len(outlets),
+                    escalate.within_text,
+                    extra={"story": story_id},
+                )
                 continue
             languages = list(dict.fromkeys(lang for _, _, lang in story_reports if lang))
             payload = escalation_payload(
@@ -902,6 +972,18 @@ class Pipeline:
             extra={"feed": url},
         )
         return FeedOutcome(url, "error", error=error, next_fetch_at=next_fetch_at)
+
+
+@dataclass(frozen=True, slots=True)
+class _NotModified:
+    """A 304 waiting for its feed row to be written (Pipeline.not_modified)."""
+
+    feed: FeedConfig
+    state: FeedState | None
+    interval: timedelta
+    result: FetchResult
+    fetch_seconds: float
+    claim: int | None
 
 
 def _source(feed: FeedConfig) -> FeedSource:

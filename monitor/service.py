@@ -33,7 +33,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,7 @@ from monitor.notify import Channel, DeliveryReport, build_channels, deliver_due
 from monitor.pipeline import FeedOutcome, Pipeline
 from monitor.rules import RuleSet, load_rules
 from monitor.store import FeedClaim, NodeInfo, Store, open_store
+from monitor.storebatch import Batch
 from monitor.storethread import StoreThread
 from monitor.stories import StoryIndex
 from monitor.text import prefer_languages
@@ -302,6 +303,19 @@ async def poll_all(
     lease = runtime.config.cluster.lease
     now = runtime.pipeline.clock()
 
+    def claim_many(urls: Sequence[str]) -> list[FeedClaim | None]:
+        claimed = {
+            claim.url: claim
+            for claim in runtime.store.claim_feeds(
+                runtime.pipeline.clock(), lease, limit=len(urls), urls=list(urls)
+            )
+        }
+        return [claimed.pop(url, None) for url in urls]  # a URL asked twice is claimed once
+
+    # Each feed is claimed as it gets a slot; the claims that come while the store thread is busy (a slot
+    # frees as each poll ends) go in one statement and one COMMIT (monitor.storebatch).
+    claims: Batch[str, FeedClaim | None] = Batch(runtime.store_thread, claim_many)
+
     async def one(url: str) -> FeedOutcome:
         row = feeds.get(url)
         if respect_backoff and row is not None and row.error_count and row.next_fetch_at > now:
@@ -314,14 +328,12 @@ async def poll_all(
             )
         async with limit:
             try:
-                claims = await runtime.store_thread.run(
-                    runtime.store.claim_feeds, runtime.pipeline.clock(), lease, limit=1, urls=[url]
-                )
-                if not claims:
+                claim = await claims.submit(url)
+                if claim is None:
                     return FeedOutcome(
                         url, "skipped", error="being fetched by another node (it records the outcome)"
                     )
-                return await runtime.pipeline.poll(url, claims[0])
+                return await runtime.pipeline.poll(url, claim)
             except StoreError as exc:
                 log.error("feed %s: nothing recorded: %s", url, exc, extra={"feed": url})
                 return FeedOutcome(url, "error", error=f"nothing recorded: {exc}", unrecorded=True)

@@ -99,9 +99,10 @@ def test_a_fetch_with_one_new_item_sorts_keys_in_one_query_and_writes_in_one_tra
     statements: list[str] = []
     (second,) = asyncio.run(run(statements))
     assert second.new_items == 1 and second.alerts >= 1  # type: ignore[attr-defined]
-    # The poll starts after its claim (a transaction of its own, before the fetch).
+    # The poll starts after its claim (one statement, its own implicit transaction, before the fetch).
     claimed = next(i for i, s in enumerate(statements) if "claim_token = claim_token + 1" in s)
-    polled = statements[next(i for i in range(claimed, len(statements)) if statements[i] == "COMMIT") + 1 :]
+    assert "BEGIN" not in statements[claimed - 1] and "RETURNING" in statements[claimed]
+    polled = statements[claimed + 1 :]
     # ... and ends before the runtime records its node's stop.
     polled = polled[: next(i for i, s in enumerate(polled) if "UPDATE nodes SET stopped_at" in s) - 1]
     assert sum(s == "BEGIN IMMEDIATE" for s in polled) == 1, polled

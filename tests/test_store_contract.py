@@ -217,6 +217,32 @@ def test_a_claim_with_urls_takes_those_feeds_due_or_not(store: Store) -> None:
     assert store.claim_feeds(T0, LEASE, limit=0) == []
 
 
+def test_304s_commit_together_and_a_stale_claim_spoils_only_its_own(store: Store) -> None:
+    store.sync_feeds([(FEED, timedelta(minutes=10)), (OTHER, timedelta(minutes=10))], T0)
+    old = {c.url: c for c in store.claim_feeds(T0, LEASE)}
+    # OTHER's lease ran out and it was claimed again: the first claim's 304 is stale, FEED's is current.
+    again = store.claim_feeds(T0 + LEASE, LEASE, urls=[OTHER])
+    assert [c.url for c in again] == [OTHER] and again[0].token > old[OTHER].token
+    later = T0 + LEASE + timedelta(seconds=5)
+    written = store.commit_not_modified(
+        [
+            FeedUpdate(FEED, later, later + timedelta(minutes=10), etag='"e2"', claim=old[FEED].token),
+            FeedUpdate(OTHER, later, later + timedelta(minutes=10), etag='"stale"', claim=old[OTHER].token),
+        ]
+    )
+    assert written == [True, False]
+    feed, other = store.feed_state(FEED), store.feed_state(OTHER)
+    assert feed is not None and feed.etag == '"e2"' and feed.next_fetch_at == later + timedelta(minutes=10)
+    assert feed.last_fetched_at == later
+    assert other is not None and other.etag is None  # the stale one wrote nothing
+    # FEED's lease ended with its row; OTHER is still leased to the newer claim, which commits.
+    assert [c.url for c in store.claim_feeds(later, LEASE, urls=[FEED, OTHER])] == [FEED]
+    assert store.commit_not_modified(
+        [FeedUpdate(OTHER, later, later + timedelta(minutes=10), etag='"e3"', claim=again[0].token)]
+    ) == [True]
+    assert store.commit_not_modified([]) == []
+
+
 def test_a_failure_under_a_claim_ends_its_lease(store: Store) -> None:
     claim = store.claim_feeds(T0, LEASE)[0]
     store.record_fetch_failure(FEED, "HTTP 500", T0, T0 + timedelta(seconds=30), claim=claim.token)

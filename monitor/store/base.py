@@ -161,6 +161,14 @@ class Store(Protocol):
         (channel, kind) of each delivery it created."""
         ...
 
+    def commit_not_modified(self, updates: Sequence[FeedUpdate]) -> list[bool]:
+        """Several feeds' 304s in one transaction (a group commit): each update is one statement on its own
+        feed's row, as `commit_fetch(update)` with nothing else would write it, and ends that feed's lease. A
+        304 carries no items, so sharing the commit joins nothing that one fetch writes to another's. Returns,
+        per update, whether it was written: False when its claim is no longer current (that feed's fetch is
+        stale and discarded; the others are written). A failure of the transaction writes none of them."""
+        ...
+
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None: ...
 
     # -- alerts and stories, as the CLI and the status page show them ----------------------------------------

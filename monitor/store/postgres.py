@@ -545,30 +545,7 @@ class PostgresStore:
                 # Items enter only under the story lock, so their sequence numbers become visible in order
                 # (see items_after); a caller outside story_lock gets it here.
                 self._x(tx, "SELECT pg_advisory_xact_lock(%s)", (STORY_LOCK_KEY,))
-            changed = self._x(
-                tx,
-                "UPDATE feeds SET title = COALESCE(%s, title), etag = %s, last_modified = %s, "
-                "last_fetched_at = %s, last_success_at = %s, next_fetch_at = %s, error_count = 0, "
-                "last_error = NULL, failing_since = NULL, "
-                "last_new_item_at = CASE WHEN %s THEN %s ELSE last_new_item_at END, lease_until = NULL, "
-                "moved_to = COALESCE(%s, moved_to), hints = COALESCE(%s, hints) "
-                "WHERE url = %s AND (%s::bigint IS NULL OR claim_token = %s)",
-                (
-                    update.title,
-                    update.etag,
-                    update.last_modified,
-                    now,
-                    now,
-                    update.next_fetch_at,
-                    bool(new_items),
-                    now,
-                    update.moved_to,
-                    hints_json(update.hints),
-                    update.url,
-                    update.claim,
-                    update.claim,
-                ),
-            ).rowcount
+            changed = self._update_feed(tx, update, bool(new_items))
             if not changed and update.claim is not None:
                 raise StaleClaimError(
                     f"feed {update.url}: claim {update.claim} is no longer current (its lease ran out and the "
@@ -629,6 +606,41 @@ class PostgresStore:
                     tx, "UPDATE seen_keys SET last_seen = %s WHERE key = ANY(%s)", (now, list(seen_again))
                 )
         return created
+
+    def _update_feed(self, tx: Conn, update: FeedUpdate, new_items: bool) -> int:
+        """The feed row of a successful fetch, under its claim (if any): 1 when written, 0 when stale."""
+        now = update.fetched_at
+        return self._x(
+            tx,
+            "UPDATE feeds SET title = COALESCE(%s, title), etag = %s, last_modified = %s, "
+            "last_fetched_at = %s, last_success_at = %s, next_fetch_at = %s, error_count = 0, "
+            "last_error = NULL, failing_since = NULL, "
+            "last_new_item_at = CASE WHEN %s THEN %s ELSE last_new_item_at END, lease_until = NULL, "
+            "moved_to = COALESCE(%s, moved_to), hints = COALESCE(%s, hints) "
+            "WHERE url = %s AND (%s::bigint IS NULL OR claim_token = %s)",
+            (
+                update.title,
+                update.etag,
+                update.last_modified,
+                now,
+                now,
+                update.next_fetch_at,
+                new_items,
+                now,
+                update.moved_to,
+                hints_json(update.hints),
+                update.url,
+                update.claim,
+                update.claim,
+            ),
+        ).rowcount
+
+    def commit_not_modified(self, updates: Sequence[FeedUpdate]) -> list[bool]:
+        """See Store.commit_not_modified: one statement per update, one transaction for all of them."""
+        if not updates:
+            return []
+        with self.transaction() as tx:
+            return [bool(self._update_feed(tx, u, False)) or u.claim is None for u in updates]
 
     def touch_seen(self, keys: Iterable[str], now: datetime) -> None:
         batch = list(keys)
