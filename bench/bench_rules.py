@@ -2,6 +2,7 @@
 against a naive loop of one compiled regex per term, measured in the same run on one core.
 
 Run: .venv/bin/python bench/bench_rules.py   (about a minute; prints a Markdown table)
+     .venv/bin/python bench/bench_rules.py --default   (the default rules on feed-farm items, ms per item)
 
 The rule files are generated (deterministic pseudo-words, seeded) and loaded through monitor.rules.load_rules,
 so the numbers include nothing but matching: compile time is reported separately. The process pins itself to one
@@ -11,6 +12,14 @@ Two matcher figures: "cold" is the first pass of a freshly loaded rule set over 
 learns each distinct token once: stems, candidate terms); "warm" is the steady state: the median rate of three
 runs over 2,000 further (different) items each, which also damps the noise of a shared machine. About a quarter of the words of every item are pseudo-random names from a vocabulary of about
 11,000, so new tokens keep arriving in the warm pass too, as in a news stream.
+
+`--default` measures what the daemon's worker does per new item (monitor.workers: `analyse_item`, then
+`RuleSet.match_with_actors`) with the default rules (rules/) on the generated de/en/ru items of
+bench/feedfarm.py, parsed and normalized by monitor's own parse stage: CPU ms per item (process time), after a
+warm-up over other items, five runs over different items (median and minimum: on a shared machine the
+minimum is the steadier figure). These items are full of the default rules'
+words (Ukraine, Russia, talks, ...), so unlike the generated rule sets above most of the cost is verifying
+phrases and evaluating the rules' NEAR/sentence expressions.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from monitor.analysis import analyse_item
+from monitor.config import DEFAULT_RULES
+from monitor.normalize import normalize_entries
+from monitor.parse import parse_feed
 from monitor.rules import RuleSet, load_rules
 from monitor.text import detect_language
 from monitor.types import Item
@@ -212,7 +225,49 @@ def pin_to_one_core() -> str:
     return f"pinned to CPU {allowed[-1]} (of {len(allowed)} allowed)"
 
 
+def farm_items(feeds: range, newest: int) -> list[Item]:
+    """The feed farm's items of `feeds` (50 per feed, the newest numbered `newest`), through parse + normalize."""
+    from bench.feedfarm import render_feed
+
+    items: list[Item] = []
+    for feed in feeds:
+        url = f"http://127.0.0.1/feed/{feed}"
+        items.extend(normalize_entries(parse_feed(render_feed(feed, newest), source=url), feed_url=url))
+    return items
+
+
+def time_worker_path(ruleset: RuleSet, items: list[Item]) -> tuple[float, int]:
+    """CPU ms per item of the worker's per-item analysis and matching, and the matches found."""
+    fired = 0
+    start = time.process_time()
+    for item in items:
+        matches, _ = ruleset.match_with_actors(item, analyse_item(item))
+        fired += len(matches)
+    return (time.process_time() - start) * 1000 / len(items), fired
+
+
+def main_default() -> None:
+    print(pin_to_one_core(), file=sys.stderr)
+    load = os.getloadavg()
+    ruleset = load_rules(DEFAULT_RULES)
+    warm = farm_items(range(0, 60), 49)
+    runs = [farm_items(range(start, start + 60), 1049) for start in range(60, 360, 60)]
+    time_worker_path(ruleset, warm)
+    timed = [time_worker_path(ruleset, items) for items in runs]
+    ms = sorted(m for m, _ in timed)
+    count = sum(len(items) for items in runs)
+    fired = sum(f for _, f in timed)
+    print(
+        f"default rules ({len(ruleset)} rules), {len(runs)} runs of {len(runs[0]):,} feed-farm items (de/en/ru): "
+        f"{ms[len(ms) // 2]:.3f} ms/item CPU median, {ms[0]:.3f} min (runs {', '.join(f'{m:.3f}' for m in ms)}), "
+        f"{fired / count:.3f} matches/item; load average at start {load[0]:.2f}"
+    )
+
+
 def main() -> None:
+    if "--default" in sys.argv[1:]:
+        main_default()
+        return
     print(pin_to_one_core(), file=sys.stderr)
     rows = []
     detected_rate = 0.0

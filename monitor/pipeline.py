@@ -910,6 +910,11 @@ class Pipeline:
         candidates = set(titles) - self.store.escalated(titles)
         if not candidates:
             return []
+        # A silence with no feed matcher that matches the (rule, story) holds its escalation: the analyst muted
+        # the story, and a surge of it is the story too. Held, not recorded as told: the escalation is a state
+        # (the story is spreading), so once the silence ends the next report that still meets the threshold
+        # escalates. A silence scoped to one feed mutes that feed's alerts, not a story many outlets carry.
+        holding = [s for s in self.store.silences(now) if s.active(now) and s.feed_url is None]
         reports = self.store.story_outlet_times({story for _, story in candidates})
         for new in new_items:
             if new.story_id in reports:
@@ -924,6 +929,18 @@ class Pipeline:
             story_reports = reports[story_id]
             outlets = outlets_within([(o, t) for o, t, _ in story_reports], escalate.within)
             if len(outlets) < escalate.outlets:
+                continue
+            held_by = next((s.id for s in holding if s.matches(rule.id, story_id, "")), None)
+            if held_by is not None:
+                log.info(
+                    "escalation of story %s for rule %s held by silence %s (%d outlets within %s)",
+                    story_id,
+                    rule.id,
+                    held_by,
+                    len(outlets),
+                    escalate.within_text,
+                    extra={"story": story_id},
+                )
                 continue
             languages = list(dict.fromkeys(lang for _, _, lang in story_reports if lang))
             payload = escalation_payload(

@@ -203,3 +203,41 @@ def test_every_preset_sends_an_escalation(preset: str) -> None:
     assert ("Escalation (CRITICAL)" in text) if preset != "generic" else body == notice
     if preset == "ntfy":
         assert body["priority"] == 5
+
+
+def test_a_silence_holds_a_storys_escalation_until_it_ends_and_a_feed_silence_does_not(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A silence on the rule or the story (no feed matcher) holds the surge's escalation; it is not recorded as
+    told, so the next report after the silence ended that still meets the threshold escalates. A silence on one
+    feed mutes that feed only, not the story the other outlets carry."""
+    from monitor.store.records import SilenceRow
+
+    with WebhookReceiver() as desk:
+        config = setup_config(tmp_path, server, {"desk": {"type": "webhook", "url": desk.url}})
+        clock = Clock(T0)
+        publish(server, 0, T0)
+        poll(config, clock)
+        (first,) = (r.json() for r in desk.requests)
+        story = first["story"]["id"]
+        with open_store(config.database) as store:
+            store.add_silence(
+                SilenceRow("sil_feed", None, None, server.url("/1.xml"), "noisy", T0, T0 + timedelta(hours=4))
+            )
+            store.add_silence(
+                SilenceRow("sil_story", "ree", story, None, "on it", T0, T0 + timedelta(minutes=27))
+            )
+        for n, minutes in ((1, 10), (2, 25)):
+            clock.now = T0 + timedelta(minutes=minutes)
+            publish(server, n, clock.now)
+            result = poll(config, clock)
+        assert [o.escalations for o in result["outcomes"] if o.url.endswith("/2.xml")] == [0]
+        assert escalations(desk) == []  # three outlets within 30 minutes, held by the story's silence
+        with open_store(config.database) as store:
+            assert {d.kind for d in store.list_deliveries(statuses=None)} == {"story"}
+
+        clock.now = T0 + timedelta(minutes=28)  # the story's silence has ended; the feed's has not
+        publish(server, 3, clock.now)
+        poll(config, clock)
+        (escalation,) = escalations(desk)
+        assert escalation["story"]["id"] == story and escalation["outlets"] == 4

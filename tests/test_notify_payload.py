@@ -139,7 +139,29 @@ def test_fold_item_sizes_each_fold_exactly_and_cuts_as_before() -> None:
             assert size == expected, n
         elif cut_at is None:
             cut_at = n
-    assert cut_at is not None and "story.items: 3 of 4" in before["truncated"]  # the cut path was taken
+    assert cut_at is not None  # the cut path was taken
+    # Each later fold re-cut the story's items: they are named once, as 3 of the most the list would hold.
+    assert [c for c in before["truncated"] if c.startswith("story.items")] == [
+        f"story.items: 3 of {MAX_STORY_ITEMS}"
+    ]
+
+
+def test_a_field_cut_again_on_a_later_fold_is_named_once_with_its_original_length() -> None:
+    """A stored payload that was cut, cut again (a tighter share, or items folded in after the cut), names
+    the field once: with the length it had before the first cut, plus what was added since."""
+    payload = make_payload()
+    payload["item"]["summary"] = "word " * 400  # 2,000 characters
+    cut = cap_payload(payload)
+    assert cut["truncated"] == ["item.summary: 500 of 2000 characters"]
+    tighter = cap_payload(cut, 1200)
+    summaries = [c for c in tighter["truncated"] if c.startswith("item.summary")]
+    assert summaries == ["item.summary: 100 of 2000 characters"]
+    story = {**tighter["story"], "items": [{"key": f"k{n}", "title": "t" * 60} for n in range(8)]}
+    listed = cap_payload({**tighter, "story": story}, 1200)
+    story = {**listed["story"], "items": [*listed["story"]["items"], {"key": "k9", "title": "t" * 60}]}
+    again = cap_payload({**listed, "story": story}, 1200)
+    assert [c for c in again["truncated"] if c.startswith("story.items")] == ["story.items: 3 of 9"]
+    assert len(again["truncated"]) == len(set(again["truncated"]))
 
 
 def test_attach_item_needs_a_story() -> None:

@@ -45,9 +45,9 @@ from tests.support.story_sets import (
 )
 
 MARGIN = 0.02
-# Sets whose errors are never printed: the current blind round (docs/design/stories-blind6.md). Round 5's sets
-# are fitted since round 6.
-STILL_BLIND = {"stories/blind6_rewrites.yaml", "stories/blind6_crosslang.yaml"}
+# Sets whose errors are never printed: the current blind round (docs/design/stories-blind7.md). Round 6's sets
+# are fitted since round 7, round 5's since round 6.
+STILL_BLIND = {"stories/blind7_rewrites.yaml", "stories/blind7_crosslang.yaml"}
 
 
 @cache
@@ -91,12 +91,16 @@ EXPECTED = [
     # edca973 before round 5's changes.
     Expected("stories/blind5_rewrites.yaml", "all", 1.000, 0.815, 0.935),
     Expected("stories/blind5_crosslang.yaml", "all", 1.000, 0.703, 0.894),
-    # Blind round 6 (docs/design/stories-blind6.md): every story blind, scored before any change of round 6.
-    Expected("stories/blind6_rewrites.yaml", "all", 0.852, 0.329, 0.715),
+    # Blind round 6 (docs/design/stories-blind6.md), fitted since round 7 (its two en/ru events linked since).
+    Expected("stories/blind6_rewrites.yaml", "all", 1.000, 0.300, 0.698),
     Expected("stories/blind6_crosslang.yaml", "all", 1.000, 0.581, 0.834),
+    # Blind round 7 (docs/design/stories-blind7.md): every story blind, scored on main 629b208 before any change
+    # of round 7.
+    Expected("stories/blind7_rewrites.yaml", "blind", 0.758, 0.237, 0.621),
+    Expected("stories/blind7_crosslang.yaml", "blind", 0.875, 0.496, 0.775),
     # The syndication sets against their event-level labels (their `events:` lists).
-    Expected("syndication/items.yaml", "all", 0.857, 0.628, 0.910),
-    Expected("syndication/blind2.yaml", "all", 0.966, 0.810, 0.967),
+    Expected("syndication/items.yaml", "all", 1.000, 0.664, 0.931),
+    Expected("syndication/blind2.yaml", "all", 1.000, 0.810, 0.975),
     Expected("syndication/blind3.yaml", "all", 1.000, 1.000, 1.000),
 ]
 
@@ -109,7 +113,7 @@ def test_event_level_scores_do_not_drop(expected: Expected) -> None:
     else:
         scores = score_subset(items, predicted, holdout=expected.part == "blind")
     # The errors of blind stories are not shown (a failure prints the fitted part's errors only); those of
-    # rounds 4 and 5 are, since their errors may be read now (round 6 is the blind one).
+    # earlier rounds are, since their errors may be read now (round 7 is the blind one).
     hidden = expected.part == "blind" or expected.name in STILL_BLIND
     shown = [(i, p) for i, p in zip(items, predicted, strict=True) if not (hidden and i.holdout)]
     print(f"\n{expected.name} {expected.part}: {scores.row()}")
@@ -244,6 +248,84 @@ CONFOUNDERS = {
         ("ru-f1", "ru-g1"),  # the retailer Magnit, rare-earth magnets
         ("de-g1", "de-h1"),  # one template, other facts: the ifo index and the ZEW index
     ],
+    "stories/blind7_rewrites.yaml": [
+        ("en-d1", "en-e1"),  # Trump on one day: the Davos speech, then the Greenland framework with Rutte
+        ("en-g1", "en-h1"),  # one day: Trump names Warsh for the Fed, gold and silver crash
+        ("de-h1", "de-i1"),  # Reiche on one day: the annual economic report, then gas power plants
+        ("ru-n1", "ru-o1"),  # Peskov on one day: Telegram's restrictions, then the delegation for Geneva
+        ("de-d1", "de-e1"),  # Davos on one day: Merz's speech, Zelensky meeting Trump
+        ("en-b1", "en-c1"),  # Maduro captured, then arraigned two days later
+        ("ru-d1", "ru-h1"),  # Abu Dhabi: the first round, then the second twelve days later
+        ("ru-h1", "ru-o1"),  # the second Abu Dhabi round, then the delegation for Geneva
+        ("ru-c1", "ru-d1"),  # Putin receiving Witkoff and Kushner, then the Abu Dhabi round the next day
+        ("ru-g1", "ru-h1"),  # New START's expiry during the second Abu Dhabi round
+        ("de-b1", "de-k1"),  # guarantees for Ukraine: the Paris coalition summit, then the Ramstein group
+        ("de-k1", "de-l1"),  # the Ramstein group in Brussels, then the Munich Security Conference
+        ("en-f1", "en-g1"),  # the Fed's January meeting, then the nomination of its next chair
+        ("en-k1", "en-l1"),  # a rare meteorite rich in metals, rare-earth metals at the minerals ministerial
+        ("en-m1", "en-n1"),  # Shell's results, artillery shells
+        ("de-m1", "de-l2"),  # Allianz the insurer, "die Allianz" as NATO
+        ("de-m1", "de-n1"),  # Allianz's results, Allianz Trade's insolvency forecast
+        ("ru-a1", "ru-b1"),  # the «Мир» payment system, "мир" as peace
+        ("ru-i1", "ru-j1"),  # the "победа" of Takaichi's party, the airline «Победа»
+        ("en-i1", "en-j1"),  # one template, other facts: U.S. consumer prices, then producer prices
+        ("de-f1", "de-g1"),  # the ifo index, then the GfK consumer climate
+        ("ru-e1", "ru-f1"),  # Russia's manufacturing PMI, then its services PMI
+    ],
+    # Written by helper blind7x: every pair listed in the header of the set (story / story).
+    "stories/blind7_crosslang.yaml": [
+        ("ru-h1", "ru-i1"),  # manturov-rare-earths / manturov-aircraft
+        ("en-h2", "en-i3"),
+        ("de-h3", "de-i2"),
+        ("en-d1", "en-w2"),  # vance-munich / vance-weidel
+        ("de-d4", "de-w1"),
+        ("ru-d3", "ru-w3"),
+        ("en-y1", "en-q1"),  # uk-defence-spending / starmer-washington
+        ("de-y2", "de-q2"),
+        ("ru-h1", "ru-j1"),  # manturov-rare-earths / meteorite
+        ("en-h2", "en-j2"),
+        ("de-h3", "de-j3"),
+        ("en-l2", "en-j2"),  # putin-rare-earths / meteorite
+        ("de-l3", "de-j3"),
+        ("en-e2", "en-n1"),  # paris-february / macron-washington
+        ("de-e3", "de-n2"),
+        ("ru-e4", "ru-n3"),
+        ("en-n1", "en-q1"),  # macron-washington / starmer-washington
+        ("de-n2", "de-q2"),
+        ("ru-n3", "ru-q4"),
+        ("de-e1", "de-s1"),  # paris-february / paris-march
+        ("en-e2", "en-s2"),
+        ("ru-e4", "ru-s3"),
+        ("en-x1", "en-s2"),  # london-summit / paris-march
+        ("de-x2", "de-s1"),
+        ("ru-x3", "ru-s3"),
+        ("en-x1", "en-q1"),  # london-summit / starmer-washington
+        ("ru-x3", "ru-q4"),
+        ("de-x2", "de-r2"),  # london-summit / oval-office
+        ("ru-f1", "ru-p1"),  # riyadh / istanbul-talks
+        ("en-f2", "en-p2"),
+        ("ru-f4", "ru-p3"),
+        ("en-o1", "en-r1"),  # minerals-deal / oval-office
+        ("de-o2", "de-r2"),
+        ("ru-o3", "ru-r3"),
+        ("ru-l1", "ru-o3"),  # putin-rare-earths / minerals-deal
+        ("en-l2", "en-o1"),
+        ("de-l3", "de-o2"),
+        ("en-a1", "en-b2"),  # ecb-january / ecb-march
+        ("de-a2", "de-b1"),
+        ("ru-a3", "ru-b3"),
+        ("en-a1", "en-u1"),  # ecb-january / boe-february
+        ("de-a2", "de-u3"),
+        ("ru-v1", "ru-b3"),  # cbr-february / ecb-march
+        ("en-v2", "en-b2"),
+        ("en-m1", "en-n1"),  # un-vote / macron-washington
+        ("de-m2", "de-n2"),
+        ("ru-m3", "ru-n3"),
+        ("ru-m3", "ru-l1"),  # un-vote / putin-rare-earths
+        ("en-t1", "en-j2"),  # asteroid / meteorite
+        ("de-t2", "de-j3"),
+        ("ru-t3", "ru-j1"),
+    ],
     "stories/blind6_crosslang.yaml": [
         ("en-a2", "en-b1"),  # Ukraine and the U.S. envoys: Miami, then Berlin ten days later
         ("ru-a3", "ru-b2"),
@@ -262,6 +344,8 @@ BLIND_SHAPES = {
     "stories/blind5_crosslang.yaml": (30, 8, 0.0),
     "stories/blind6_rewrites.yaml": (60, 18, 0.4),
     "stories/blind6_crosslang.yaml": (36, 12, 0.0),
+    "stories/blind7_rewrites.yaml": (125, 32, 0.45),
+    "stories/blind7_crosslang.yaml": (86, 25, 0.0),
 }
 
 
@@ -282,11 +366,27 @@ def test_blind_sets_are_blind_and_shaped(name: str) -> None:
         assert all(len(found) >= 2 for found in languages.values())
 
 
+# Confounder pairs of a blind set that the code of its round merged before any change: the count must not rise
+# (which pairs they are is not looked at while the set is blind). On main 629b208: 3 of 22 in blind7_rewrites,
+# 3 of 51 in blind7_crosslang.
+MERGED_BEFORE = {"stories/blind7_rewrites.yaml": 3, "stories/blind7_crosslang.yaml": 3}
+
+
+def test_round_7_rewrites_set_is_shaped_as_its_brief_asks() -> None:
+    """At least 35 items in each language, about a tenth of them copies, one first report per event."""
+    items = _items("stories/blind7_rewrites.yaml")
+    kinds = Counter(i.kind for i in items)
+    assert min(Counter(i.language for i in items).values()) >= 35
+    assert 0.05 * len(items) <= kinds["copy"] <= 0.2 * len(items)
+    assert kinds["original"] == len({i.story for i in items})
+
+
 @pytest.mark.parametrize("name", sorted(CONFOUNDERS))
 def test_confounders_stay_apart(name: str) -> None:
     by_id = dict(zip((i.id for i in _items(name)), _predicted(name), strict=True))
     merged = [pair for pair in CONFOUNDERS[name] if by_id[pair[0]] == by_id[pair[1]]]
-    assert not merged
+    shown = f"{len(merged)} of {len(CONFOUNDERS[name])} merged" if name in STILL_BLIND else merged
+    assert len(merged) <= MERGED_BEFORE.get(name, 0), shown
 
 
 def _assigned(name: str) -> dict[str, StoryAssignment]:
@@ -319,6 +419,15 @@ def test_names_alone_do_not_join_a_report_in_its_own_language() -> None:
     # nouns), no actor, no figure. They stay apart.
     found = _assigned("syndication/blind2.yaml")
     assert found["de-v4"].story_id != found["de-v1"].story_id
+
+
+def test_a_shared_actor_alone_does_not_lift_the_names_veto() -> None:
+    # The BoE's rate view and the ECB's, one template ("policymakers ... rate cut as tariffs bite"): each names
+    # two institutions or places of its own and they share only the U.S. actor. The blend passed (0.23); two
+    # reports that name two names each and share none of them, nor a figure, are about other people and places,
+    # and a shared actor is the same people, not the same event.
+    found = _assigned("syndication/blind2.yaml")
+    assert found["en-w4"].story_id != found["en-w1"].story_id
 
 
 def test_a_figure_with_its_unit_is_strong_evidence_across_languages() -> None:
@@ -455,6 +564,24 @@ def test_an_organisation_has_one_key_in_its_abbreviations_and_full_names(
     title: str, summary: str, language: str, key: str
 ) -> None:
     assert key in _features(title, summary, language)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "language", "key", "left_out"),
+    [
+        ("Ставка", "Вчера Центральный банк России снизил ставку.", "ru", "n:=bank-of-russia", "n:8ntrl"),
+        ("Zinsen", "Die Europäische Zentralbank lässt die Zinsen.", "de", "n:=ecb", "n:erps"),
+        ("EZB lässt Zinsen unverändert", "", "de", "n:=ecb", "n:esb"),
+    ],
+)
+def test_an_institutions_words_are_its_key_only(
+    title: str, summary: str, language: str, key: str, left_out: str
+) -> None:
+    # No name of its own: the skeleton of "Центральный" or "Europäische" would be shared with every report on a
+    # central bank or on Europe. (Its words stay content words: dropping them too changed no fitted set.)
+    found = _features(title, summary, language)
+    assert key in found
+    assert not {label for label in found if label.startswith(left_out)}
 
 
 @pytest.mark.parametrize(

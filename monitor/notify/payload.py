@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
@@ -191,17 +192,32 @@ def _cut(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     cuts: list[str] = list(result.get("truncated") or [])
     item: dict[str, Any] = result["item"] if isinstance(result.get("item"), dict) else {}
 
+    def note(name: str, limit: int, length: int, unit: str, most: int | None = None) -> None:
+        # A field cut before (a stored payload that is folded into again) is named once, with the length of
+        # its original: the earlier cut left `earlier_limit` of `original`, and what was added since (items
+        # folded in after the cut) is what the value now holds beyond that limit.
+        original = length
+        for n, earlier in enumerate(cuts):
+            found = _CUT.fullmatch(earlier)
+            if found and found["name"] == name and found["unit"] == unit:
+                original = int(found["of"]) + max(length - int(found["limit"]), 0)
+                del cuts[n]
+                break
+        if most is not None:  # a list that never holds more than `most` uncut (story.items: MAX_STORY_ITEMS)
+            original = min(original, max(most, length))
+        cuts.append(f"{name}: {limit} of {original}{unit}")
+
     def cut_text(node: dict[str, Any], key: str, limit: int, name: str) -> None:
         value = node.get(key)
         if isinstance(value, str) and len(value) > limit:
             node[key] = excerpt(value, limit)
-            cuts.append(f"{name}: {limit} of {len(value)} characters")
+            note(name, limit, len(value), " characters")
 
-    def cut_list(node: dict[str, Any], key: str, limit: int, name: str) -> None:
+    def cut_list(node: dict[str, Any], key: str, limit: int, name: str, most: int | None = None) -> None:
         value = node.get(key)
         if isinstance(value, list) and len(value) > limit:
             node[key] = value[:limit]
-            cuts.append(f"{name}: {limit} of {len(value)}")
+            note(name, limit, len(value), "", most)
 
     cut_text(item, "title", MAX_TITLE_CHARS, "item.title")
     cut_text(item, "summary", SUMMARY_EXCERPT_CHARS, "item.summary")
@@ -230,7 +246,7 @@ def _cut(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     story: dict[str, Any] = result["story"] if isinstance(result.get("story"), dict) else {}
     steps: list[Callable[[], None]] = [
         lambda: cut_text(item, "summary", 100, "item.summary"),
-        lambda: cut_list(story, "items", 3, "story.items"),
+        lambda: cut_list(story, "items", 3, "story.items", MAX_STORY_ITEMS),
         lambda: cut_list(result, "hits", 5, "hits"),
         lambda: cut_text(item, "title", 200, "item.title"),
         lambda: cut_list(item, "categories", 5, "item.categories"),
@@ -242,6 +258,11 @@ def _cut(result: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     if cuts:
         result["truncated"] = cuts
     return result
+
+
+# One entry of `truncated` that says how much of a field was kept: "item.summary: 500 of 2000 characters",
+# "story.items: 3 of 20".
+_CUT = re.compile(r"(?P<name>[\w.]+): (?P<limit>\d+) of (?P<of>\d+)(?P<unit>( characters)?)")
 
 
 def _field_over_cap(result: Mapping[str, Any]) -> bool:

@@ -92,6 +92,22 @@ def _split_terms(children: tuple[_CNode, ...]) -> tuple[tuple[_CNode, ...], dict
     return tuple(others), terms
 
 
+def _structure(node: _CNode) -> tuple[Any, ...]:
+    """A hashable key for a compiled node whose children are already shared: equal keys, equal conditions."""
+    kind = node[0]
+    if kind in ("term", "actor"):
+        return node
+    if kind == "and":
+        return (kind, tuple(id(child) for child in node[1]))
+    if kind == "not":
+        return (kind, id(node[1]))
+    if kind == "near":
+        return (kind, id(node[1]), id(node[2]), node[3])
+    if kind == "or":
+        return (kind, tuple(id(child) for child in node[1]), tuple(node[2].items()))
+    return (kind, tuple(id(child) for child in node[1]), node[2], tuple(node[3].items()))
+
+
 class _Lexicon:
     """What the index knows about every distinct token seen so far in items of one language.
 
@@ -239,6 +255,7 @@ class RuleSet:
                 kind: tuple(term_id(t) for t in getattr(actor, kind))
                 for kind in ("names", "aliases", "context", "roles", "exclude", "exclude_context")
             }
+        self._interned: dict[tuple[Any, ...], _CNode] = {}
         self._conditions: list[_CNode] = []
         self._weights: list[tuple[tuple[int, float], ...]] = []
         term_rules: dict[int, set[int]] = {}
@@ -257,6 +274,12 @@ class RuleSet:
         self._index = _Index(terms)
 
     def _compile(self, node: Node, term_id: Any, used: set[int], fields_used: set[str]) -> _CNode:
+        # Equal subexpressions (the default rules repeat "@putin OR $russia" and "$peace-strong NEAR/sentence
+        # $other-conflicts" many times) compile to one shared node, so an item's _Evaluation computes each once.
+        compiled = self._compile_node(node, term_id, used, fields_used)
+        return self._interned.setdefault(_structure(compiled), compiled)
+
+    def _compile_node(self, node: Node, term_id: Any, used: set[int], fields_used: set[str]) -> _CNode:
         if isinstance(node, TermNode):
             tid = term_id(node.term)
             used.add(tid)
@@ -503,6 +526,10 @@ class _Evaluation:
         self.tokens = tokens
         self.actor_terms = actor_terms
         self.mentions: dict[str, list[_HitRec]] = {}
+        # Results of compound nodes by node identity (compiled nodes are shared, see RuleSet._compile); a
+        # result list is never changed once returned.
+        self.results: dict[int, list[_HitRec] | None] = {}
+        self.sentences: dict[tuple[str, int], int] = {}
 
     def rule(
         self, rule: Rule, condition: _CNode, weights: tuple[tuple[int, float], ...], index: _Index
@@ -541,6 +568,15 @@ class _Evaluation:
             fields = node[2]
             found = [rec for rec in self.actor(node[1]) if rec.field in fields]
             return found or None
+        results = self.results
+        key = id(node)
+        if key in results:
+            return results[key]
+        result = results[key] = self.compound(node)
+        return result
+
+    def compound(self, node: _CNode) -> list[_HitRec] | None:
+        kind = node[0]
         hits = self.hits
         if kind == "and":
             collected: list[_HitRec] = []
@@ -588,16 +624,25 @@ class _Evaluation:
         if not left or not right:
             return None
         used: dict[_HitRec, None] = {}
+        if distance is None:
+            # Same sentence: group the right side by (field, sentence) once; the order of `used` is that of the
+            # pairwise loop below (each left hit, then its close right hits in their order).
+            by_sentence: dict[tuple[str, int], list[_HitRec]] = {}
+            for b in right:
+                by_sentence.setdefault((b.field, self.sentence(b)), []).append(b)
+            for a in left:
+                close_hits = by_sentence.get((a.field, self.sentence(a)))
+                if close_hits:
+                    used[a] = None
+                    for b in close_hits:
+                        used[b] = None
+            return list(used) or None
         for a in left:
             for b in right:
                 if a.field != b.field:
                     continue
-                if distance is None:
-                    close = self.sentence(a) == self.sentence(b)
-                else:
-                    gap = max(b.first - a.last - 1, a.first - b.last - 1, 0)
-                    close = gap <= distance
-                if close:
+                gap = max(b.first - a.last - 1, a.first - b.last - 1, 0)
+                if gap <= distance:
                     used[a] = None
                     used[b] = None
         return list(used) or None
@@ -611,8 +656,13 @@ class _Evaluation:
         return rec.first == 0 or self.sentence(rec) != self.tokens[rec.field].sentence_of(rec.first - 1)
 
     def sentence(self, rec: _HitRec) -> int:
-        # Sentence boundaries are found only for fields where a rule asks about them.
-        return self.tokens[rec.field].sentence_of(rec.first)
+        # Sentence boundaries are found only for fields where a rule asks about them, and each hit's sentence
+        # once per item (NEAR/sentence and the actors' exclude_context ask about the same hits again and again).
+        key = (rec.field, rec.first)
+        found = self.sentences.get(key)
+        if found is None:
+            found = self.sentences[key] = self.tokens[rec.field].sentence_of(rec.first)
+        return found
 
     def actor(self, name: str) -> list[_HitRec]:
         cached = self.mentions.get(name)

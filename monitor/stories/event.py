@@ -68,6 +68,7 @@ _SCORED_CANDIDATES = 10
 # both its content and its entities agree at least this much: "Zelensky says Ukraine ready for X if Russia Y"
 # fits many events.
 _FEW_TERMS = 12
+_NAME_OR_FIGURE = (1 << NAME) | (1 << FIGURE)
 _SHORT_NEEDS = 0.5
 
 
@@ -282,8 +283,10 @@ class EventIndex:
             # otherwise; without them, other figures are what is left to tell two events of one actor apart.
             by_evidence = not _conflict(figures, cluster.figures, overlap.figures, results, overlap)
             same_language = cluster.language == features.language
-            if same_language and names >= 2 and cluster.names >= 2 and not overlap.shared:
-                continue  # the same words about other people, places and figures (the ECB's decision, the BoE's)
+            if same_language and names >= 2 and cluster.names >= 2 and not overlap.kinds & _NAME_OR_FIGURE:
+                # The same words about other people, places and figures (the ECB's decision, the BoE's); a shared
+                # actor does not count: the same people, not necessarily the same event (round 7 fitting).
+                continue
             if abs(cluster.norm_items - self._items) * 20 > self._items:
                 self._renorm(cluster)  # the stream grew or shrank by a quarter since: its IDF moved
             if same_language:

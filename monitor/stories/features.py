@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import zlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from monitor.analysis import NO_ACTORS, ActorMentions, Analysis
@@ -245,8 +245,9 @@ def _alias_word(pattern: str, norm: str) -> bool:
     return norm.startswith(pattern) and len(ending) <= _INFLECTION and ending not in _PLURAL
 
 
-def _organisations(norms: tuple[str, ...], surfaces: list[str]) -> Iterable[str]:
-    """The keys of the institutions named in a field's words (see `_ORGANISATIONS`)."""
+def _organisations(norms: Sequence[str], surfaces: Sequence[str]) -> Iterable[tuple[str, int, int]]:
+    """The institutions named in a field's words (see `_ORGANISATIONS`): each key with the range of the words
+    that name it."""
     for at, norm in enumerate(norms):
         for parts, key in _ALIASES.get(norm[:4], ()):
             if len(parts) == 1 and len(parts[0]) < 4 and not surfaces[at][:1].isupper():
@@ -255,7 +256,7 @@ def _organisations(norms: tuple[str, ...], surfaces: list[str]) -> Iterable[str]
             if end <= len(norms) and all(
                 _alias_word(p, n) for p, n in zip(parts, norms[at:end], strict=True)
             ):
-                yield key
+                yield key, at, end
                 break
 
 
@@ -504,13 +505,22 @@ def event_features(
         if positions and len(positions) == len(words):
             tokens, text = analysis.tokens(field), analysis.text(field)
             starts, ends = tokens.starts, tokens.ends
+            surfaces = [text[starts[p] : ends[p]] for p in positions]
+            # An institution's words are its key and no names of their own: "Центральный банк России", "EZB"
+            # and "Europäische Zentralbank" are one institution, and the skeletons of "Центральный" or
+            # "Europäische" would be shared with every report on a central bank or on Europe (round 7 fitting).
+            # They stay content words (dropping them too, as an actor's, changed no fitted set).
+            institution: set[int] = set()
+            for key, first, last in _organisations(words, surfaces):
+                add(shared, f"n:={key}")
+                institution.update(range(first, last))
             kept = []
-            for position, word in zip(positions, words, strict=True):
+            for at, (position, word) in enumerate(zip(positions, words, strict=True)):
                 start = starts[position]
                 if spans and any(s < ends[position] and start < e for s, e in spans):
                     continue  # part of an actor's name or role: counted once, as the actor
                 kept.append(word)
-                if not text[start].isupper():
+                if at in institution or not text[start].isupper():
                     continue
                 if _acronym(text, start, ends[position]):
                     add(shared, f"n:{fold_acronym(word)}")
@@ -524,9 +534,6 @@ def event_features(
                     skeleton = name_skeleton(word)
                     if skeleton is not None:
                         add(shared, f"n:{skeleton}")
-            surfaces = [text[starts[p] : ends[p]] for p in positions]
-            for key in _organisations(words, surfaces):
-                add(shared, f"n:={key}")
             words = tuple(kept)  # the words of the field without the actors' names
         content = [w for w in words if len(w) >= 3 and w not in _STOP and not w.isdigit()]
         if language == "de":

@@ -128,7 +128,8 @@ _EVENT_MAGIC = b"EV"
 # 2: a figure's id says whether it is a measure (`features.MEASURE`); units after a hyphen ("28-point");
 # sentence-initial names before a verb of speech.
 # 3: organisation keys for abbreviations and full names (`n:=ecb`); heads of German compounds.
-EVENT_FEATURES_VERSION = 3
+# 4: an institution's words give its key and no names of their own.
+EVENT_FEATURES_VERSION = 4
 _EVENT_HEADER = struct.Struct("<2sBB8sII")  # magic, version, flags, language, term count, shared count
 
 
