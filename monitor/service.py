@@ -407,6 +407,9 @@ class Daemon:
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._delivering: dict[str | None, asyncio.Task[None]] = {}  # per channel; None: all channels
+        # Channels asked to deliver while their run was under way: that run may have read the outbox before the
+        # new rows were committed, so it runs once more when it ends (not at the next `delivery.poll`).
+        self._deliver_again: set[str | None] = set()
         self._jobs: dict[str, asyncio.Task[None]] = {}  # the clock's jobs that wait for the store
         self._refill_wanted = False  # a poll finished while a tick was claiming: claim again when it ends
         self._backlog = False  # the last claim filled every free slot: more feeds may be due than slots
@@ -804,8 +807,9 @@ class Daemon:
     async def _deliver(self, runtime: Runtime) -> None:
         """Drain the outbox: one worker per configured channel, so a channel that is slow or down (a send may
         take its whole timeout) never holds up another channel's deliveries. A worker still running is not
-        doubled: it picks up new rows on its next run. (Deliveries of channels removed from the config are
-        parked by the hourly run over all channels, in housekeeping.)"""
+        doubled: it runs once more when it ends, so rows committed while it ran go out then, not a
+        `delivery.poll` later. (Deliveries of channels removed from the config are parked by the hourly run over
+        all channels, in housekeeping.)"""
         self._start_delivery(runtime, runtime.channels)
 
     def _start_delivery(self, runtime: Runtime, channels: Iterable[str | None]) -> None:
@@ -814,7 +818,17 @@ class Daemon:
         for channel in channels:
             running = self._delivering.get(channel)
             if running is None or running.done():
-                self._delivering[channel] = self._spawn(self._deliver_once(runtime, channel))
+                self._delivering[channel] = self._spawn(self._deliver_runs(runtime, channel))
+            else:
+                self._deliver_again.add(channel)
+
+    async def _deliver_runs(self, runtime: Runtime, channel: str | None) -> None:
+        """Delivery runs for `channel` until none was asked for during the last one."""
+        while True:
+            self._deliver_again.discard(channel)
+            await self._deliver_once(runtime, channel)
+            if channel not in self._deliver_again or self._stop.is_set() or self._reload.is_set():
+                return
 
     async def _deliver_once(self, runtime: Runtime, channel: str | None) -> None:
         try:

@@ -245,3 +245,31 @@ def test_a_hung_channel_does_not_hold_up_another_channel(tmp_path: Path) -> None
         assert {a["id"] for r in fast.requests for a in alerts_in(r.json())} == {
             a["id"] for r in stuck.requests for a in alerts_in(r.json())
         }
+
+
+def test_alerts_committed_while_a_delivery_run_is_under_way_go_out_when_it_ends(tmp_path: Path) -> None:
+    """A channel's delivery run that is still sending when new alerts are committed runs once more when it
+    ends: the new notification goes out then, not at the next `delivery.poll` (here two minutes away)."""
+    feed = FeedBuilder()
+    feed.add_headlines("n", range(1))
+    with FeedServer() as server, WebhookReceiver(hold=True) as hook:
+        server.set("/wire.xml", feed.rss(), etag='"a"')
+        config = write_config(
+            tmp_path,
+            feed_urls=[server.url("/wire.xml")],
+            hook_url=hook.url,
+            hook_timeout=30,
+            delivery_poll="120s",
+        )
+        database = database_of(config)
+        with DaemonProcess(config) as daemon:
+            wait_until(lambda: len(alert_ids(database)) >= 1, what="the first item's alerts")
+            # The first notification's send is held by the receiver: its delivery run is under way.
+            feed.add_headlines("n", range(1, 2))
+            server.set("/wire.xml", feed.rss(), etag='"b"')
+            wait_until(lambda: len(alert_ids(database)) >= 4, timeout=30, what="the second item's alerts")
+            hook.release()
+            wait_until(lambda: len(hook.requests) >= 2, timeout=15, what="the second item's notification")
+            assert daemon.terminate() == 0
+        titles = [request.json()["item"]["title"] for request in hook.requests]
+        assert titles == [feed.items[0][1], feed.items[1][1]]
