@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,14 +189,19 @@ def _alert_ids(body: object) -> list[str]:
     return [str(body["id"])]
 
 
-def check_no_double_fetch(wire: Wire) -> None:
+def check_no_double_fetch(wire: Wire, kills: Sequence[float] = ()) -> None:
+    """A fetch is due `interval` after the previous one *finished*, so the requests of one feed are at least an
+    interval apart (5 ms for the two clocks' rounding). Except across a kill: a node killed between its fetch
+    and its commit recorded nothing, and once it is reaped (its heartbeat stops; a second or two here) its
+    lease is free and the feed, still due, is fetched again at once. That second fetch is the first one the
+    database knows of; a shorter gap is allowed only where a kill falls between the two requests."""
     for path, moments in wire.fetch_times().items():
-        gaps = [b - a for a, b in itertools.pairwise(moments)]
-        # A fetch is due `interval` after the previous one *finished*, so the requests of one feed are at
-        # least an interval apart (5 ms for the two clocks' rounding).
-        assert min(gaps, default=INTERVAL) >= INTERVAL - 0.005, (
-            f"{path} fetched twice within its interval: {gaps}"
-        )
+        short = [
+            (a, b)
+            for a, b in itertools.pairwise(moments)
+            if b - a < INTERVAL - 0.005 and not any(a <= kill <= b for kill in kills)
+        ]
+        assert not short, f"{path} fetched twice within its interval: {[round(b - a, 3) for a, b in short]}"
 
 
 @pytest.fixture
@@ -292,7 +297,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_dead_nodes_feeds_are_taken_o
             node.wait_for_log("monitor running", timeout=120)
             assert node.terminate() == 0, node.log()
     assert len(kills) >= min(KILLS, 20) and len({victim for _, victim in kills}) == 3
-    check_no_double_fetch(wire)
+    check_no_double_fetch(wire, [moment for moment, _ in kills])
     check_deliveries(postgres_db, hook)
     assert alert_pairs(postgres_db) == sqlite_reference(tmp_path, wire)
     # Taken over within lease + interval: no feed waited longer than that between two fetches while nodes
